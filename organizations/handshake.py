@@ -1,0 +1,99 @@
+"""Database side of the handshakes: who is connecting, and may they."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.utils import timezone
+
+from invites.models import Invitation
+from organizations.models import Device, Organization
+from protocol import sessions
+from protocol.handshake import (
+    HELP_INVALID_IDENTITY,
+    HELP_INVITATION_DELETED,
+    HELP_INVITATION_NOT_FOUND,
+    AuthenticatedAnswer,
+    HandshakeFailed,
+    InvitedAnswer,
+)
+
+
+@dataclass(frozen=True)
+class DeviceIdentity:
+    organization_pk: int
+    organization_id: str
+    user_pk: int
+    user_id: str
+    device_pk: int
+    device_id: str
+    profile: str
+    verify_key: bytes
+
+
+@dataclass(frozen=True)
+class InvitationIdentity:
+    organization_pk: int
+    organization_id: str
+    invitation_pk: int
+    token: object
+    invitation_type: str
+    greeter_user_pk: int
+
+
+def _expired(organization: Organization) -> HandshakeFailed:
+    # The reference also kicks the organization's other live sessions when it sees it expired.
+    sessions.close_organization_sessions_on_commit(organization.pk)
+    return HandshakeFailed("organization_expired", "The organization has expired")
+
+
+def identify_device(answer: AuthenticatedAnswer) -> DeviceIdentity:
+    """Checks 1-5 of the authenticated handshake, in the reference's order; signature is next."""
+    device = (
+        Device.objects.select_related("user", "organization")
+        .filter(organization__organization_id=answer.organization_id, device_id=answer.device_id)
+        .first()
+    )
+    if device is None:
+        raise HandshakeFailed("bad_identity", HELP_INVALID_IDENTITY)
+    organization, user = device.organization, device.user
+    if organization.root_verify_key is None or bytes(organization.root_verify_key) != answer.rvk:
+        raise HandshakeFailed("rvk_mismatch", "Root verify key for organization differs between client and server")
+    if organization.is_expired:
+        raise _expired(organization)
+    if user.revoked_on is not None and user.revoked_on <= timezone.now():
+        raise HandshakeFailed("revoked_device", "Device has been revoked")
+    if user.frozen:
+        raise HandshakeFailed("frozen_user", "User has been frozen by the server administrator")
+    return DeviceIdentity(
+        organization_pk=organization.pk,
+        organization_id=organization.organization_id,
+        user_pk=user.pk,
+        user_id=user.user_id,
+        device_pk=device.pk,
+        device_id=device.device_id,
+        profile=user.profile,
+        verify_key=bytes(device.verify_key),
+    )
+
+
+def identify_invitation(answer: InvitedAnswer) -> InvitationIdentity:
+    organization = Organization.objects.filter(organization_id=answer.organization_id).first()
+    if organization is None:
+        raise HandshakeFailed("bad_identity", HELP_INVALID_IDENTITY)
+    if organization.is_expired:
+        raise _expired(organization)
+    invitation = Invitation.objects.filter(organization=organization, token=answer.token).first()
+    if invitation is None:
+        raise HandshakeFailed("bad_identity", HELP_INVITATION_NOT_FOUND)
+    if invitation.deleted_on is not None:
+        raise HandshakeFailed("bad_identity", HELP_INVITATION_DELETED)
+    if invitation.type != answer.invitation_type:
+        raise HandshakeFailed("bad_identity", HELP_INVALID_IDENTITY)
+    return InvitationIdentity(
+        organization_pk=organization.pk,
+        organization_id=organization.organization_id,
+        invitation_pk=invitation.pk,
+        token=invitation.token,
+        invitation_type=invitation.type,
+        greeter_user_pk=invitation.greeter_id,
+    )

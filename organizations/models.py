@@ -1,0 +1,127 @@
+"""Organizations, their users and devices.
+
+Certificates are stored verbatim (clients compare them byte for byte); the decoded fields the
+server's rules need are kept beside them.
+"""
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+
+class Profile(models.TextChoices):
+    ADMIN = "ADMIN"
+    STANDARD = "STANDARD"
+    OUTSIDER = "OUTSIDER"
+
+
+DEFAULT_MINIMUM_ARCHIVING_PERIOD = 2_592_000  # 30 days, the reference server's default
+
+
+class Organization(models.Model):
+    organization_id = models.CharField(max_length=32, unique=True)
+    # 64 hex chars, or empty for an organization created by spontaneous bootstrap.
+    bootstrap_token = models.CharField(max_length=64, blank=True)
+    root_verify_key = models.BinaryField(null=True, blank=True)
+    user_profile_outsider_allowed = models.BooleanField(default=True)
+    active_users_limit = models.PositiveBigIntegerField(null=True, blank=True)
+    minimum_archiving_period = models.PositiveBigIntegerField(default=DEFAULT_MINIMUM_ARCHIVING_PERIOD)
+    is_expired = models.BooleanField(default=False)
+    expired_on = models.DateTimeField(null=True, blank=True)
+    created_on = models.DateTimeField()
+    bootstrapped_on = models.DateTimeField(null=True, blank=True)
+    sequester_authority_certificate = models.BinaryField(null=True, blank=True)
+    sequester_authority_verify_key_der = models.BinaryField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                name="organization_bootstrapped_has_date",
+                condition=Q(root_verify_key__isnull=True, bootstrapped_on__isnull=True)
+                | Q(root_verify_key__isnull=False, bootstrapped_on__isnull=False),
+            ),
+            models.CheckConstraint(
+                name="organization_sequester_key_with_certificate",
+                condition=Q(sequester_authority_certificate__isnull=True, sequester_authority_verify_key_der__isnull=True)
+                | Q(sequester_authority_certificate__isnull=False, sequester_authority_verify_key_der__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.organization_id
+
+    @property
+    def is_bootstrapped(self) -> bool:
+        return self.root_verify_key is not None
+
+
+class User(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="users")
+    user_id = models.CharField(max_length=32)
+    # The human handle; both NULL for legacy non-human users.
+    human_email = models.CharField(max_length=254, null=True, blank=True)
+    human_label = models.CharField(max_length=254, null=True, blank=True)
+    profile = models.CharField(max_length=8, choices=Profile.choices)
+    user_certificate = models.BinaryField()
+    redacted_user_certificate = models.BinaryField()
+    # NULL = signed by the organization's root key (bootstrap).
+    user_certifier = models.ForeignKey(
+        "Device", null=True, blank=True, on_delete=models.PROTECT, related_name="certified_users"
+    )
+    created_on = models.DateTimeField()
+    revoked_on = models.DateTimeField(null=True, blank=True)
+    revoked_user_certificate = models.BinaryField(null=True, blank=True)
+    revoked_user_certifier = models.ForeignKey(
+        "Device", null=True, blank=True, on_delete=models.PROTECT, related_name="revoked_users"
+    )
+    frozen = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "user_id"], name="user_unique_id"),
+            # One active user per e-mail; revocation frees the e-mail for a new user.
+            models.UniqueConstraint(
+                fields=["organization", "human_email"],
+                condition=Q(revoked_on__isnull=True, human_email__isnull=False),
+                name="user_unique_active_email",
+            ),
+            models.CheckConstraint(name="user_profile_known", condition=Q(profile__in=Profile.values)),
+            models.CheckConstraint(
+                name="user_human_handle_complete",
+                condition=Q(human_email__isnull=True, human_label__isnull=True)
+                | Q(human_email__isnull=False, human_label__isnull=False),
+            ),
+            models.CheckConstraint(
+                name="user_revocation_complete",
+                condition=Q(revoked_on__isnull=True, revoked_user_certificate__isnull=True)
+                | Q(revoked_on__isnull=False, revoked_user_certificate__isnull=False),
+            ),
+        ]
+        indexes = [models.Index(fields=["organization", "human_email"], name="user_email_idx")]
+
+    def __str__(self) -> str:
+        return self.user_id if not self.human_label else f"{self.human_label} <{self.human_email}>"
+
+
+class Device(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="devices")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="devices")
+    # Full DeviceID `<user_id>@<device_name>`, the form used on the wire.
+    device_id = models.CharField(max_length=65)
+    device_label = models.CharField(max_length=255, null=True, blank=True)
+    # Decoded from the certificate: the handshake checks signatures with it on every connection.
+    verify_key = models.BinaryField()
+    device_certificate = models.BinaryField()
+    redacted_device_certificate = models.BinaryField()
+    device_certifier = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="certified_devices"
+    )
+    created_on = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "device_id"], name="device_unique_id"),
+        ]
+
+    def __str__(self) -> str:
+        return self.device_id

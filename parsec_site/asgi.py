@@ -1,0 +1,17 @@
+"""ASGI entry point: HTTP goes to Django, `/ws` upgrades to the protocol consumer.
+
+No origin or allowed-hosts validator wraps the websocket route: the official client sends no
+Origin header (transport.md §2).
+"""
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "parsec_site.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+from parsec_site.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": URLRouter(websocket_urlpatterns)})

@@ -1,0 +1,92 @@
+"""`/anonymous/<org>`: msgpack RPC over HTTP (transport.md §7). Errors are status codes, empty bodies."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from protocol import codec, types
+from protocol.db import run_sync
+from protocol.registry import Family, lookup
+from protocol.session import AnonymousSession
+
+MAX_BODY_SIZE = 1024 * 1024
+SUPPORTED_HTTP_API_VERSIONS = "2.10;3.4"
+# Old clients send their msgpack body with the form content type.
+ACCEPTED_CONTENT_TYPES = ("application/msgpack", "application/x-www-form-urlencoded")
+HTTP_ORGANIZATION_EXPIRED = 460
+
+
+def parse_api_version(raw: str | None) -> tuple[int, int] | None:
+    if raw is None:
+        return (3, 0)  # 2.17's anonymous calls carry no header
+    major, sep, minor = raw.strip().partition(".")
+    if not sep or not major.isdigit() or not minor.isdigit():
+        return None
+    version = (int(major), int(minor))
+    return version if version[0] in (2, 3) else None
+
+
+def _empty(status: int, api_version: tuple[int, int] | None = None) -> HttpResponse:
+    response = HttpResponse(status=status, content=b"")
+    if api_version is not None:
+        response["Api-Version"] = "3.4" if api_version[0] == 3 else "2.10"
+    return response
+
+
+@csrf_exempt
+async def anonymous_rpc(request: HttpRequest, organization_id: str) -> HttpResponse:
+    if request.method not in ("GET", "POST"):
+        return HttpResponse(status=405)
+    if len(request.body) > MAX_BODY_SIZE:
+        return HttpResponse(status=413)
+    api_version = parse_api_version(request.headers.get("Api-Version"))
+    if api_version is None:
+        response = HttpResponse(status=422)
+        response["Supported-Api-Versions"] = SUPPORTED_HTTP_API_VERSIONS
+        return response
+
+    from organizations.services import find_organization_for_rpc
+
+    try:
+        organization_id = types.validate_organization_id(organization_id)
+    except types.FieldError:
+        return _empty(404, api_version)
+    organization = await run_sync(find_organization_for_rpc, organization_id)
+    if organization is None and not (request.method == "POST" and settings.PARSEC.spontaneous_organization_bootstrap):
+        return _empty(404, api_version)
+    if organization is not None and organization.is_expired:
+        return _empty(HTTP_ORGANIZATION_EXPIRED, api_version)
+    if request.content_type not in ACCEPTED_CONTENT_TYPES:
+        return _empty(415, api_version)
+    if request.method == "GET":
+        if organization is None:
+            return _empty(404, api_version)
+        return _msgpack_response(b"\x80", api_version)
+
+    try:
+        raw = codec.unpackb(request.body)
+    except codec.DecodeError:
+        return _empty(415, api_version)
+    if not isinstance(raw, dict):
+        return _empty(415, api_version)
+    spec = lookup(Family.ANONYMOUS, raw.get("cmd"), debug=settings.PARSEC.debug)
+    if spec is None:
+        return _empty(415, api_version)
+    try:
+        req = types.decode_request(spec.request, raw)
+    except types.FieldError as exc:
+        return _msgpack_response(codec.packb({"status": "bad_message", "reason": str(exc)}), api_version)
+    session = AnonymousSession(
+        organization_id=organization_id,
+        organization_pk=organization.pk if organization is not None else None,
+        api_version=api_version,
+    )
+    reply = await spec.handler(session, req)
+    return _msgpack_response(codec.packb(reply), api_version)
+
+
+def _msgpack_response(body: bytes, api_version: tuple[int, int]) -> HttpResponse:
+    response = HttpResponse(body, content_type="application/msgpack")
+    response["Api-Version"] = "3.4" if api_version[0] == 3 else "2.10"
+    return response

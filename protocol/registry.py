@@ -1,0 +1,74 @@
+"""The command registry: one dispatch table per session family, filled by each app's `commands.py`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Awaitable, Callable
+
+from protocol.types import FieldType
+
+
+class Family(StrEnum):
+    ANONYMOUS = "anonymous"
+    INVITED = "invited"
+    AUTHENTICATED = "authenticated"
+
+
+Handler = Callable[[Any, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    name: str
+    family: Family
+    request: dict[str, FieldType]
+    handler: Handler
+    # Only `events_listen` and `invite_1_claimer_wait_peer`: a new request abandons them.
+    cancellable: bool = False
+    # `ping` exists only with --debug / --dev.
+    debug_only: bool = False
+    # Request-level checks run after field decoding (e.g. exactly-one-of rules); return an error text.
+    validate: Callable[[dict[str, Any]], str | None] | None = field(default=None)
+
+
+_REGISTRY: dict[Family, dict[str, CommandSpec]] = {family: {} for family in Family}
+
+
+def command(
+    name: str,
+    *,
+    family: Family | tuple[Family, ...],
+    request: dict[str, FieldType] | None = None,
+    cancellable: bool = False,
+    debug_only: bool = False,
+) -> Callable[[Handler], Handler]:
+    families = family if isinstance(family, tuple) else (family,)
+
+    def register(handler: Handler) -> Handler:
+        for fam in families:
+            if name in _REGISTRY[fam]:
+                raise RuntimeError(f"command {name} registered twice for {fam}")
+            _REGISTRY[fam][name] = CommandSpec(
+                name=name,
+                family=fam,
+                request=request or {},
+                handler=handler,
+                cancellable=cancellable,
+                debug_only=debug_only,
+            )
+        return handler
+
+    return register
+
+
+def lookup(family: Family, name: Any, *, debug: bool) -> CommandSpec | None:
+    if not isinstance(name, str):
+        return None
+    spec = _REGISTRY[family].get(name)
+    if spec is None or (spec.debug_only and not debug):
+        return None
+    return spec
+
+
+def registered_commands(family: Family) -> dict[str, CommandSpec]:
+    return dict(_REGISTRY[family])
