@@ -34,7 +34,12 @@ class WsClient:
         await self.communicator.send_to(bytes_data=codec.packb(message))
 
     async def send_raw(self, *, bytes_data: bytes | None = None, text_data: str | None = None) -> None:
-        await self.communicator.send_to(bytes_data=bytes_data, text_data=text_data)
+        message = {"type": "websocket.receive"}
+        if bytes_data is not None:
+            message["bytes"] = bytes_data
+        if text_data is not None:
+            message["text"] = text_data
+        await self.communicator.send_input(message)
 
     async def receive(self, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
         message = await self.communicator.receive_output(timeout)
