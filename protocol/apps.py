@@ -5,4 +5,5 @@ class ProtocolConfig(AppConfig):
     name = "protocol"
 
     def ready(self) -> None:
-        from protocol import ping  # noqa: F401  (registers the debug `ping` command)
+        # Register the protocol-level commands: debug `ping`, `events_subscribe`, `events_listen`.
+        from protocol import events, ping  # noqa: F401

@@ -15,7 +15,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
-from protocol import codec, handshake, replies, types
+from protocol import codec, events, handshake, replies, types
 from protocol.db import run_sync
 from protocol.registry import CommandSpec, Family, lookup
 from protocol.session import AuthenticatedSession, InvitedSession
@@ -148,10 +148,10 @@ class ParsecConsumer(AsyncWebsocketConsumer):
 
     async def process(self, frame: bytes | None) -> None:
         reply = await self.execute(frame)
-        if reply is not None:
-            await self.send(bytes_data=codec.packb(reply))
+        # Events arrive already encoded; everything else is a reply map.
+        await self.send(bytes_data=reply if isinstance(reply, bytes) else codec.packb(reply))
 
-    async def execute(self, frame: bytes | None) -> dict[str, Any] | None:
+    async def execute(self, frame: bytes | None) -> dict[str, Any] | bytes:
         if frame is None:
             return replies.INVALID_MSG_FORMAT
         try:
@@ -171,16 +171,17 @@ class ParsecConsumer(AsyncWebsocketConsumer):
         self.current_spec = spec
         started = time.monotonic()
         reply = await spec.handler(self.session, request)
-        if reply is not None:
-            logger.info(
-                "Request cmd=%s status=%s duration_ms=%.1f",
-                spec.name,
-                reply.get("status"),
-                (time.monotonic() - started) * 1000,
-            )
+        if isinstance(reply, dict):
+            status = reply.get("status")
+        else:
+            status = "no_events" if reply == events.NO_EVENTS else "ok"
+        logger.info("Request cmd=%s status=%s duration_ms=%.1f", spec.name, status, (time.monotonic() - started) * 1000)
         return reply
 
     # Messages from the channel layer ------------------------------------------------------
+
+    async def parsec_event(self, message: dict[str, Any]) -> None:
+        await events.deliver(self, message)
 
     async def session_close(self, message: dict[str, Any]) -> None:
         await self.close_session()

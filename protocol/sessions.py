@@ -5,6 +5,7 @@ invitation. Messages are sent after the transaction that caused them commits.
 """
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -24,7 +25,22 @@ def invitation_group(invitation_pk: int) -> str:
     return f"parsec.invitation.{invitation_pk}"
 
 
+_background_sends: set[asyncio.Task] = set()
+
+
 def send_to_group_on_commit(group: str, message: dict[str, Any]) -> None:
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    if loop is not None:
+        # Called from async code, where no transaction is open: send right away.
+        layer = get_channel_layer()
+        task = loop.create_task(layer.group_send(group, message))
+        _background_sends.add(task)
+        task.add_done_callback(_background_sends.discard)
+        return
+
     def send() -> None:
         layer = get_channel_layer()
         if layer is not None:

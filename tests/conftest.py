@@ -94,3 +94,68 @@ def parsec_settings(settings):
         return settings.PARSEC
 
     return change
+
+
+async def add_user(world: World, user_id: str, *, profile: str = "STANDARD", device_name: str = "dev1",
+                   revoked: bool = False) -> TestDevice:
+    """A new user certified by alice, inserted as `user_create` would store it."""
+    from asgiref.sync import sync_to_async
+
+    from organizations.models import Device, Organization, User
+    from tests.testkit import certs
+
+    device = TestDevice.generate(world.organization_id, user_id, device_name, profile=profile,
+                                 root_signing_key=world.alice.root_signing_key)
+    timestamp = certs.now()
+    material = certs.user_creation_certificates(world.alice, device, timestamp)
+
+    def insert() -> None:
+        organization = Organization.objects.get(organization_id=world.organization_id)
+        certifier = Device.objects.get(organization=organization, device_id=world.alice.device_id)
+        user = User.objects.create(
+            organization=organization, user_id=user_id, human_email=device.human_handle[0],
+            human_label=device.human_handle[1], profile=profile, user_certificate=material["user_certificate"],
+            redacted_user_certificate=material["redacted_user_certificate"], user_certifier=certifier,
+            created_on=timestamp,
+            revoked_on=timestamp if revoked else None,
+            revoked_user_certificate=certs.revoked_user_certificate(
+                world.alice.signing_key, author=world.alice.device_id, timestamp=timestamp, user_id=user_id
+            ) if revoked else None,
+            revoked_user_certifier=certifier if revoked else None,
+        )
+        Device.objects.create(
+            organization=organization, user=user, device_id=device.device_id, device_label=device.device_label,
+            verify_key=device.verify_key, device_certificate=material["device_certificate"],
+            redacted_device_certificate=material["redacted_device_certificate"], device_certifier=certifier,
+            created_on=timestamp,
+        )
+
+    await sync_to_async(insert)()
+    return device
+
+
+async def add_device(owner: TestDevice, device_name: str) -> TestDevice:
+    """Another device of `owner`'s user, certified by `owner`, inserted as `device_create` would store it."""
+    from asgiref.sync import sync_to_async
+
+    from organizations.models import Device, User
+    from tests.testkit import certs
+
+    device = owner.new_device(device_name)
+    timestamp = certs.now()
+    material = certs.device_creation_certificates(owner, device, timestamp)
+
+    def insert() -> None:
+        user = User.objects.select_related("organization").get(
+            organization__organization_id=owner.organization_id, user_id=owner.user_id
+        )
+        certifier = Device.objects.get(organization=user.organization, device_id=owner.device_id)
+        Device.objects.create(
+            organization=user.organization, user=user, device_id=device.device_id, device_label=device.device_label,
+            verify_key=device.verify_key, device_certificate=material["device_certificate"],
+            redacted_device_certificate=material["redacted_device_certificate"], device_certifier=certifier,
+            created_on=timestamp,
+        )
+
+    await sync_to_async(insert)()
+    return device
