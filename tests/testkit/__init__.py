@@ -1,0 +1,1 @@
+"""Client-side helpers shared by the test suites and benchmarks."""
