@@ -90,6 +90,7 @@ class ParsecConsumer(AsyncWebsocketConsumer):
                     device_id=identity.device_id,
                     profile=identity.profile,
                     api_version=answer.api_version,
+                    verify_key=identity.verify_key,
                     connection=self,
                 )
                 groups = [organization_group(identity.organization_pk), user_group(identity.user_pk)]

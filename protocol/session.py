@@ -23,6 +23,8 @@ class AuthenticatedSession:
     device_id: str
     profile: str
     api_version: tuple[int, int]
+    # The device's Ed25519 key, to verify the certificates it signs without a query.
+    verify_key: bytes = field(default=b"", repr=False)
     # The websocket consumer, for per-connection state (events queue, subscriptions).
     connection: Any = field(default=None, repr=False)
 

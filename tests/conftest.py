@@ -159,3 +159,18 @@ async def add_device(owner: TestDevice, device_name: str) -> TestDevice:
 
     await sync_to_async(insert)()
     return device
+
+
+async def create_realm(client: WsClient, device: TestDevice, realm_id=None):
+    """`realm_create` through the protocol; returns the new realm id."""
+    import uuid as _uuid
+
+    from tests.testkit import certs
+
+    realm_id = realm_id or _uuid.uuid4()
+    certificate = certs.realm_role_certificate(
+        device.signing_key, author=device.device_id, timestamp=certs.now(), realm_id=realm_id,
+        user_id=device.user_id, role="OWNER",
+    )
+    assert await client.command("realm_create", role_certificate=certificate) == {"status": "ok"}
+    return realm_id
