@@ -1,0 +1,1 @@
+"""Protocol handlers of the block family (block_create, block_read)."""

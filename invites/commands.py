@@ -1,0 +1,1 @@
+"""Protocol handlers of the invitation family (greeter and claimer sides)."""
