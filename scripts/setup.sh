@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs what the server and its tests need on a Debian machine; safe to run again.
+#   scripts/setup.sh           system packages + the server's virtualenv (.venv)
+#   scripts/setup.sh --tests   also the test services and the reference client (parsec-cloud 2.17.0)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_tests=false
+[ "${1:-}" = "--tests" ] && want_tests=true
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+packages=()
+if $want_tests; then
+    command -v pg_ctlcluster >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || packages+=(postgresql)
+    command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
+    # The reference client's FUSE bindings load libfuse2 at import time.
+    ldconfig -p | grep -q 'libfuse.so.2' || packages+=(libfuse2)
+fi
+if [ ${#packages[@]} -gt 0 ]; then
+    echo "Installing Debian packages: ${packages[*]}"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+fi
+
+python=${PYTHON:-python3.11}
+command -v "$python" >/dev/null 2>&1 || python=python3
+if [ ! -x .venv/bin/python ]; then
+    "$python" -m venv .venv
+fi
+.venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
+
+if $want_tests; then
+    ref=${PARSEC_REF_VENV:-$PWD/.venv-ref}
+    if [ ! -x "$ref/bin/parsec" ]; then
+        echo "Installing the reference client parsec-cloud 2.17.0 (Python 3.9) into $ref"
+        if command -v pyenv >/dev/null 2>&1 && pyenv versions --bare | grep -qx '3.9.18'; then
+            PYENV_VERSION=3.9.18 pyenv exec python -m venv "$ref"
+        else
+            python3.9 -m venv "$ref"
+        fi
+        "$ref/bin/pip" install -q --disable-pip-version-check --upgrade pip
+        "$ref/bin/pip" install -q --disable-pip-version-check "parsec-cloud[core]==2.17.0"
+    fi
+fi
