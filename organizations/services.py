@@ -238,7 +238,7 @@ def generate_bootstrap_token() -> str:
 
 
 def organization_bootstrap_url(*, organization_id: str, bootstrap_token: str, backend_addr: BackendAddr) -> str:
-    """`parsec://host[:port]/<org>?[no_ssl=true&]action=bootstrap_organization&token=<token>` (administration.md §5)."""
+    """`parsec://host[:port]/<org>?[no_ssl=true&]action=bootstrap_organization&token=<token>` (administration.md §5)"""
     return backend_addr.to_url(
         path="/" + quote(organization_id, safe=""),
         query=f"action=bootstrap_organization&token={bootstrap_token}",
@@ -372,11 +372,13 @@ class RealmDataStats:
 def _realm_data_stats(organization: Organization, at: datetime | None) -> RealmDataStats:
     """Blocks size (`data_size`), vlob versions size (`metadata_size`) and realm count of the organization.
 
-    Counts only what exists at `at` (None = now): blocks and vlob versions created at or before `at`, realms
-    whose first role certificate is at or before `at`. Realms, vlobs and blocks do not exist yet: the
-    workspaces app fills this function (sums over its tables) when it adds them.
+    Counts only what exists at `at` (None = now). The sums over the realm, vlob and block tables belong to the
+    workspaces apps (`realms.services.realm_data_stats`).
     """
-    return RealmDataStats()
+    # Imported here: the realms app builds on this one, not the other way round.
+    from realms.services import realm_data_stats
+
+    return RealmDataStats(**realm_data_stats(organization.pk, at))
 
 
 def _users_per_profile(
