@@ -1,0 +1,345 @@
+"""User and device rules (commands.md §2): user_get, user_create, user_revoke, device_create, human_find.
+
+Plain functions returning the reply. Like the reference 2.17 server, refusals carry no explanation
+(`reason` is nil): the client only looks at the status.
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, TypeVar
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+from organizations.models import Device, Organization, Profile, User
+from protocol import replies, sessions
+from protocol.certificates import DeviceCertificate, InvalidCertification, RevokedUserCertificate, UserCertificate
+from protocol.replies import Reply
+from protocol.session import AuthenticatedSession
+
+_AuthoredCertificate = TypeVar("_AuthoredCertificate", UserCertificate, DeviceCertificate, RevokedUserCertificate)
+
+
+def _refused(status: str) -> Reply:
+    return replies.reply(status, reason=None)
+
+
+def _load_authored(
+    certificate_class: type[_AuthoredCertificate], signed: bytes, session: AuthenticatedSession
+) -> _AuthoredCertificate:
+    """Signed by the connected device AND naming it as author, or InvalidCertification."""
+    certificate = certificate_class.verify_and_load(signed, session.verify_key)
+    if certificate.author != session.device_id:
+        raise InvalidCertification("Invalid author: expected the connected device.")
+    return certificate
+
+
+def _lock_organization(organization_pk: int) -> Organization:
+    # Serialises user/device creations and revocations of one organization (datamodel.md §3): the
+    # active users limit and the one-active-user-per-e-mail rule span rows no constraint can lock.
+    return Organization.objects.select_for_update().only("pk", "active_users_limit").get(pk=organization_pk)
+
+
+def _active_at(now: datetime) -> Q:
+    # A revocation certificate may be dated a little in the future: the user stays active until then.
+    return Q(revoked_on__isnull=True) | Q(revoked_on__gt=now)
+
+
+# --- user_get -------------------------------------------------------------------------------------
+
+
+def user_get(*, session: AuthenticatedSession, user_id: str) -> Reply:
+    """The user's certificates, its devices' and the certifier closure (commands.md §2.1)."""
+    redacted = session.profile == Profile.OUTSIDER
+    user_column = "redacted_user_certificate" if redacted else "user_certificate"
+    device_column = "redacted_device_certificate" if redacted else "device_certificate"
+
+    # Read order matters: certifiers are always older than what they certify, so the graph read
+    # after the target is sure to hold every device and user the closure can reach.
+    user = (
+        User.objects.filter(organization_id=session.organization_pk, user_id=user_id)
+        .values("pk", user_column, "user_certifier_id", "revoked_user_certificate", "revoked_user_certifier_id")
+        .first()
+    )
+    if user is None:
+        return replies.reply("not_found")
+    devices = list(
+        Device.objects.filter(user_id=user["pk"]).order_by("pk").values(device_column, "device_certifier_id")
+    )
+
+    # The whole certifier graph of the organization in two light queries, walked in memory.
+    user_certifiers = {
+        pk: (certifier, revoker)
+        for pk, certifier, revoker in User.objects.filter(organization_id=session.organization_pk).values_list(
+            "pk", "user_certifier_id", "revoked_user_certifier_id"
+        )
+    }
+    device_graph = {
+        pk: (owner, certifier)
+        for pk, owner, certifier in Device.objects.filter(organization_id=session.organization_pk).values_list(
+            "pk", "user_id", "device_certifier_id"
+        )
+    }
+    to_visit: list[int | None] = [user["user_certifier_id"], user["revoked_user_certifier_id"]]
+    to_visit += [device["device_certifier_id"] for device in devices]
+    trustchain_devices: set[int] = set()
+    trustchain_users: set[int] = set()
+    while to_visit:
+        device_pk = to_visit.pop()
+        # None = signed by the root key, the end of a chain.
+        if device_pk is None or device_pk in trustchain_devices or device_pk not in device_graph:
+            continue
+        trustchain_devices.add(device_pk)
+        owner_pk, device_certifier = device_graph[device_pk]
+        trustchain_users.add(owner_pk)
+        owner_certifier, owner_revoker = user_certifiers.get(owner_pk, (None, None))
+        to_visit += [device_certifier, owner_revoker, owner_certifier]
+
+    trustchain_device_certificates = [
+        bytes(certificate)
+        for certificate in Device.objects.filter(pk__in=trustchain_devices)
+        .order_by("pk")
+        .values_list(device_column, flat=True)
+    ]
+    trustchain_user_certificates: list[bytes] = []
+    trustchain_revoked_user_certificates: list[bytes] = []
+    for certificate, revoked_certificate in (
+        User.objects.filter(pk__in=trustchain_users).order_by("pk").values_list(user_column, "revoked_user_certificate")
+    ):
+        trustchain_user_certificates.append(bytes(certificate))
+        if revoked_certificate is not None:
+            trustchain_revoked_user_certificates.append(bytes(revoked_certificate))
+
+    revoked_certificate = user["revoked_user_certificate"]
+    return replies.ok(
+        user_certificate=bytes(user[user_column]),
+        # Revocation certificates hold no personal data: never redacted.
+        revoked_user_certificate=None if revoked_certificate is None else bytes(revoked_certificate),
+        device_certificates=[bytes(device[device_column]) for device in devices],
+        trustchain={
+            "devices": trustchain_device_certificates,
+            "users": trustchain_user_certificates,
+            "revoked_users": trustchain_revoked_user_certificates,
+        },
+    )
+
+
+# --- user_create ----------------------------------------------------------------------------------
+
+
+def user_create(
+    *,
+    session: AuthenticatedSession,
+    user_certificate: bytes,
+    device_certificate: bytes,
+    redacted_user_certificate: bytes,
+    redacted_device_certificate: bytes,
+    now: datetime | None = None,
+) -> Reply:
+    """A new user and its first device, certified by the connected ADMIN device (commands.md §2.2)."""
+    now = now or timezone.now()
+    if session.profile != Profile.ADMIN:
+        return _refused("not_allowed")
+    try:
+        device = _load_authored(DeviceCertificate, device_certificate, session)
+        user = _load_authored(UserCertificate, user_certificate, session)
+        redacted_user = _load_authored(UserCertificate, redacted_user_certificate, session)
+        redacted_device = _load_authored(DeviceCertificate, redacted_device_certificate, session)
+    except InvalidCertification:
+        return _refused("invalid_certification")
+    if user.timestamp != device.timestamp:
+        return _refused("invalid_data")
+    # Reported as a certification problem, not `bad_timestamp`: the 2.17 reference does so.
+    if not replies.timestamp_in_ballpark(user.timestamp, now):
+        return _refused("invalid_certification")
+    if device.user_id != user.user_id:
+        return _refused("invalid_data")
+    if not redacted_user.is_redacted_twin_of(user) or not redacted_device.is_redacted_twin_of(device):
+        return _refused("invalid_data")
+
+    email = user.human_handle.email if user.human_handle is not None else None
+    try:
+        with transaction.atomic():
+            organization = _lock_organization(session.organization_pk)
+            users = User.objects.filter(organization=organization)
+            limit = organization.active_users_limit
+            if limit is not None and users.filter(revoked_on__isnull=True).count() >= limit:
+                return _refused("active_users_limit_reached")
+            if users.filter(user_id=user.user_id).exists():
+                return _refused("already_exists")
+            if email is not None and users.filter(_active_at(now), human_email=email).exists():
+                return _refused("already_exists")
+            new_user = User.objects.create(
+                organization=organization,
+                user_id=user.user_id,
+                human_email=email,
+                human_label=user.human_handle.label if user.human_handle is not None else None,
+                profile=user.profile,
+                user_certificate=user_certificate,
+                redacted_user_certificate=redacted_user_certificate,
+                user_certifier_id=session.device_pk,
+                created_on=user.timestamp,
+            )
+            _insert_device(session, new_user.pk, device, device_certificate, redacted_device_certificate)
+    except IntegrityError:
+        # The constraints behind the checks above (user id, active e-mail, device id).
+        return _refused("already_exists")
+    return replies.ok()
+
+
+def _insert_device(
+    session: AuthenticatedSession,
+    user_pk: int,
+    device: DeviceCertificate,
+    device_certificate: bytes,
+    redacted_device_certificate: bytes,
+) -> Device:
+    return Device.objects.create(
+        organization_id=session.organization_pk,
+        user_id=user_pk,
+        device_id=device.device_id,
+        device_label=device.device_label,
+        verify_key=device.verify_key,
+        device_certificate=device_certificate,
+        redacted_device_certificate=redacted_device_certificate,
+        device_certifier_id=session.device_pk,
+        created_on=device.timestamp,
+    )
+
+
+# --- user_revoke ----------------------------------------------------------------------------------
+
+
+def user_revoke(
+    *, session: AuthenticatedSession, revoked_user_certificate: bytes, now: datetime | None = None
+) -> Reply:
+    """Revoke another user and close its live sessions everywhere (commands.md §2.3)."""
+    now = now or timezone.now()
+    if session.profile != Profile.ADMIN:
+        return _refused("not_allowed")
+    try:
+        certificate = _load_authored(RevokedUserCertificate, revoked_user_certificate, session)
+    except InvalidCertification:
+        return _refused("invalid_certification")
+    if not replies.timestamp_in_ballpark(certificate.timestamp, now):
+        return _refused("invalid_certification")
+    if certificate.user_id == session.user_id:
+        return _refused("not_allowed")
+
+    with transaction.atomic():
+        organization = _lock_organization(session.organization_pk)
+        target = (
+            User.objects.filter(organization=organization, user_id=certificate.user_id).only("pk", "revoked_on").first()
+        )
+        if target is None:
+            return replies.reply("not_found")
+        if target.revoked_on is not None:
+            return _refused("already_revoked")
+        User.objects.filter(pk=target.pk).update(
+            revoked_on=certificate.timestamp,
+            revoked_user_certificate=revoked_user_certificate,
+            revoked_user_certifier_id=session.device_pk,
+        )
+        sessions.close_user_sessions_on_commit(target.pk)
+    return replies.ok()
+
+
+# --- device_create --------------------------------------------------------------------------------
+
+
+def device_create(
+    *,
+    session: AuthenticatedSession,
+    device_certificate: bytes,
+    redacted_device_certificate: bytes,
+    now: datetime | None = None,
+) -> Reply:
+    """A new device for the connected user, certified by one of its devices (commands.md §2.4)."""
+    now = now or timezone.now()
+    try:
+        device = _load_authored(DeviceCertificate, device_certificate, session)
+        redacted_device = _load_authored(DeviceCertificate, redacted_device_certificate, session)
+    except InvalidCertification:
+        return _refused("invalid_certification")
+    if not replies.timestamp_in_ballpark(device.timestamp, now):
+        return _refused("invalid_certification")
+    if device.user_id != session.user_id:
+        return _refused("bad_user_id")
+    if not redacted_device.is_redacted_twin_of(device):
+        return _refused("invalid_data")
+    try:
+        with transaction.atomic():
+            _lock_organization(session.organization_pk)
+            if Device.objects.filter(organization_id=session.organization_pk, device_id=device.device_id).exists():
+                return _refused("already_exists")
+            _insert_device(session, session.user_pk, device, device_certificate, redacted_device_certificate)
+    except IntegrityError:
+        return _refused("already_exists")
+    return replies.ok()
+
+
+# --- human_find -----------------------------------------------------------------------------------
+
+
+def ordered_words_regex(query: str) -> str | None:
+    """The reference matches `ILIKE '%w1%w2%...%'` with `%`, `_` and `\\` escaped in each word.
+
+    The same match as a case-insensitive regex (`iregex`): every word is literal, words appear in
+    order. Unlike SQLite's LIKE, which folds ASCII only, both databases then fold case alike.
+    None when the query has no word (it matches everything).
+    """
+    words = query.split()
+    if not words:
+        return None
+    # re.escape only escapes non-alphanumerics, which PostgreSQL's regexes also read as literals.
+    return r"(?:.|\n)*".join(re.escape(word) for word in words)
+
+
+def human_find(
+    *,
+    session: AuthenticatedSession,
+    query: str | None,
+    omit_revoked: bool,
+    omit_non_human: bool,
+    page: int,
+    per_page: int,
+    now: datetime | None = None,
+) -> Reply:
+    """Search the organization's users by name or e-mail, one page at a time (commands.md §2.5)."""
+    now = now or timezone.now()
+    if session.profile == Profile.OUTSIDER:
+        return _refused("not_allowed")
+    users = User.objects.filter(organization_id=session.organization_pk)
+    if omit_revoked:
+        users = users.filter(_active_at(now))
+    if omit_non_human:
+        users = users.filter(human_email__isnull=False)
+    pattern = ordered_words_regex(query) if query else None
+    if pattern is not None:
+        users = users.filter(
+            Q(human_label__iregex=pattern)
+            | Q(human_email__iregex=pattern)
+            | Q(human_email__isnull=True, user_id__iregex=pattern)
+        )
+    total = users.count()
+    offset = (page - 1) * per_page
+    rows: list[tuple[str, str | None, str | None, datetime | None]] = []
+    # `page` may be as large as 2**64-1: never send an offset past the matches to the database.
+    if offset < total:
+        rows = list(
+            users.order_by(Lower("human_label").asc(nulls_last=True), "user_id", "pk").values_list(
+                "user_id", "human_email", "human_label", "revoked_on"
+            )[offset : offset + per_page]
+        )
+    results: list[dict[str, Any]] = [
+        {
+            "user_id": row_user_id,
+            "human_handle": [email, label] if email is not None else None,
+            "revoked": revoked_on is not None and revoked_on <= now,
+        }
+        for row_user_id, email, label, revoked_on in rows
+    ]
+    return replies.ok(results=results, page=page, per_page=per_page, total=total)

@@ -1,0 +1,230 @@
+"""`human_find` (commands.md §2.5): one test per reply status, then filters, matching, order and pages."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from organizations.models import User
+from organizations.users import ordered_words_regex
+from tests.conftest import World, add_user, connect_as
+from tests.testkit import certs
+from tests.testkit.ws import WsClient
+from tests.users.conftest import create_user, revoke_user
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def find(**fields) -> dict:
+    return {"query": None, "omit_revoked": False, "omit_non_human": False, "page": 1, "per_page": 100, **fields}
+
+
+def item(user_id: str, email: str | None = None, label: str | None = None, revoked: bool = False) -> dict:
+    return {"user_id": user_id, "human_handle": [email, label] if email else None, "revoked": revoked}
+
+
+ALICE = item("alice", "alice@example.com", "Alice")
+BOB = item("bob", "bob.marley@reggae.example", "Bob Marley")
+CAROL = item("carol", "carol@example.com", "carol Zed", revoked=True)
+DAN = item("dan", "dan@example.com", "Dan_Underscore")
+ROBOT = item("robot")
+ZOE = item("zed", "zoe@example.com", "Zoé 100% Pure")
+
+
+@pytest.fixture
+async def crowd(world: World, alice_client: WsClient) -> WsClient:
+    """alice, Bob Marley, carol Zed (revoked), Dan_Underscore, Zoé (user id `zed`), a non-human robot."""
+    await create_user(alice_client, world.alice, world, "bob", email="bob.marley@reggae.example", label="Bob Marley")
+    await create_user(alice_client, world.alice, world, "robot", human=False)
+    await create_user(alice_client, world.alice, world, "zed", email="zoe@example.com", label="Zoé 100% Pure")
+    await create_user(alice_client, world.alice, world, "carol", email="carol@example.com", label="carol Zed")
+    await create_user(alice_client, world.alice, world, "dan", email="dan@example.com", label="Dan_Underscore")
+    await revoke_user(alice_client, world.alice, "carol")
+    return alice_client
+
+
+async def found(client: WsClient, **fields) -> list[dict]:
+    reply = await client.command("human_find", **find(**fields))
+    assert reply["status"] == "ok" and reply["total"] == len(reply["results"]), reply
+    return reply["results"]
+
+
+# --- one test per status ----------------------------------------------------------------------------
+
+
+async def test_ok(world: World, crowd: WsClient):
+    reply = await crowd.command("human_find", **find())
+    # By lower-cased label, users without human handle last.
+    assert reply == {
+        "status": "ok", "results": [ALICE, BOB, CAROL, DAN, ZOE, ROBOT], "page": 1, "per_page": 100, "total": 6,
+    }
+
+
+async def test_not_allowed(world: World, crowd: WsClient):
+    outsider = await add_user(world, "olga", profile="OUTSIDER")
+    client = await connect_as(outsider)
+    assert await client.command("human_find", **find()) == {"status": "not_allowed", "reason": None}
+    assert await client.command("human_find", **find(query="alice")) == {"status": "not_allowed", "reason": None}
+
+
+@pytest.mark.parametrize("fields", [{"per_page": 0}, {"per_page": 101}, {"per_page": -1}, {"page": 0}, {"page": -1},
+                                    {"page": -(2**63)}])
+async def test_bad_message_out_of_range(world: World, alice_client: WsClient, fields):
+    reply = await alice_client.command("human_find", **find(**fields))
+    assert reply["status"] == "bad_message" and reply["reason"] == "Invalid message." and reply["errors"]
+
+
+@pytest.mark.parametrize("fields", [
+    {"page": "1"}, {"per_page": 1.0}, {"page": True}, {"query": 3}, {"omit_revoked": 0},
+])
+async def test_bad_message_wrong_type(world: World, alice_client: WsClient, fields):
+    assert (await alice_client.command("human_find", **find(**fields)))["status"] == "bad_message"
+
+
+async def test_bad_message_comes_before_not_allowed(world: World):
+    outsider = await add_user(world, "olga", profile="OUTSIDER")
+    reply = await (await connect_as(outsider)).command("human_find", **find(per_page=101))
+    assert reply["status"] == "bad_message"
+
+
+# --- filters --------------------------------------------------------------------------------------
+
+
+async def test_omit_revoked(world: World, crowd: WsClient):
+    assert await found(crowd, omit_revoked=True) == [ALICE, BOB, DAN, ZOE, ROBOT]
+
+
+async def test_omit_non_human(world: World, crowd: WsClient):
+    assert await found(crowd, omit_non_human=True) == [ALICE, BOB, CAROL, DAN, ZOE]
+    assert await found(crowd, omit_non_human=True, omit_revoked=True) == [ALICE, BOB, DAN, ZOE]
+
+
+async def test_revoked_in_the_future_is_not_revoked_yet(world: World, alice_client: WsClient):
+    await create_user(alice_client, world.alice, world, "bob", label="Bob")
+    await revoke_user(alice_client, world.alice, "bob", timestamp=certs.now() + timedelta(seconds=200))
+    expected = [ALICE, item("bob", "bob@example.com", "Bob")]
+    assert await found(alice_client) == expected
+    assert await found(alice_client, omit_revoked=True) == expected
+
+
+# --- matching -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("query, expected", [
+    ("alice", [ALICE]),
+    ("ALI", [ALICE]),
+    ("bob", [BOB]),
+    ("Bob Marley", [BOB]),
+    ("bob  mar\tley", [BOB]),
+    ("marley bob", []),
+    ("b m", [BOB]),
+    ("reggae", [BOB]),
+    ("marley@REGGAE", [BOB]),
+    ("zed", [CAROL]),  # carol's label; zed is Zoé's user id, not searched for humans
+    ("example.com", [ALICE, CAROL, DAN, ZOE]),
+    ("robot", [ROBOT]),
+    ("ROB", [ROBOT]),
+    ("o t", [ROBOT]),
+    ("pure", [ZOE]),
+    ("nobody", []),
+])
+async def test_query_matches_words_in_order(world: World, crowd: WsClient, query: str, expected: list[dict]):
+    assert await found(crowd, query=query) == expected
+
+
+@pytest.mark.parametrize("query, expected", [
+    ("%", [ZOE]),
+    ("100%", [ZOE]),
+    ("0% p", [ZOE]),
+    ("_", [DAN]),
+    ("n_u", [DAN]),
+    ("a_", []),
+    ("\\", []),
+    ("\\%", []),
+    (".*", []),
+    ("b.b", []),
+    ("(", []),
+    ("[a-z]", []),
+    ("^alice", []),
+    ("alice$", []),
+    ("a|b", []),
+    ("a+", []),
+    ("***=a", []),
+])
+async def test_query_special_characters_are_literal(world: World, crowd: WsClient, query: str, expected: list[dict]):
+    assert await found(crowd, query=query) == expected
+
+
+async def test_query_special_characters_match_themselves(world: World, alice_client: WsClient):
+    labels = ["a.b (c) {e} f+g*h?", "x|y ^z$ ~#&-"]
+    for index, label in enumerate(labels):
+        await create_user(
+            alice_client, world.alice, world, f"user{index}", email=f"user{index}@example.com", label=label
+        )
+    for index, label in enumerate(labels):
+        for word in label.split():
+            assert [result["user_id"] for result in await found(alice_client, query=word)] == [f"user{index}"], word
+        assert [result["user_id"] for result in await found(alice_client, query=label)] == [f"user{index}"]
+
+
+@pytest.mark.parametrize("query", ["", "   ", "\t\n"])
+async def test_empty_query_matches_everything(world: World, crowd: WsClient, query: str):
+    assert await found(crowd, query=query) == [ALICE, BOB, CAROL, DAN, ZOE, ROBOT]
+
+
+async def test_query_and_filters_combine(world: World, crowd: WsClient):
+    assert await found(crowd, query="example", omit_revoked=True) == [ALICE, BOB, DAN, ZOE]
+    assert await found(crowd, query="r", omit_non_human=True) == [BOB, CAROL, DAN, ZOE]
+    assert await found(crowd, query="r") == [BOB, CAROL, DAN, ZOE, ROBOT]
+
+
+def test_ordered_words_regex():
+    assert ordered_words_regex("  ") is None
+    assert ordered_words_regex("a%b c_d") == "a%b(?:.|\\n)*c_d"
+    assert ordered_words_regex("a.b") == "a\\.b"
+
+
+# --- order and pages ------------------------------------------------------------------------------
+
+
+async def test_order_is_case_insensitive_with_non_humans_last(world: World, alice_client: WsClient):
+    for user_id, label in [("u1", "bernard"), ("u2", "Albert"), ("u3", "CHARLES"), ("u4", "aaron")]:
+        await create_user(alice_client, world.alice, world, user_id, label=label)
+    await create_user(alice_client, world.alice, world, "a_robot", human=False)
+    await create_user(alice_client, world.alice, world, "z_robot", human=False)
+    results = await found(alice_client)
+    assert [result["user_id"] for result in results] == ["u4", "u2", "alice", "u1", "u3", "a_robot", "z_robot"]
+
+
+async def test_pagination(world: World, crowd: WsClient):
+    pages = []
+    for page in (1, 2, 3, 4):
+        reply = await crowd.command("human_find", **find(page=page, per_page=2))
+        assert (reply["status"], reply["page"], reply["per_page"], reply["total"]) == ("ok", page, 2, 6)
+        pages.append(reply["results"])
+    assert pages == [[ALICE, BOB], [CAROL, DAN], [ZOE, ROBOT], []]
+
+
+async def test_pagination_with_query(world: World, crowd: WsClient):
+    reply = await crowd.command("human_find", **find(query="example", page=2, per_page=3))
+    assert reply == {"status": "ok", "results": [DAN, ZOE], "page": 2, "per_page": 3, "total": 5}
+
+
+async def test_huge_page_is_empty(world: World, crowd: WsClient):
+    reply = await crowd.command("human_find", **find(page=2**64 - 1, per_page=100))
+    assert reply == {"status": "ok", "results": [], "page": 2**64 - 1, "per_page": 100, "total": 6}
+
+
+async def test_only_the_organizations_users(world: World, alice_client: WsClient):
+    from tests.conftest import bootstrap_organization
+
+    other = await bootstrap_organization("OtherOrg")
+    await create_user(await connect_as(other.alice), other.alice, other, "zoe")
+    assert await found(alice_client) == [ALICE]
+    assert await User.objects.acount() == 3
+
+
+async def test_standard_user_may_search(world: World, crowd: WsClient):
+    bob = await add_user(world, "bobby")
+    results = await found(await connect_as(bob), query="bob")
+    assert [result["user_id"] for result in results] == ["bob", "bobby"]
