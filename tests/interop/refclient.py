@@ -180,14 +180,14 @@ class DeviceRef:
 # --------------------------------------------------------------------------- #
 
 _FS_TOOL = r'''
-import base64, json, sys, logging
+import base64, hashlib, json, sys, logging
 from pathlib import Path
 import trio
 from parsec.logging import configure_logging
 configure_logging(log_level="WARNING", log_format="CONSOLE", log_stream=sys.stderr)
-from parsec._parsec import list_available_devices
+from parsec._parsec import Chunk, DateTime, list_available_devices
 from parsec.api.data import EntryName
-from parsec.api.protocol import UserID
+from parsec.api.protocol import BlockID, RealmID, UserID, VlobID
 from parsec.core import logged_core_factory
 from parsec.core.config import load_config
 from parsec.core.fs.path import FsPath
@@ -216,37 +216,190 @@ async def full_sync(core):
         await ws.sync()
 
 
+def file_info(data, with_data):
+    info = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    if with_data:
+        info["data"] = base64.b64encode(data).decode()
+    return info
+
+
+async def read_tree(ws, path, out, max_inline):
+    # {path: {"type": "folder"} | {"type": "file", size, sha256[, data]}}
+    for child in await ws.listdir(path):
+        if await ws.is_dir(child):
+            out[str(child)] = {"type": "folder"}
+            await read_tree(ws, child, out, max_inline)
+        else:
+            data = await ws.read_bytes(child)
+            out[str(child)] = dict(type="file", **file_info(data, len(data) <= max_inline))
+
+
+async def read_manifest_data(ws, manifest):
+    # the content of a remote file manifest, block by block (block_read)
+    data = bytearray(manifest.size)
+    for access in manifest.blocks:
+        await ws.remote_loader.load_block(access)
+        block = await ws.local_storage.get_chunk(Chunk.from_block_access(access).id)
+        data[access.offset : access.offset + access.size] = block[: access.size]
+    return bytes(data)
+
+
+def archiving_info(ws):
+    config, configured_on, configured_by = ws.get_archiving_configuration()
+    return {
+        "configuration": str(config),
+        "is_available": config.is_available(),
+        "is_archived": ws.is_archived(),
+        "is_deletion_planned": ws.is_deletion_planned() is not None,
+        "is_read_only": ws.is_read_only(),
+        "configured_on": configured_on.to_rfc3339() if configured_on else None,
+        "configured_by": configured_by.str if configured_by else None,
+    }
+
+
+async def run_op(core, req):
+    op = req["op"]
+    out = {}
+    if op == "create_workspace":
+        wid = await core.user_fs.workspace_create(EntryName(req["workspace"]))
+        await core.user_fs.sync()
+        await core.user_fs.get_workspace(wid).sync()
+        out["workspace_id"] = wid.hex
+    elif op == "write":
+        ws = get_ws(core, req["workspace"])
+        path = FsPath(req["path"])
+        if str(path.parent) != "/":
+            await ws.mkdir(path.parent, parents=True, exist_ok=True)
+        out["written"] = await ws.write_bytes(path, base64.b64decode(req["data"]))
+        await ws.sync()
+        # the file is now uploaded: a timestamped view at this time sees this content
+        out["synced_at"] = DateTime.now().to_rfc3339()
+    elif op == "mkdir":
+        ws = get_ws(core, req["workspace"])
+        await ws.mkdir(FsPath(req["path"]), parents=True, exist_ok=True)
+        await ws.sync()
+    elif op == "read":
+        ws = get_ws(core, req["workspace"])
+        out["data"] = base64.b64encode(await ws.read_bytes(FsPath(req["path"]))).decode()
+    elif op == "listdir":
+        ws = get_ws(core, req["workspace"])
+        out["entries"] = [str(p) for p in await ws.listdir(FsPath(req.get("path", "/")))]
+    elif op == "read_tree":
+        ws = get_ws(core, req["workspace"])
+        out["tree"] = {}
+        await read_tree(ws, FsPath(req.get("path", "/")), out["tree"], req.get("max_inline", 65536))
+    elif op == "versions":
+        # vlob_list_versions, then vlob_read by version number and block_read of each version
+        ws = get_ws(core, req["workspace"])
+        entry_id = await ws.path_id(FsPath(req["path"]))
+        out["entry_id"] = entry_id.hex
+        out["versions"] = {}
+        for version, (timestamp, author) in sorted((await ws.remote_loader.list_versions(entry_id)).items()):
+            info = {"timestamp": timestamp.to_rfc3339(), "author": author.str}
+            if req.get("read", True):
+                manifest = await ws.remote_loader.load_manifest(entry_id, version=version)
+                info.update(manifest_version=manifest.version, updated=manifest.updated.to_rfc3339(),
+                            blocksize=manifest.blocksize, blocks=[a.size for a in manifest.blocks],
+                            **file_info(await read_manifest_data(ws, manifest), req.get("with_data", True)))
+            out["versions"][str(version)] = info
+    elif op == "version_lister":
+        # the GUI's history dialog: WorkspaceFS.get_version_lister().list(path)
+        ws = get_ws(core, req["workspace"])
+        items, download_limit_reached = await ws.get_version_lister().list(FsPath(req["path"]))
+        out["download_limit_reached"] = download_limit_reached
+        out["items"] = [
+            {"version": v.version, "early": v.early.to_rfc3339(), "late": v.late.to_rfc3339(),
+             "creator": v.creator.str, "size": v.size, "is_folder": v.is_folder}
+            for v in items
+        ]
+    elif op == "read_at":
+        # a read-only view of the workspace at a timestamp (vlob_read with timestamp)
+        ws = get_ws(core, req["workspace"])
+        tws = await ws.to_timestamped(DateTime.from_rfc3339(req["timestamp"]))
+        if req.get("path"):
+            out.update(file_info(await tws.read_bytes(FsPath(req["path"])), req.get("with_data", True)))
+        out["entries"] = [str(p) for p in await tws.listdir(FsPath(req.get("dir", "/")))]
+    elif op == "workspace_info":
+        ws = get_ws(core, req["workspace"])
+        await core.user_fs.update_archiving_status()
+        rep = await ws.backend_cmds.realm_status(RealmID.from_entry_id(ws.workspace_id))
+        out.update(
+            workspace_id=ws.workspace_id.hex,
+            role=ws.get_workspace_entry().role.str if ws.get_workspace_entry().role else None,
+            encryption_revision=ws.get_encryption_revision(),
+            realm_status={k: str(getattr(rep, k, None)) for k in
+                          ("in_maintenance", "maintenance_type", "encryption_revision")},
+            realm_status_rep=type(rep).__name__,
+            archiving=archiving_info(ws),
+            roles={u.str: r.str for u, r in (await ws.get_user_roles()).items()},
+        )
+    elif op == "raw_write":
+        # server-side write checks, bypassing the client's own (read-only) checks:
+        # a vlob_create and a block_create in the workspace's realm
+        ws = get_ws(core, req["workspace"])
+        realm_id = RealmID.from_entry_id(ws.workspace_id)
+        rep = await ws.backend_cmds.vlob_create(realm_id, ws.get_encryption_revision(), VlobID.new(),
+                                                core.device.timestamp(), b"not a manifest", None)
+        out["vlob_create"] = type(rep).__name__
+        rep = await ws.backend_cmds.block_create(BlockID.new(), realm_id, b"not a block")
+        out["block_create"] = type(rep).__name__
+    elif op == "reencrypt":
+        # what `parsec core reencrypt_workspace` runs, but even when no user/role was revoked
+        ws = get_ws(core, req["workspace"])
+        need = await ws.get_reencryption_need()
+        out["needed"] = need.need_reencryption
+        out["encryption_revision_before"] = ws.get_encryption_revision()
+        if need.reencryption_already_in_progress:
+            job = await core.user_fs.workspace_continue_reencryption(ws.workspace_id)
+        else:
+            job = await core.user_fs.workspace_start_reencryption(ws.workspace_id)
+        out["batches"] = []
+        while True:
+            total, done = await job.do_one_batch()
+            out["batches"].append([total, done])
+            if total == done:
+                break
+        await core.user_fs.process_last_messages()
+        out["encryption_revision_after"] = get_ws(core, req["workspace"]).get_encryption_revision()
+    elif op == "revoke_user":
+        await core.revoke_user(UserID(req["user_id"]))
+    elif op == "find_humans":
+        # LoggedCore.find_humans (human_find + user_get), as the GUI's user list
+        users, total = await core.find_humans(req.get("query"), omit_revoked=req.get("omit_revoked", False))
+        out["total"] = total
+        out["users"] = [
+            {"user_id": u.user_id.str, "human": u.human_handle.str if u.human_handle else None,
+             "profile": u.profile.str, "revoked": u.is_revoked,
+             "revoked_on": u.revoked_on.to_rfc3339() if u.revoked_on else None}
+            for u in users
+        ]
+    elif op == "sync":
+        pass
+    elif op == "now":
+        out["now"] = DateTime.now().to_rfc3339()
+    else:
+        raise SystemExit("unknown op %r" % op)
+    return out
+
+
 async def main(req):
     config = load_config()
     device = load_device(config, req["device"], req["password"])
-    op = req["op"]
-    out = {}
     async with logged_core_factory(config, device) as core:
         await full_sync(core)
-        if op == "create_workspace":
-            wid = await core.user_fs.workspace_create(EntryName(req["workspace"]))
-            await core.user_fs.sync()
-            await core.user_fs.get_workspace(wid).sync()
-            out["workspace_id"] = wid.hex
-        elif op == "write":
-            ws = get_ws(core, req["workspace"])
-            path = FsPath(req["path"])
-            if str(path.parent) != "/":
-                await ws.mkdir(path.parent, parents=True, exist_ok=True)
-            out["written"] = await ws.write_bytes(path, base64.b64decode(req["data"]))
-            await ws.sync()
-        elif op == "read":
-            ws = get_ws(core, req["workspace"])
-            out["data"] = base64.b64encode(await ws.read_bytes(FsPath(req["path"]))).decode()
-        elif op == "listdir":
-            ws = get_ws(core, req["workspace"])
-            out["entries"] = [str(p) for p in await ws.listdir(FsPath(req.get("path", "/")))]
-        elif op == "revoke_user":
-            await core.revoke_user(UserID(req["user_id"]))
-        elif op == "sync":
-            pass
+        if req["op"] == "batch":
+            # several operations in one session; an operation may be expected to fail
+            out = {"steps": []}
+            for step in req["steps"]:
+                try:
+                    result = await run_op(core, step)
+                except Exception as exc:
+                    if not step.get("may_fail"):
+                        raise
+                    result = {"error": type(exc).__name__, "message": str(exc)}
+                out["steps"].append(result)
         else:
-            raise SystemExit("unknown op %r" % op)
+            out = await run_op(core, req)
         out["workspaces"] = [
             {"name": w.get_workspace_name().str, "id": w.workspace_id.hex}
             for w in core.user_fs.get_available_workspaces()
@@ -738,6 +891,98 @@ class ParsecCli:
     def revoke_user(self, user_id: str, device: DeviceRef | None = None) -> dict[str, Any]:
         """No `parsec core` command exists for this: uses LoggedCore.revoke_user."""
         return self.core_script("revoke_user", device, user_id=user_id)
+
+    # ---- more core-script operations (one logged-in session each) ------------ #
+
+    def batch(self, steps: Sequence[dict[str, Any]], device: DeviceRef | None = None,
+              timeout: float | None = None) -> list[dict[str, Any]]:
+        """Run several core-script operations in ONE logged-in session (saves ~2 s per step).
+
+        Each step is ``{"op": ..., **params}`` with the parameters of the single-op
+        methods (e.g. ``{"op": "write", "workspace": "W", "path": "/a", "data": b"..."}``;
+        bytes values are base64-encoded here). A step with ``"may_fail": True``
+        returns ``{"error": <exception class>, "message": str(exc)}`` instead of
+        aborting the session. Returns the steps' results, in order.
+
+        Ops: create_workspace, write (-> written, synced_at), mkdir, read, listdir,
+        read_tree, versions, version_lister, read_at, workspace_info, raw_write,
+        reencrypt, revoke_user, find_humans, sync, now (-> now, RFC 3339).
+        """
+        encoded = [
+            {k: (base64.b64encode(v).decode() if isinstance(v, (bytes, bytearray)) else v)
+             for k, v in step.items()}
+            for step in steps
+        ]
+        return self.core_script("batch", device, timeout=timeout, steps=encoded)["steps"]
+
+    def mkdir(self, workspace: str, path: str, device: DeviceRef | None = None) -> dict[str, Any]:
+        """mkdir -p + sync."""
+        return self.core_script("mkdir", device, workspace=workspace, path=path)
+
+    def read_tree(self, workspace: str, path: str = "/", max_inline: int = 65536,
+                  device: DeviceRef | None = None) -> dict[str, dict[str, Any]]:
+        """Every folder and file under `path`: ``{path: {"type": "folder"}}`` or
+        ``{path: {"type": "file", "size", "sha256"[, "data" (base64, files <= max_inline)]}}``."""
+        return self.core_script("read_tree", device, workspace=workspace, path=path,
+                                max_inline=max_inline)["tree"]
+
+    def file_versions(self, workspace: str, path: str, read: bool = True, with_data: bool = True,
+                      device: DeviceRef | None = None) -> dict[int, dict[str, Any]]:
+        """History of a file by version number: ``vlob_list_versions`` then, per version,
+        ``vlob_read(version=N)`` and the ``block_read`` of its blocks.
+
+        Returns ``{version: {"timestamp", "author", "manifest_version", "updated", "blocksize",
+        "blocks" (sizes), "size", "sha256"[, "data"]}}`` (data base64)."""
+        out = self.core_script("versions", device, workspace=workspace, path=path, read=read,
+                               with_data=with_data)
+        return {int(v): info for v, info in out["versions"].items()}
+
+    def version_lister(self, workspace: str, path: str,
+                       device: DeviceRef | None = None) -> list[dict[str, Any]]:
+        """The GUI's history dialog (``WorkspaceFS.get_version_lister().list(path)``)."""
+        return self.core_script("version_lister", device, workspace=workspace, path=path)["items"]
+
+    def read_file_at(self, workspace: str, path: str, timestamp: str,
+                     device: DeviceRef | None = None) -> bytes:
+        """Read a file in ``WorkspaceFS.to_timestamped(timestamp)`` (RFC 3339 timestamp)."""
+        out = self.core_script("read_at", device, workspace=workspace, path=path, timestamp=timestamp)
+        return base64.b64decode(out["data"])
+
+    def workspace_info(self, workspace: str, device: DeviceRef | None = None) -> dict[str, Any]:
+        """Role, encryption revision, ``realm_status``, archiving configuration and roles."""
+        return self.core_script("workspace_info", device, workspace=workspace)
+
+    def force_reencrypt(self, workspace: str, device: DeviceRef | None = None) -> dict[str, Any]:
+        """Re-encrypt through the core API even when `reencrypt_workspace` would say
+        "does not need to be reencrypted" (no revoked user or role). Returns
+        ``{"needed", "encryption_revision_before", "batches": [[total, done], ...],
+        "encryption_revision_after"}``."""
+        return self.core_script("reencrypt", device, workspace=workspace,
+                                timeout=max(self.timeout, 120))
+
+    def archive_workspace(self, workspace: str, device: DeviceRef | None = None) -> CliResult:
+        """`parsec core archive_workspace` (realm_update_archiving with ARCHIVED)."""
+        return self.run("archive_workspace", "--workspace-name", workspace,
+                        *self._dev_args(self._dev(device)))
+
+    def unarchive_workspace(self, workspace: str, device: DeviceRef | None = None) -> CliResult:
+        """`parsec core unarchive_workspace` (realm_update_archiving with AVAILABLE)."""
+        return self.run("unarchive_workspace", "--workspace-name", workspace,
+                        *self._dev_args(self._dev(device)))
+
+    def copy_device_to(self, other: "ParsecCli", device: DeviceRef | None = None) -> DeviceRef:
+        """Copy a device key file into another client home (same device, empty local storage)."""
+        dev = self._dev(device)
+        src_dir = self.config_dir / "devices"
+        matches = [p for p in src_dir.glob("*.keys") if p.stem.startswith(dev.slughash)]
+        if len(matches) != 1:
+            raise ValueError(f"device {dev.slughash}: {len(matches)} key file(s) in {src_dir}")
+        dst_dir = other.config_dir / "devices"
+        dst_dir.mkdir(parents=True, exist_ok=True)
+        (dst_dir / matches[0].name).write_bytes(matches[0].read_bytes())
+        copy = DeviceRef(**{**dev.__dict__, "extra": dict(dev.extra)})
+        other.devices.append(copy)
+        return copy
 
 
 # --------------------------------------------------------------------------- #
