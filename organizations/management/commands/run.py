@@ -1,0 +1,197 @@
+"""`manage.py run`: start the Parsec server (daphne serving `parsec_site.asgi.application`).
+
+Its options are read by manage.py before Django starts (`parsec_site/cli.py`; `manage.py run --help`),
+so this command only sees `settings.PARSEC`.
+"""
+from __future__ import annotations
+
+import logging
+import shlex
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.migrations.executor import MigrationExecutor
+
+from parsec_site import cli
+from parsec_site.config import LocalBlockstore, RaidBlockstore, ServerConfig, check_supported
+
+logger = logging.getLogger("parsec.server")
+access_logger = logging.getLogger("parsec.access")
+
+# Worker threads beyond the pool size for sync_to_async work that holds no connection (webhooks,
+# e-mails) or waits for one; more would only queue on the pool's own 30 s checkout timeout.
+EXECUTOR_MARGIN = 4
+# Matches the reference server, which drops connections on messages above 16 MiB (transport.md §6);
+# daphne's 1 MiB default would cut a 1 MiB block plus its envelope before our size check.
+WEBSOCKET_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+# daphne pings each open websocket every `ping_interval` seconds and, through autobahn's
+# autoPingTimeout, drops it if no pong arrives within `ping_timeout`. The official client only
+# answers pings on a connection it is reading, so its idle pooled connections never would: a non-zero
+# timeout drops them all after a few seconds. 0 disables the drop (autobahn arms no timer), while the
+# pings still keep proxies' idle timers alive and let TCP notice peers that vanished.
+PING_INTERVAL = 30
+PING_TIMEOUT = 0
+
+
+def log_action(protocol: str, action: str, details: dict[str, Any]) -> None:
+    """daphne's access-log hook, through our logging. The query string is left out: it can hold tokens."""
+    client = details.get("client") or "-"
+    path = str(details.get("path", "")).split("?", 1)[0]
+    if protocol == "http" and action == "complete":
+        access_logger.info(
+            "%s %s %s %s %so %dus",
+            client, details["method"], path, details["status"], details["size"], details["time_taken"] * 1_000_000,
+        )
+    elif protocol == "websocket" and action in ("connected", "rejected", "disconnected"):
+        access_logger.info("%s WebSocket %s %s", client, action, path)
+
+
+class Command(BaseCommand):
+    help = (
+        "Start the Parsec server. Its options (flags or PARSEC_* variables) are listed by "
+        "`python manage.py run --help` and in docs/configuration.md."
+    )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        config: ServerConfig = settings.PARSEC
+        try:
+            check_supported(config)
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from None
+        if config.backend_addr is None:
+            raise CommandError("--backend-addr / PARSEC_BACKEND_ADDR: required")
+        startup = cli.STARTUP or cli.Startup(dev=False, embedded=None)
+
+        self._wait_for_database(config)
+        # MOCKED, --dev and the embedded default are one-command starts: they migrate themselves.
+        self._migrate(auto=config.db_kind == "MOCKED" or startup.dev or startup.embedded is not None)
+        self._prepare_blockstore(config)
+        from organizations.models import Organization
+
+        has_organization = Organization.objects.exists()
+        connections.close_all()
+
+        from channels.routing import get_default_application
+        from daphne.endpoints import build_endpoint_description_strings
+        from daphne.server import Server
+        from twisted.internet import reactor
+
+        application = get_default_application()
+        # protocol/db.py runs ORM calls with sync_to_async(thread_sensitive=False), i.e. in the event
+        # loop's default executor: size it for the connection pool. daphne's reactor owns the loop.
+        reactor._asyncioEventloop.set_default_executor(  # type: ignore[attr-defined]
+            ThreadPoolExecutor(max_workers=config.db_max_connections + EXECUTOR_MARGIN, thread_name_prefix="parsec")
+        )
+
+        self.stdout.write(
+            f"Starting Parsec Backend on {config.host}:{config.port} (db={config.db_kind} "
+            f"blockstore={config.blockstore_config.kind} email={config.email_kind} "
+            f"backend_addr={config.backend_addr.to_url()})"
+        )
+        if not has_organization:
+            self.stdout.write(self._first_organization_hint(config, startup))
+        self.stdout.flush()
+
+        server = Server(
+            application=application,
+            endpoints=build_endpoint_description_strings(host=config.host, port=config.port),
+            signal_handlers=True,  # Ctrl-C / SIGTERM stop the reactor, which cancels the applications
+            action_logger=log_action,
+            # The events connection lives as long as the client: no maximum websocket lifetime.
+            websocket_timeout=-1,
+            ping_interval=PING_INTERVAL,
+            ping_timeout=PING_TIMEOUT,
+            websocket_max_message_size=WEBSOCKET_MAX_MESSAGE_SIZE,
+            websocket_max_frame_size=WEBSOCKET_MAX_MESSAGE_SIZE,
+            # transport.md §1: `server: parsec/v2.17.0` in debug mode, `server: parsec` otherwise.
+            server_name="parsec/v2.17.0" if config.debug else "parsec",
+        )
+        try:
+            server.run()
+        finally:
+            for connection in connections.all(initialized_only=True):
+                if getattr(connection, "pool", None) is not None:
+                    connection.close_pool()
+        if not server.listening_addresses:
+            raise CommandError(f"Could not listen on {config.host}:{config.port} (see the log above).")
+        self.stdout.write("Parsec Backend stopped.")
+
+    def _wait_for_database(self, config: ServerConfig) -> None:
+        """Retry the first connection `--maximum-database-connection-attempts` times, pausing in between."""
+        if config.db_kind != "POSTGRESQL":
+            return
+        connection = connections[DEFAULT_DB_ALIAS]
+        params = connection.get_connection_params()
+        attempts = config.maximum_database_connection_attempts
+        for attempt in range(attempts + 1):
+            try:
+                # Outside the pool: a pool checkout would wait its full 30 s timeout per attempt.
+                connection.Database.connect(**params, connect_timeout=10).close()
+                return
+            except connection.Database.OperationalError as exc:
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                if attempt == attempts:
+                    raise CommandError(
+                        f"Cannot connect to the database ({reason}); gave up after {attempt + 1} attempt(s) "
+                        "(--maximum-database-connection-attempts)."
+                    ) from None
+                logger.warning(
+                    "Cannot connect to the database (%s), retrying in %ss (%d/%d)",
+                    reason, config.pause_before_retry_database_connection, attempt + 1, attempts,
+                )
+                time.sleep(config.pause_before_retry_database_connection)
+
+    def _migrate(self, *, auto: bool) -> None:
+        if auto:
+            call_command("migrate", interactive=False, verbosity=0)
+            return
+        executor = MigrationExecutor(connections[DEFAULT_DB_ALIAS])
+        plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+        if plan:
+            names = ", ".join(f"{migration.app_label}.{migration.name}" for migration, _ in plan[:3])
+            more = f" and {len(plan) - 3} more" if len(plan) > 3 else ""
+            raise CommandError(
+                f"The database has {len(plan)} unapplied migration(s) ({names}{more}): "
+                "run `python manage.py migrate` (with the same --db / PARSEC_DB) first."
+            )
+
+    def _prepare_blockstore(self, config: ServerConfig) -> None:
+        stores = config.blockstore_config.nodes if isinstance(config.blockstore_config, RaidBlockstore) else (
+            config.blockstore_config,
+        )
+        for store in stores:
+            if isinstance(store, LocalBlockstore):
+                try:
+                    store.path.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise CommandError(f"--blockstore / PARSEC_BLOCKSTORE: cannot create {store.path}: {exc}") from None
+        from blocks.blockstores import BlockStoreError, prepare_blockstore
+
+        try:
+            # Like the reference, an unreachable S3 bucket / Swift container aborts the start.
+            prepare_blockstore()
+        except BlockStoreError as exc:
+            raise CommandError(f"--blockstore / PARSEC_BLOCKSTORE: {exc}") from None
+
+    @staticmethod
+    def _first_organization_hint(config: ServerConfig, startup: cli.Startup) -> str:
+        if startup.embedded is not None:
+            command = startup.embedded.create_organization_command
+        elif config.db_kind == "MOCKED":
+            # Another process cannot see this one's MOCKED database: go through the administration API.
+            token = config.administration_token if config.administration_token == cli.DEV_ADMINISTRATION_TOKEN \
+                else "<ADMINISTRATION_TOKEN>"
+            addr = cli.embedded_backend_addr(config.host, config.port)
+            command = (
+                f"python manage.py create_organization <NAME> --addr {shlex.quote(addr)} "
+                f"--administration-token {shlex.quote(token)}"
+            )
+        else:
+            command = "python manage.py create_organization <NAME> (with this server's PARSEC_* settings)"
+        return f"No organization yet; create the first one with: {command}"

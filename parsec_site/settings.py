@@ -1,0 +1,170 @@
+"""Django settings for parsec-django.
+
+Every PARSEC_* variable is read here, once, through django-environ (see `config.py`).
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import environ
+
+from parsec_site.config import ServerConfig, django_secret_key, load_server_config
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+PARSEC = load_server_config(env)
+
+SECRET_KEY = django_secret_key(env, PARSEC)
+
+# Django's own debug pages stay off: they would leak settings. `PARSEC.debug` is the protocol's.
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "protocol",
+    "organizations",
+    "invites",
+    "realms",
+    "blocks",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "parsec_site.urls"
+ASGI_APPLICATION = "parsec_site.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+def _mocked_database_path() -> Path:
+    # MOCKED is a SQLite file in RAM (/dev/shm when there is one), private to this process and removed
+    # at exit. Not a shared-cache `mode=memory` database: its table locks fail concurrent writers at
+    # once ("database table is locked") instead of waiting, and protocol/db.py runs ORM calls in
+    # parallel worker threads.
+    ram = Path("/dev/shm")
+    folder = Path(tempfile.mkdtemp(prefix="parsec-mocked-", dir=ram if ram.is_dir() else None))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder / "parsec.sqlite3"
+
+
+def _sqlite_settings(path: Path) -> dict:
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(path),
+        # Tests get a file beside it, not Django's default shared-cache memory database, whose table
+        # locks refuse concurrent writers instead of queueing them as the server's SQLite does.
+        "TEST": {"NAME": str(path.with_name(f"{path.stem}-test{path.suffix}"))},
+        "OPTIONS": {
+            "timeout": 30,
+            # Writers queue up instead of failing with "database is locked" mid-transaction.
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
+    }
+
+
+def _log_reconnect_failed(pool: object) -> None:
+    logging.getLogger("parsec.db").error(
+        "Cannot reconnect to the database after %ss; still retrying on demand", PARSEC_POOL_RECONNECT_TIMEOUT
+    )
+
+
+# Lost connections: the pool tries to replace them for as long as the configured attempts would take.
+PARSEC_POOL_RECONNECT_TIMEOUT = max(
+    PARSEC.maximum_database_connection_attempts * PARSEC.pause_before_retry_database_connection, 1.0
+)
+
+
+def _database_settings(config: ServerConfig) -> dict:
+    if config.db_kind == "MOCKED":
+        return _sqlite_settings(_mocked_database_path())
+    if config.db_kind == "SQLITE":
+        return _sqlite_settings(config.sqlite_path)
+    database = env.db_url_config(config.db_url.replace("postgresql://", "postgres://", 1))
+    database["ENGINE"] = "django.db.backends.postgresql"
+    # With a pool, Django passes `check=ConnectionPool.check_connection` when health checks are on:
+    # a connection broken while idle in the pool is replaced before being handed out.
+    database["CONN_HEALTH_CHECKS"] = True
+    database.setdefault("OPTIONS", {})["pool"] = {
+        "min_size": config.db_min_connections,
+        "max_size": config.db_max_connections,
+        "timeout": 30,
+        "reconnect_timeout": PARSEC_POOL_RECONNECT_TIMEOUT,
+        "reconnect_failed": _log_reconnect_failed,
+    }
+    return database
+
+
+DATABASES = {"default": _database_settings(PARSEC)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+if PARSEC.redis_url:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [PARSEC.redis_url], "capacity": 1000},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}}
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# The HTTP RPC routes answer 413 themselves above 1 MiB; let Django hand them the body.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024 * 1024
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "console": {"format": "%(asctime)s [%(levelname)s] %(name)s: %(message)s", "datefmt": "%Y-%m-%dT%H:%M:%S%z"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "console"}},
+    "root": {"handlers": ["console"], "level": PARSEC.log_level},
+    "loggers": {
+        # daphne's INFO lines repeat what our start line says.
+        "daphne": {"level": "DEBUG" if PARSEC.log_level == "DEBUG" else max(
+            logging.WARNING, logging.getLevelNamesMapping()[PARSEC.log_level])},
+    },
+}
