@@ -29,4 +29,6 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
     os.environ.setdefault("PARSEC_ADMINISTRATION_TOKEN", "test-admin-token")
     os.environ.setdefault("PARSEC_BACKEND_ADDR", "parsec://parsec.example.com:6777?no_ssl=true")
     os.environ.setdefault("DEBUG", "true")
+    # Otherwise settings would generate one into ./var.
+    os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-secret-key")
     return (yield)
