@@ -5,17 +5,21 @@ on the event loop, so they may block. Every failure surfaces as `BlockStoreError
 commands answer with `timeout`. Writes are idempotent: a client retries a failed `block_create`
 with the same id and data, and the store may already hold them.
 
-`blockstore_from_config` builds the store of a `--blockstore` configuration once per process.
-It knows MOCKED, POSTGRESQL and LOCAL:<path>; S3, Swift and the RAID combinations plug in there,
-as more `BlockStore` implementations (a RAID store being one that holds several node stores).
+`blockstore_from_config` builds the store of a `--blockstore` configuration once per process, from
+the values parsed by `parsec_site.config` (the one parser of the grammar): MOCKED, POSTGRESQL,
+LOCAL:<path>, S3 (`blocks.s3`), Swift (`blocks.swift`) and RAID0/1/5 over any of them (`blocks.raid`).
+
+Besides `create` and `read`, stores may have `check()` (start-up check: S3 bucket / Swift container
+reachable) and `scrub()` (used by `manage.py blockstore_check`: is every part of a block where it
+should be, and optionally rewrite it); `check_blockstore` and `scrub_block` fall back to defaults.
 """
 from __future__ import annotations
 
-import functools
 import os
 import tempfile
 import threading
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -23,6 +27,7 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from blocks.models import BlockData
+from parsec_site import config as parsec_config
 
 
 class BlockStoreError(Exception):
@@ -41,6 +46,21 @@ class BlockStore(Protocol):
     def read(self, organization_id: str, block_id: uuid.UUID) -> bytes:
         """The block's data; raise BlockNotFound if absent, BlockStoreError on any other failure."""
         ...
+
+
+def object_name(organization_id: str, block_id: uuid.UUID) -> str:
+    """`<organization_id>/<block uuid with dashes>`, the S3 key / Swift object name of the reference."""
+    return f"{organization_id}/{block_id}"
+
+
+# Requests a store must serve at once: the server runs block I/O in the event loop's default executor,
+# sized `--db-max-connections` + 4 by `manage.py run` (EXECUTOR_MARGIN); at least botocore's default.
+EXECUTOR_MARGIN = 4
+MIN_POOL_SIZE = 10
+
+
+def store_concurrency() -> int:
+    return max(MIN_POOL_SIZE, settings.PARSEC.db_max_connections + EXECUTOR_MARGIN)
 
 
 class MockedBlockStore:
@@ -148,62 +168,146 @@ def _fsync_directory(folder: Path) -> None:
         os.close(fd)
 
 
+# --- Checking and repairing (manage.py blockstore_check) -----------------------------------------
+
+
+@dataclass
+class PartIssue:
+    """What is wrong with one node's part of a block (`node` is None for a single, non-RAID store)."""
+
+    node: int | None
+    problem: str  # missing | unreachable | wrong size | wrong data | parity mismatch | unrecoverable
+    detail: str = ""
+    repaired: bool = False
+    repair_error: str | None = None
+
+    def describe(self) -> str:
+        where = "store" if self.node is None else f"node {self.node}"
+        text = f"{where}: {self.problem}" + (f" ({self.detail})" if self.detail else "")
+        if self.repaired:
+            text += ", repaired"
+        elif self.repair_error:
+            text += f", repair failed: {self.repair_error}"
+        return text
+
+
+@dataclass
+class ScrubResult:
+    organization_id: str
+    block_id: uuid.UUID
+    issues: list[PartIssue] = field(default_factory=list)
+    readable: bool = True  # the block can still be served (maybe degraded)
+
+    @property
+    def ok(self) -> bool:
+        return not self.issues
+
+    @property
+    def fixed(self) -> bool:
+        """Every issue was repaired: the block is whole again."""
+        return bool(self.issues) and all(issue.repaired for issue in self.issues)
+
+
+def scrub_single(
+    store: BlockStore, organization_id: str, block_id: uuid.UUID, size: int, *, node: int | None = None
+) -> ScrubResult:
+    """A store without redundancy: the block must be there with its recorded size; nothing to repair from."""
+    result = ScrubResult(organization_id, block_id)
+    try:
+        data = store.read(organization_id, block_id)
+    except BlockNotFound:
+        result.issues.append(PartIssue(node, "missing", "no redundancy to rebuild it from"))
+        result.readable = False
+    except BlockStoreError as exc:
+        result.issues.append(PartIssue(node, "unreachable", str(exc)))
+        result.readable = False
+    else:
+        if len(data) != size:
+            result.issues.append(PartIssue(node, "wrong size", f"{len(data)} bytes instead of {size}"))
+            result.readable = False
+    return result
+
+
+def scrub_block(
+    store: BlockStore, organization_id: str, block_id: uuid.UUID, size: int, *, repair: bool
+) -> ScrubResult:
+    """Check (and with `repair`, rewrite) every part of one block; stores without `scrub` are read back."""
+    scrub = getattr(store, "scrub", None)
+    if scrub is not None:
+        return scrub(organization_id, block_id, size, repair=repair)
+    return scrub_single(store, organization_id, block_id, size)
+
+
+def check_blockstore(store: BlockStore) -> None:
+    """The start-up check: S3 buckets and Swift containers exist and answer; BlockStoreError if not."""
+    check = getattr(store, "check", None)
+    if check is not None:
+        check()
+
+
 # --- Configuration ---------------------------------------------------------------------------------
 
-
-def split_escaped(value: str) -> list[str]:
-    """Split on `:` (server-config.md §2.1): `\\:` is a literal colon, `\\\\` a literal backslash,
-    `\\` followed by anything else is kept as is."""
-    parts: list[str] = []
-    current: list[str] = []
-    chars = iter(value)
-    for char in chars:
-        if char == "\\":
-            following = next(chars, "")
-            current.append(following if following in ("\\", ":") else "\\" + following)
-        elif char == ":":
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    parts.append("".join(current))
-    return parts
+# One parser of the grammar (server-config.md §2): parsec_site.config's.
+split_escaped = parsec_config.split_with_escaping
 
 
-def _is_raid(spec: str) -> bool:
-    # Like the reference: a RAID prefix *and* three parts, else it is a (bad) single store.
-    parts = spec.split(":", 2)
-    return parts[0].upper() in ("RAID0", "RAID1", "RAID5") and len(parts) == 3
+def build_blockstore(config: parsec_config.BlockstoreConfig) -> BlockStore:
+    """A new store for a parsed configuration (not cached: two RAID nodes may both be MOCKED)."""
+    if isinstance(config, parsec_config.MockedBlockstore):
+        return MockedBlockStore()
+    if isinstance(config, parsec_config.PostgreSQLBlockstore):
+        return DatabaseBlockStore()
+    if isinstance(config, parsec_config.LocalBlockstore):
+        return LocalFolderBlockStore(config.path)
+    if isinstance(config, parsec_config.S3Blockstore):
+        from blocks.s3 import S3BlockStore
+
+        return S3BlockStore(config)
+    if isinstance(config, parsec_config.SwiftBlockstore):
+        from blocks.swift import SwiftBlockStore
+
+        return SwiftBlockStore(config)
+    if isinstance(config, parsec_config.RaidBlockstore):
+        from blocks.raid import raid_blockstore
+
+        return raid_blockstore(config.mode, [build_blockstore(node) for node in config.nodes])
+    raise TypeError(f"unknown blockstore configuration {config!r}")
 
 
 def single_blockstore_from_config(spec: str) -> BlockStore:
-    """A new store for one non-RAID value (not cached: two RAID nodes may both be MOCKED)."""
-    if spec.upper() == "MOCKED":
-        return MockedBlockStore()
-    if spec.upper() == "POSTGRESQL":
-        return DatabaseBlockStore()
-    prefix, *fields = split_escaped(spec)
-    if prefix.upper() == "LOCAL":
-        if len(fields) != 1 or not fields[0]:
-            raise ValueError("invalid LOCAL blockstore, expected `LOCAL:<path>` (write `\\:` for a `:` in the path)")
-        return LocalFolderBlockStore(Path(fields[0]).resolve())
-    if prefix.upper() in ("S3", "SWIFT"):
-        raise ValueError(f"{prefix.upper()} blockstore is not supported yet")
-    raise ValueError(f"invalid blockstore type `{prefix}`, expected MOCKED, POSTGRESQL or LOCAL:<path>")
+    """A new store for one non-RAID value; ValueError (pointing at the bad part) if it is invalid."""
+    return build_blockstore(parsec_config.parse_single_blockstore(spec))
 
 
-@functools.cache
+_stores: dict[tuple[str, ...], BlockStore] = {}
+_stores_lock = threading.Lock()
+
+
 def blockstore_from_config(specs: tuple[str, ...]) -> BlockStore:
-    """The store of a `--blockstore` configuration, built once per process (MOCKED data lives in it)."""
-    if not specs:
-        raise ValueError("no blockstore configured")
-    if any(_is_raid(spec) for spec in specs):
-        raise ValueError("RAID blockstores are not supported yet")
-    if len(specs) > 1:
-        raise ValueError("several blockstores are only allowed in RAID mode")
-    return single_blockstore_from_config(specs[0])
+    """The store of a `--blockstore` configuration, built once per process (MOCKED data lives in it).
+
+    Under a lock: the first block commands arrive in several worker threads at once, and two MOCKED
+    stores built side by side would each see only half of the blocks.
+    """
+    with _stores_lock:
+        store = _stores.get(specs)
+        if store is None:
+            store = _stores[specs] = build_blockstore(parsec_config.parse_blockstore(specs))
+        return store
 
 
 def get_blockstore() -> BlockStore:
     """The configured store (tests replace this function to inject a store)."""
     return blockstore_from_config(settings.PARSEC.blockstore)
+
+
+def prepare_blockstore() -> BlockStore:
+    """Build the configured store and run its start-up check, before the server accepts requests.
+
+    Like the reference, an S3 bucket or Swift container that cannot be reached (any RAID node's)
+    aborts the start: BlockStoreError, whose message names the node, the bucket and the reason.
+    Building it here also spares the first block command the clients' set-up (~0.1 s per S3 node).
+    """
+    store = get_blockstore()
+    check_blockstore(store)
+    return store

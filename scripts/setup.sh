@@ -16,7 +16,16 @@ if $want_tests; then
     command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
     # The reference client's FUSE bindings load libfuse2 at import time.
     ldconfig -p | grep -q 'libfuse.so.2' || packages+=(libfuse2)
+    # One-node OpenStack Swift (tempauth keeps its tokens in memcached) for the Swift blockstore tests.
+    command -v swift-object-server >/dev/null 2>&1 && command -v swift-proxy-server >/dev/null 2>&1 \
+        && command -v swift-account-server >/dev/null 2>&1 && command -v swift-container-server >/dev/null 2>&1 \
+        || packages+=(swift swift-proxy swift-account swift-container swift-object)
+    command -v memcached >/dev/null 2>&1 || packages+=(memcached)
+    # nginx: the deploy/nginx.conf example is checked with `nginx -t`.
+    command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || packages+=(nginx-light)
 fi
+# msgfmt, to compile the French catalogue of the HTML pages (locale/).
+command -v msgfmt >/dev/null 2>&1 || packages+=(gettext)
 if [ ${#packages[@]} -gt 0 ]; then
     echo "Installing Debian packages: ${packages[*]}"
     as_root apt-get update -qq
@@ -29,6 +38,8 @@ if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
 .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
+# The HTML pages' translations (locale/*/LC_MESSAGES/django.mo, not kept in git).
+.venv/bin/django-admin compilemessages --ignore '.venv*' >/dev/null
 
 if $want_tests; then
     ref=${PARSEC_REF_VENV:-$PWD/.venv-ref}

@@ -11,8 +11,18 @@ from asgiref.sync import sync_to_async
 from blocks import blockstores
 from blocks.blockstores import BlockStore
 from tests.conftest import World
+from tests.objectstores import launch_swift_early, stop_early_swift
+from tests.objectstores import moto_servers, s3_servers, swift_cluster, swift_store  # noqa: F401 (fixtures)
 from tests.testkit import certs
 from tests.testkit.certs import TestDevice
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    launch_swift_early(session)  # Swift boots while the first tests run, if a selected test needs it
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    stop_early_swift()
 
 
 @pytest.fixture(autouse=True)
