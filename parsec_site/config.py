@@ -277,7 +277,6 @@ class Option:
         return f"{self.flags[0]} / {self.env}"
 
 
-LATER = "parsed, not supported yet"
 FOR_SMTP = "parsed, used by SMTP (not yet)"
 
 OPTIONS: tuple[Option, ...] = (
@@ -354,24 +353,25 @@ OPTIONS: tuple[Option, ...] = (
         ("--forward-proto-enforce-https",), "PARSEC_FORWARD_PROTO_ENFORCE_HTTPS", "value", "none",
         "<header>:<value> marking requests that came over HTTPS, e.g. X-Forwarded-Proto:https", "HEADER:VALUE",
     ),
-    Option(("--ssl-keyfile",), "PARSEC_SSL_KEYFILE", "value", "none", "TLS key file", "FILE", status=LATER),
-    Option(("--ssl-certfile",), "PARSEC_SSL_CERTFILE", "value", "none", "TLS certificate file", "FILE", status=LATER),
+    Option(("--ssl-keyfile",), "PARSEC_SSL_KEYFILE", "value", "none", "TLS key file (PEM)", "FILE"),
+    Option(
+        ("--ssl-certfile",), "PARSEC_SSL_CERTFILE", "value", "none",
+        "TLS certificate file (PEM; the chain may follow the certificate)", "FILE",
+    ),
     Option(
         ("--log-level", "-l"), "PARSEC_LOG_LEVEL", "value", "INFO", "DEBUG, INFO, WARNING, ERROR or CRITICAL", "LEVEL",
     ),
     Option(
         ("--log-format", "-f"), "PARSEC_LOG_FORMAT", "value", "CONSOLE", "CONSOLE or JSON", "FORMAT",
-        status="CONSOLE supported; JSON not yet",
     ),
     Option(
         ("--log-file", "-o"), "PARSEC_LOG_FILE", "value", "stderr", "log file (`-` = stderr)", "FILE",
-        status="stderr supported; files not yet",
     ),
-    Option(("--sentry-dsn",), "PARSEC_SENTRY_DSN", "value", "none", "Sentry DSN", "DSN", secret=True, status=LATER),
     Option(
-        ("--sentry-environment",), "PARSEC_SENTRY_ENVIRONMENT", "value", "production", "Sentry environment", "NAME",
-        status="parsed, used by Sentry (not yet)",
+        ("--sentry-dsn",), "PARSEC_SENTRY_DSN", "value", "none", "Sentry DSN: report errors (no user data)", "DSN",
+        secret=True,
     ),
+    Option(("--sentry-environment",), "PARSEC_SENTRY_ENVIRONMENT", "value", "production", "Sentry environment", "NAME"),
     Option(
         ("--sse-keepalive",), "PARSEC_SSE_KEEPALIVE", "value", "30",
         "seconds between SSE keepalive comments (<= 0 disables)", "SECONDS",
@@ -379,6 +379,26 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         ("--redis-url",), "PARSEC_REDIS_URL", "value", "none (in-process events)",
         "redis:// URL of the channel layer, needed to run several server processes (ours)", "URL", secret=True,
+    ),
+    Option(
+        ("--workers",), "PARSEC_WORKERS", "value", "1",
+        "server processes sharing the port; more than 1 needs --redis-url and a shared database (ours)", "N",
+    ),
+    Option(
+        ("--fd",), "PARSEC_FD", "value", "none",
+        "serve on this inherited listening socket instead of --host/--port (ours; used by --workers)", "FD",
+    ),
+    Option(
+        ("--shutdown-grace",), "PARSEC_SHUTDOWN_GRACE", "value", "10",
+        "seconds running commands get to finish on SIGTERM before the sessions close (ours)", "SECONDS",
+    ),
+    Option(
+        ("--metrics-token",), "PARSEC_METRICS_TOKEN", "value", "none (no /metrics)",
+        "bearer token of /metrics, Prometheus format (ours)", "TOKEN", secret=True,
+    ),
+    Option(
+        ("--metrics-port",), "PARSEC_METRICS_PORT", "value", "none",
+        "also serve the metrics, without token, on this port of --host (ours)", "PORT",
     ),
     Option(
         ("--data-dir",), "PARSEC_DATA_DIR", "value", "./var",
@@ -464,6 +484,11 @@ class ServerConfig:
     sentry_environment: str
     sse_keepalive: int
     redis_url: str | None = field(repr=False)
+    workers: int
+    fd: int | None
+    shutdown_grace: float
+    metrics_token: str | None = field(repr=False)
+    metrics_port: int | None
     data_dir: Path
     debug: bool
     blockstore_config: BlockstoreConfig
@@ -646,6 +671,11 @@ def load_server_config(env: environ.Env) -> ServerConfig:
         sentry_environment=get("PARSEC_SENTRY_ENVIRONMENT", str, "production"),
         sse_keepalive=get("PARSEC_SSE_KEEPALIVE", _parse_int, 30),
         redis_url=get("PARSEC_REDIS_URL", _validate_redis_url, None),
+        workers=get("PARSEC_WORKERS", then(_parse_int, at_least(1)), 1),
+        fd=get("PARSEC_FD", then(_parse_int, at_least(0)), None),
+        shutdown_grace=get("PARSEC_SHUTDOWN_GRACE", then(_parse_float, at_least(0)), 10.0),
+        metrics_token=raw("PARSEC_METRICS_TOKEN"),
+        metrics_port=get("PARSEC_METRICS_PORT", port, None),
         data_dir=data_dir,
         debug=get("DEBUG", parse_bool, False),
         blockstore_config=blockstore_config,
@@ -666,16 +696,20 @@ def check_supported(config: ServerConfig) -> None:
         if config.email_sender is None:
             raise option_error("PARSEC_EMAIL_SENDER", "required unless --email-host=MOCKED")
         raise option_error("PARSEC_EMAIL_HOST", "sending e-mails over SMTP is not supported yet (use MOCKED)")
-    if config.ssl_keyfile is not None:
-        raise option_error(
-            "PARSEC_SSL_KEYFILE", "serving TLS directly is not supported yet (terminate TLS in a reverse proxy)"
-        )
-    if config.sentry_dsn is not None:
-        raise option_error("PARSEC_SENTRY_DSN", "Sentry reporting is not supported yet")
-    if config.log_format != "CONSOLE":
-        raise option_error("PARSEC_LOG_FORMAT", f"{config.log_format} logs are not supported yet (use CONSOLE)")
-    if config.log_file is not None:
-        raise option_error("PARSEC_LOG_FILE", "logging to a file is not supported yet (use `-`, stderr)")
+    if config.workers > 1:
+        # Each process would have its own in-memory data, and events would not cross processes.
+        if config.db_kind == "MOCKED":
+            raise option_error("PARSEC_WORKERS", "several processes need a shared database, not --db=MOCKED")
+        if "MOCKED" in _blockstore_kinds(config.blockstore_config):
+            raise option_error("PARSEC_WORKERS", "several processes need a shared blockstore, not MOCKED")
+        if config.redis_url is None:
+            raise option_error("PARSEC_WORKERS", "several processes need --redis-url (the Redis channel layer)")
+        if config.fd is not None:
+            raise option_error("PARSEC_FD", "--fd serves one process; --workers binds --host/--port itself")
+
+
+def _blockstore_kinds(store: BlockstoreConfig) -> set[str]:
+    return {node.kind for node in store.nodes} if isinstance(store, RaidBlockstore) else {store.kind}
 
 
 SECRET_KEY_FILE = "django_secret_key"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import environ
 
+from parsec_site import logging as parsec_logging
 from parsec_site.config import ServerConfig, django_secret_key, load_server_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -42,8 +43,13 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: the access log line and metrics see every answer, redirects and errors included.
+    "parsec_site.middleware.RequestLogMiddleware",
+    "parsec_site.middleware.ForwardProtoMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The HTML pages in the visitor's language (Accept-Language).
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -142,7 +148,9 @@ if PARSEC.redis_url:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}}
 
-LANGUAGE_CODE = "en-us"
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("fr", "Français")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -154,17 +162,13 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # The HTTP RPC routes answer 413 themselves above 1 MiB; let Django hand them the body.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024 * 1024
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "console": {"format": "%(asctime)s [%(levelname)s] %(name)s: %(message)s", "datefmt": "%Y-%m-%dT%H:%M:%S%z"},
-    },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "console"}},
-    "root": {"handlers": ["console"], "level": PARSEC.log_level},
-    "loggers": {
-        # daphne's INFO lines repeat what our start line says.
-        "daphne": {"level": "DEBUG" if PARSEC.log_level == "DEBUG" else max(
-            logging.WARNING, logging.getLevelNamesMapping()[PARSEC.log_level])},
-    },
-}
+# server-config.md §7: structlog renders every logger's lines (CONSOLE or JSON) and redacts them.
+LOGGING = parsec_logging.logging_config(level=PARSEC.log_level, log_format=PARSEC.log_format, log_file=PARSEC.log_file)
+parsec_logging.configure_structlog()
+parsec_logging.REDACTOR.register(*parsec_logging.configured_secrets(PARSEC), SECRET_KEY)
+
+if PARSEC.sentry_dsn:
+    from parsec_site.cli import version
+    from parsec_site.sentry import init_sentry
+
+    init_sentry(dsn=PARSEC.sentry_dsn, environment=PARSEC.sentry_environment, release=f"parsec-django@{version()}")

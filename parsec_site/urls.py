@@ -4,7 +4,7 @@ from django.urls import path, re_path
 from django.views.static import serve
 
 from organizations.administration import urlpatterns as administration_urlpatterns
-from parsec_site import views
+from parsec_site import health, metrics, views
 from protocol.http import anonymous_rpc
 
 urlpatterns = [
@@ -12,6 +12,9 @@ urlpatterns = [
     path("ws", views.websocket_without_upgrade),
     path("anonymous/<str:organization_id>", anonymous_rpc, name="anonymous-rpc"),
     path("redirect/<path:path>", views.redirect, name="redirect"),
+    path("health/live", health.live, name="health-live"),
+    path("health/ready", health.ready, name="health-ready"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     *administration_urlpatterns,
     re_path(r"^static/(?P<path>.*)$", serve, {"document_root": settings.STATICFILES_DIRS[0]}),

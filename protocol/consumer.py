@@ -9,8 +9,9 @@ import asyncio
 import logging
 import secrets
 import time
-from typing import Any
+from typing import Any, Awaitable, Callable
 
+import structlog
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
@@ -20,8 +21,12 @@ from protocol.db import run_sync
 from protocol.registry import CommandSpec, Family, lookup
 from protocol.session import AuthenticatedSession, InvitedSession
 from protocol.sessions import invitation_group, organization_group, user_group
+from parsec_site import lifecycle, metrics
 
 logger = logging.getLogger("parsec.protocol")
+# One structured line per connection outcome and per command (server-config.md §7), with the
+# connection's context bound once: conn_id, organization_id, device_id or invitation_id.
+log = structlog.get_logger("parsec.protocol")
 
 # The reference drops connections sending messages above 16 MiB.
 MAX_FRAME_SIZE = 16 * 1024 * 1024
@@ -40,10 +45,17 @@ class ParsecConsumer(AsyncWebsocketConsumer):
         # Per-connection state owned by command families (e.g. the events queue).
         self.state: dict[str, Any] = {}
         self.challenge = secrets.token_bytes(48)
+        self.counted = False  # in the open sessions gauge
+        # Bound in this connection's task: its command tasks and worker threads inherit the context.
+        structlog.contextvars.bind_contextvars(conn_id=secrets.token_hex(6))
+        lifecycle.CONNECTIONS.add(self)
         await self.accept()
         await self.send(bytes_data=handshake.challenge_message(self.challenge, timezone.now()))
 
     async def disconnect(self, code: int) -> None:
+        if self.counted and self.family is not None:
+            self.counted = False
+            metrics.WEBSOCKET_SESSIONS.labels(self.family.value).dec()
         self.phase = "closed"
         if self.worker is not None:
             self.worker.cancel()
@@ -75,6 +87,7 @@ class ParsecConsumer(AsyncWebsocketConsumer):
         from organizations.handshake import identify_device, identify_invitation
 
         self.phase = "handshaking"
+        answer = None
         try:
             answer = handshake.parse_answer(frame)
             if isinstance(answer, handshake.AuthenticatedAnswer):
@@ -109,7 +122,11 @@ class ParsecConsumer(AsyncWebsocketConsumer):
                 )
                 groups = [invitation_group(identity.invitation_pk)]
         except handshake.HandshakeFailed as failure:
-            logger.info("Connection dropped: bad handshake (%s: %s)", failure.result, failure.help)
+            metrics.HANDSHAKE_FAILURES.labels(failure.result).inc()
+            log.info(
+                "Connection dropped: bad handshake", result=failure.result, reason=failure.help,
+                **_answer_identity(answer),
+            )
             await self.send(bytes_data=handshake.result_message(failure.result, failure.help))
             await self.close_session()
             return
@@ -117,11 +134,14 @@ class ParsecConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_add(group, self.channel_name)
             self.groups_joined.append(group)
         await self.send(bytes_data=handshake.OK_RESULT)
-        logger.info(
+        structlog.contextvars.bind_contextvars(**_session_identity(self.session))
+        log.info(
             "Connection established (client/server API version: %s.%s/%s)",
             *answer.api_version,
             "3.4" if answer.api_version[0] >= 3 else "2.10",
         )
+        metrics.WEBSOCKET_SESSIONS.labels(self.family.value).inc()
+        self.counted = True
         for hook in SESSION_START_HOOKS[self.family]:
             await hook(self.session)
         self.phase = "ready"
@@ -136,7 +156,8 @@ class ParsecConsumer(AsyncWebsocketConsumer):
             try:
                 await self.current_command
             except asyncio.CancelledError:
-                if self.phase != "ready":
+                # The loop itself is cancelled (connection gone, event loop shutting down): stop too.
+                if self.phase != "ready" or asyncio.current_task().cancelling():
                     raise
                 # The command was abandoned by a newer request; carry on with that one.
             except Exception:
@@ -166,26 +187,52 @@ class ParsecConsumer(AsyncWebsocketConsumer):
         if spec is None:
             return replies.UNKNOWN_COMMAND
         try:
-            request = types.decode_request(spec.request, raw)
+            if isinstance(spec.request, types.FieldType):
+                # Flattened unions and optional keys (e.g. `invite_new`) decode the whole request map.
+                request = spec.request.decode(raw)
+            else:
+                request = types.decode_request(spec.request, raw)
         except types.FieldError as exc:
             return replies.bad_message(str(exc))
         self.current_spec = spec
         started = time.monotonic()
         reply = await spec.handler(self.session, request)
+        duration = time.monotonic() - started
         if isinstance(reply, dict):
-            status = reply.get("status")
+            status = str(reply.get("status"))
         else:
             status = "no_events" if reply == events.NO_EVENTS else "ok"
-        logger.info("Request cmd=%s status=%s duration_ms=%.1f", spec.name, status, (time.monotonic() - started) * 1000)
+            if status == "ok":
+                metrics.EVENTS_SENT.inc()
+        metrics.record_command(family=self.family.value, command=spec.name, status=status, duration=duration)
+        log.info("Request", cmd=spec.name, status=status, duration_ms=round(duration * 1000, 1))
         return reply
 
     # Messages from the channel layer ------------------------------------------------------
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        handler = MESSAGE_HANDLERS.get(message["type"])
+        if handler is not None:
+            # Runs while a command is waiting in its own task (e.g. a conduit step woken by its peer).
+            await handler(self, message)
+            return
+        await super().dispatch(message)
 
     async def parsec_event(self, message: dict[str, Any]) -> None:
         await events.deliver(self, message)
 
     async def session_close(self, message: dict[str, Any]) -> None:
         await self.close_session()
+
+    async def drain(self) -> None:
+        """Graceful shutdown: let the running command reply (a waiting `events_listen` does not), then close."""
+        if self.phase == "ready":
+            self.phase = "draining"  # requests arriving from now on get no reply: the close says why
+        command = self.current_command
+        if command is not None and not (self.current_spec is not None and self.current_spec.cancellable):
+            await asyncio.wait([command])
+        # 1001 "going away": the client reconnects, to another process or once this one is back.
+        await self.close_session(code=1001)
 
     async def close_session(self, code: int = 1000) -> None:
         if self.phase == "closed":
@@ -198,3 +245,24 @@ class ParsecConsumer(AsyncWebsocketConsumer):
 
 # Apps add coroutines run right after a successful handshake (e.g. claimer marked READY).
 SESSION_START_HOOKS: dict[Family, list] = {Family.AUTHENTICATED: [], Family.INVITED: []}
+
+# Apps add handlers of their own channel-layer message types: `type` -> coroutine(consumer, message).
+MESSAGE_HANDLERS: dict[str, Callable[[ParsecConsumer, dict[str, Any]], Awaitable[None]]] = {}
+
+
+def _answer_identity(answer: handshake.AuthenticatedAnswer | handshake.InvitedAnswer | None) -> dict[str, str]:
+    """Who a refused handshake claimed to be (ids only: never the invitation token)."""
+    if isinstance(answer, handshake.AuthenticatedAnswer):
+        return {"organization_id": answer.organization_id, "device_id": answer.device_id}
+    if isinstance(answer, handshake.InvitedAnswer):
+        return {"organization_id": answer.organization_id, "invitation_type": answer.invitation_type}
+    return {}
+
+
+def _session_identity(session: AuthenticatedSession | InvitedSession | None) -> dict[str, Any]:
+    if isinstance(session, AuthenticatedSession):
+        return {"organization_id": session.organization_id, "device_id": session.device_id}
+    if isinstance(session, InvitedSession):
+        # The invitation's row id, not its token: the token is what lets anyone claim.
+        return {"organization_id": session.organization_id, "invitation_id": session.invitation_pk}
+    return {}

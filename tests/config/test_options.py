@@ -60,6 +60,11 @@ SAMPLES: dict[str, tuple[str, str, Any]] = {
     "PARSEC_SENTRY_ENVIRONMENT": ("staging", "sentry_environment", "staging"),
     "PARSEC_SSE_KEEPALIVE": ("0", "sse_keepalive", 0),
     "PARSEC_REDIS_URL": ("redis://redis:6379/0", "redis_url", "redis://redis:6379/0"),
+    "PARSEC_WORKERS": ("4", "workers", 4),
+    "PARSEC_FD": ("3", "fd", 3),
+    "PARSEC_SHUTDOWN_GRACE": ("2.5", "shutdown_grace", 2.5),
+    "PARSEC_METRICS_TOKEN": ("metrics-token", "metrics_token", "metrics-token"),
+    "PARSEC_METRICS_PORT": ("9100", "metrics_port", 9100),
     "PARSEC_DATA_DIR": ("/srv/parsec", "data_dir", Path("/srv/parsec")),
     "DEBUG": ("1", "debug", True),
 }
@@ -205,9 +210,11 @@ def test_log_file_dash_is_stderr() -> None:
             "--email-host / PARSEC_EMAIL_HOST: sending e-mails over SMTP is not supported yet",
         ),
         ({"PARSEC_EMAIL_HOST": "smtp.example.com"}, "--email-sender / PARSEC_EMAIL_SENDER: required unless"),
-        ({"PARSEC_SENTRY_DSN": "https://key@sentry.example/1"}, "--sentry-dsn / PARSEC_SENTRY_DSN: Sentry reporting"),
-        ({"PARSEC_LOG_FORMAT": "JSON"}, "--log-format / PARSEC_LOG_FORMAT: JSON logs are not supported yet"),
-        ({"PARSEC_LOG_FILE": "/tmp/x.log"}, "--log-file / PARSEC_LOG_FILE: logging to a file is not supported yet"),
+        (
+            {"PARSEC_WORKERS": "2", "PARSEC_DB": "postgresql://db/parsec", "PARSEC_BLOCKSTORE": "POSTGRESQL"},
+            "--workers / PARSEC_WORKERS: several processes need --redis-url",
+        ),
+        ({"PARSEC_WORKERS": "2", "PARSEC_DB": "MOCKED"}, "--workers / PARSEC_WORKERS: several processes need a shared database"),
     ],
 )
 def test_later_features_are_refused_only_when_used(variables: dict[str, str], message: str) -> None:
@@ -217,12 +224,13 @@ def test_later_features_are_refused_only_when_used(variables: dict[str, str], me
     assert str(error.value).startswith(message)
 
 
-def test_tls_files_are_refused_when_used(tmp_path: Path) -> None:
+def test_tls_sentry_and_log_options_pass(tmp_path: Path) -> None:
     (tmp_path / "key.pem").touch()
     (tmp_path / "cert.pem").touch()
-    config = load(PARSEC_SSL_KEYFILE=str(tmp_path / "key.pem"), PARSEC_SSL_CERTFILE=str(tmp_path / "cert.pem"))
-    with pytest.raises(ImproperlyConfigured, match=r"^--ssl-keyfile / PARSEC_SSL_KEYFILE: .* not supported yet"):
-        check_supported(config)
+    check_supported(load(
+        PARSEC_SSL_KEYFILE=str(tmp_path / "key.pem"), PARSEC_SSL_CERTFILE=str(tmp_path / "cert.pem"),
+        PARSEC_SENTRY_DSN="https://key@sentry.example/1", PARSEC_LOG_FORMAT="JSON", PARSEC_LOG_FILE="/tmp/x.log",
+    ))
 
 
 def test_supported_features_pass(tmp_path: Path) -> None:

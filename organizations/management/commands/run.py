@@ -18,7 +18,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 
-from parsec_site import cli
+from parsec_site import cli, server as serving
 from parsec_site.config import LocalBlockstore, RaidBlockstore, ServerConfig, check_supported
 
 logger = logging.getLogger("parsec.server")
@@ -27,29 +27,14 @@ access_logger = logging.getLogger("parsec.access")
 # Worker threads beyond the pool size for sync_to_async work that holds no connection (webhooks,
 # e-mails) or waits for one; more would only queue on the pool's own 30 s checkout timeout.
 EXECUTOR_MARGIN = 4
-# Matches the reference server, which drops connections on messages above 16 MiB (transport.md §6);
-# daphne's 1 MiB default would cut a 1 MiB block plus its envelope before our size check.
-WEBSOCKET_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
-# daphne pings each open websocket every `ping_interval` seconds and, through autobahn's
-# autoPingTimeout, drops it if no pong arrives within `ping_timeout`. The official client only
-# answers pings on a connection it is reading, so its idle pooled connections never would: a non-zero
-# timeout drops them all after a few seconds. 0 disables the drop (autobahn arms no timer), while the
-# pings still keep proxies' idle timers alive and let TCP notice peers that vanished.
-PING_INTERVAL = 30
-PING_TIMEOUT = 0
 
 
 def log_action(protocol: str, action: str, details: dict[str, Any]) -> None:
-    """daphne's access-log hook, through our logging. The query string is left out: it can hold tokens."""
-    client = details.get("client") or "-"
-    path = str(details.get("path", "")).split("?", 1)[0]
-    if protocol == "http" and action == "complete":
-        access_logger.info(
-            "%s %s %s %s %so %dus",
-            client, details["method"], path, details["status"], details["size"], details["time_taken"] * 1_000_000,
-        )
-    elif protocol == "websocket" and action in ("connected", "rejected", "disconnected"):
-        access_logger.info("%s WebSocket %s %s", client, action, path)
+    """daphne's connection events; HTTP requests have their line from RequestLogMiddleware."""
+    if protocol == "websocket" and action in ("connected", "rejected", "disconnected"):
+        # The query string is left out: it can hold tokens.
+        path = str(details.get("path", "")).split("?", 1)[0]
+        access_logger.debug("%s WebSocket %s %s", details.get("client") or "-", action, path)
 
 
 class Command(BaseCommand):
@@ -76,10 +61,11 @@ class Command(BaseCommand):
 
         has_organization = Organization.objects.exists()
         connections.close_all()
+        if config.workers > 1:
+            self._supervise(config, startup, has_organization)
+            return
 
         from channels.routing import get_default_application
-        from daphne.endpoints import build_endpoint_description_strings
-        from daphne.server import Server
         from twisted.internet import reactor
 
         application = get_default_application()
@@ -89,37 +75,63 @@ class Command(BaseCommand):
             ThreadPoolExecutor(max_workers=config.db_max_connections + EXECUTOR_MARGIN, thread_name_prefix="parsec")
         )
 
+        where = f"fd {config.fd}" if config.fd is not None else f"{config.host}:{config.port}"
         self.stdout.write(
-            f"Starting Parsec Backend on {config.host}:{config.port} (db={config.db_kind} "
+            f"Starting Parsec Backend on {where} (db={config.db_kind} "
             f"blockstore={config.blockstore_config.kind} email={config.email_kind} "
             f"backend_addr={config.backend_addr.to_url()})"
         )
-        if not has_organization:
+        if not has_organization and config.fd is None:
             self.stdout.write(self._first_organization_hint(config, startup))
         self.stdout.flush()
+        if config.metrics_port is not None and config.fd is None:
+            from parsec_site.metrics import start_metrics_server
 
-        server = Server(
-            application=application,
-            endpoints=build_endpoint_description_strings(host=config.host, port=config.port),
-            signal_handlers=True,  # Ctrl-C / SIGTERM stop the reactor, which cancels the applications
-            action_logger=log_action,
-            # The events connection lives as long as the client: no maximum websocket lifetime.
-            websocket_timeout=-1,
-            ping_interval=PING_INTERVAL,
-            ping_timeout=PING_TIMEOUT,
-            websocket_max_message_size=WEBSOCKET_MAX_MESSAGE_SIZE,
-            websocket_max_frame_size=WEBSOCKET_MAX_MESSAGE_SIZE,
+            start_metrics_server(config.host, config.metrics_port)
+
+        server = serving.build_server(application, serving.ServeOptions(
+            host=config.host,
+            port=config.port,
+            fd=config.fd,
+            ssl_keyfile=config.ssl_keyfile,
+            ssl_certfile=config.ssl_certfile,
+            shutdown_grace=config.shutdown_grace,
             # transport.md §1: `server: parsec/v2.17.0` in debug mode, `server: parsec` otherwise.
             server_name="parsec/v2.17.0" if config.debug else "parsec",
-        )
+            action_logger=log_action,
+        ))
         try:
             server.run()
         finally:
             for connection in connections.all(initialized_only=True):
                 if getattr(connection, "pool", None) is not None:
                     connection.close_pool()
-        if not server.listening_addresses:
+        if not server.listening_addresses and config.fd is None:
             raise CommandError(f"Could not listen on {config.host}:{config.port} (see the log above).")
+        self.stdout.write("Parsec Backend stopped.")
+
+    def _supervise(self, config: ServerConfig, startup: cli.Startup, has_organization: bool) -> None:
+        """`--workers N`: this process binds the port and runs N server processes on it."""
+        import os
+
+        self.stdout.write(
+            f"Starting Parsec Backend on {config.host}:{config.port} with {config.workers} processes "
+            f"(db={config.db_kind} blockstore={config.blockstore_config.kind} email={config.email_kind} "
+            f"backend_addr={config.backend_addr.to_url()})"
+        )
+        if not has_organization:
+            self.stdout.write(self._first_organization_hint(config, startup))
+        self.stdout.flush()
+        try:
+            supervisor = serving.Supervisor(
+                count=config.workers, host=config.host, port=config.port, command=serving.manage_py_command(),
+                environ=dict(os.environ), shutdown_grace=config.shutdown_grace,
+                write=lambda line: (self.stdout.write(line), self.stdout.flush()),
+            )
+        except OSError as exc:
+            raise CommandError(f"Could not listen on {config.host}:{config.port}: {exc.strerror or exc}") from None
+        if supervisor.run(metrics_port=config.metrics_port) != 0:
+            raise CommandError("A server process could not start (see the log above).")
         self.stdout.write("Parsec Backend stopped.")
 
     def _wait_for_database(self, config: ServerConfig) -> None:

@@ -1,0 +1,309 @@
+"""Serving the ASGI application with daphne: TCP or TLS, one process or several, graceful shutdown.
+
+* `--ssl-keyfile` / `--ssl-certfile`: HTTPS and WSS on the one port (the certificate file may hold the
+  whole chain, leaf first, as `fullchain.pem` files do).
+* `--fd N`: serve on an inherited listening socket instead of binding `--host`/`--port` (systemd socket
+  activation, or our own `--workers` supervisor).
+* `--workers N`: this process binds the port once and supervises N server processes that all accept on
+  that socket (the kernel spreads the connections); with the Redis channel layer they act as one server.
+* SIGTERM / SIGINT: stop accepting, let running commands reply (at most `--shutdown-grace` seconds), close
+  websocket sessions with 1001 "going away", then stop. A second signal stops at once.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from parsec_site import lifecycle
+
+logger = logging.getLogger("parsec.server")
+
+# Matches the reference server, which drops connections on messages above 16 MiB (transport.md §6);
+# daphne's 1 MiB default would cut a 1 MiB block plus its envelope before our size check.
+WEBSOCKET_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+# daphne pings each open websocket every `ping_interval` seconds, which keeps proxies' idle timers
+# (nginx's proxy_read_timeout, load balancers' idle timeouts) from cutting quiet connections and lets
+# TCP notice peers that vanished. Through autobahn's autoPingTimeout it would also drop a connection
+# whose pong is late, but the official client only answers pings on a connection it is reading, so its
+# idle pooled connections never would: 0 disables that drop (autobahn arms no timer).
+PING_INTERVAL = 30
+PING_TIMEOUT = 0
+LISTEN_BACKLOG = 1024
+POOL_SAMPLE_INTERVAL = 5.0
+# A worker that dies this soon after its start is failing to start, not crashing: do not respawn it.
+WORKER_START_PERIOD = 10.0
+PEM_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
+
+
+# --- TLS -----------------------------------------------------------------------------------------
+
+
+def tls_options(keyfile: str, certfile: str) -> Any:
+    """Twisted's TLS server options from PEM files: the key, and the certificate then its chain."""
+    from OpenSSL import crypto
+    from twisted.internet import ssl
+
+    key = crypto.load_privatekey(crypto.FILETYPE_PEM, Path(keyfile).read_bytes())
+    blocks = PEM_BLOCK.findall(Path(certfile).read_bytes())
+    if not blocks:
+        raise ValueError(f"no PEM certificate in {certfile}")
+    leaf, *chain = (crypto.load_certificate(crypto.FILETYPE_PEM, block) for block in blocks)
+    # Twisted's defaults: TLS 1.2 at least, its vetted cipher list.
+    return ssl.CertificateOptions(privateKey=key, certificate=leaf, extraCertChain=chain)
+
+
+# --- One server process --------------------------------------------------------------------------
+
+
+@dataclass
+class ServeOptions:
+    host: str
+    port: int
+    fd: int | None = None
+    ssl_keyfile: str | None = None
+    ssl_certfile: str | None = None
+    shutdown_grace: float = 10.0
+    server_name: str = "parsec"
+    action_logger: Callable[[str, str, dict[str, Any]], None] | None = None
+    on_ready: list[Callable[[], None]] = field(default_factory=list)
+
+
+def build_server(application: Any, options: ServeOptions) -> Any:
+    """A daphne `Server` listening as `options` says, with our signal handling; `.run()` blocks."""
+    from daphne.server import Server
+    from twisted.internet import reactor
+
+    tls = tls_options(options.ssl_keyfile, options.ssl_certfile) if options.ssl_keyfile else None
+    server = Server(
+        application=application,
+        endpoints=["listen() below"],  # daphne refuses to be built without any
+        signal_handlers=False,
+        action_logger=options.action_logger,
+        # The events connection lives as long as the client: no maximum websocket lifetime.
+        websocket_timeout=-1,
+        ping_interval=PING_INTERVAL,
+        ping_timeout=PING_TIMEOUT,
+        websocket_max_message_size=WEBSOCKET_MAX_MESSAGE_SIZE,
+        websocket_max_frame_size=WEBSOCKET_MAX_MESSAGE_SIZE,
+        server_name=options.server_name,
+    )
+    # We listen ourselves once the reactor runs: daphne's endpoint strings cannot say "TLS on an
+    # inherited socket", nor hand back the ports to close at shutdown.
+    server.endpoints = []
+    ports: list[Any] = []
+
+    def listen() -> None:
+        try:
+            port = _listen(reactor, server.http_factory, options, tls)
+        except Exception as exc:  # bind refused, bad fd...: daphne's own failure path stops the reactor
+            from twisted.python.failure import Failure
+
+            server.listen_error(Failure(exc))
+            return
+        ports.append(port)
+        server.listen_success(port)
+        for callback in options.on_ready:
+            callback()
+
+    reactor.callWhenRunning(listen)
+    # With workers, each process keeps its pool gauges fresh for the scrapes that another one answers.
+    from twisted.internet.task import LoopingCall
+
+    from parsec_site.metrics import sample_db_pool
+
+    reactor.callWhenRunning(LoopingCall(sample_db_pool).start, POOL_SAMPLE_INTERVAL, False)
+    shutdown = GracefulShutdown(server, ports, options.shutdown_grace)
+    reactor.callWhenRunning(shutdown.install)
+    return server
+
+
+def _listen(reactor: Any, factory: Any, options: ServeOptions, tls: Any) -> Any:
+    if options.fd is not None:
+        family = socket.socket(fileno=os.dup(options.fd)).family
+        if tls is not None:
+            from twisted.protocols.tls import TLSMemoryBIOFactory
+
+            factory = TLSMemoryBIOFactory(tls, False, factory)
+        return reactor.adoptStreamPort(options.fd, family, factory)
+    interface = options.host.strip("[]")
+    if tls is not None:
+        return reactor.listenSSL(options.port, factory, tls, backlog=LISTEN_BACKLOG, interface=interface)
+    return reactor.listenTCP(options.port, factory, backlog=LISTEN_BACKLOG, interface=interface)
+
+
+class GracefulShutdown:
+    def __init__(self, server: Any, ports: list[Any], grace: float) -> None:
+        self.server = server
+        self.ports = ports
+        self.grace = grace
+        self.stopping = False
+
+    def install(self) -> None:
+        from twisted.internet import reactor
+
+        loop = reactor._asyncioEventloop  # type: ignore[attr-defined]
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.on_signal, signum)
+
+    def on_signal(self, signum: int) -> None:
+        from twisted.internet import reactor
+
+        if self.stopping:
+            logger.warning("Second %s: stopping now", signal.Signals(signum).name)
+            reactor.stop()
+            return
+        self.stopping = True
+        asyncio.ensure_future(self.stop(signal.Signals(signum).name))
+
+    async def stop(self, reason: str) -> None:
+        from twisted.internet import reactor
+
+        started = time.monotonic()
+        logger.info("%s received: no new connections; running commands have %ss to finish", reason, self.grace)
+        for port in self.ports:
+            port.stopListening()
+        sessions = await lifecycle.drain(self.grace)
+        await self._wait_http_requests(deadline=started + self.grace)
+        logger.info("Closed %d websocket session(s) in %.1fs", sessions, time.monotonic() - started)
+        reactor.stop()
+
+    async def _wait_http_requests(self, deadline: float) -> None:
+        from daphne.http_protocol import WebRequest
+
+        while time.monotonic() < deadline:
+            busy = [
+                protocol for protocol, details in list(self.server.connections.items())
+                if isinstance(protocol, WebRequest) and not details.get("disconnected")
+                and details.get("application_instance") is not None and not details["application_instance"].done()
+            ]
+            if not busy:
+                return
+            await asyncio.sleep(0.05)
+
+
+# --- Several processes ---------------------------------------------------------------------------
+
+
+@dataclass
+class Worker:
+    index: int
+    process: subprocess.Popen
+    started: float
+
+
+def bind_listening_socket(host: str, port: int) -> socket.socket:
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG, reuse_port=False)
+    sock.set_inheritable(True)
+    return sock
+
+
+class Supervisor:
+    """Binds the port, runs `count` copies of `command` serving it (`PARSEC_FD`), restarts crashed ones."""
+
+    def __init__(
+        self, *, count: int, host: str, port: int, command: list[str], environ: dict[str, str],
+        shutdown_grace: float, write: Callable[[str], None] = print,
+    ) -> None:
+        self.count = count
+        self.host = host
+        self.port = port
+        self.command = command
+        self.shutdown_grace = shutdown_grace
+        self.write = write
+        self.sock = bind_listening_socket(host, port)
+        self.metrics_dir = tempfile.mkdtemp(prefix="parsec-metrics-")
+        self.env = {name: value for name, value in environ.items() if name != "PARSEC_CMD_ARGS"}
+        # Every option was already exported to its variable; the workers serve the inherited socket and
+        # write their metrics where a scrape of any of them (or of `--metrics-port`, here) adds them up.
+        self.env.update(PARSEC_FD=str(self.sock.fileno()), PARSEC_WORKERS="1", PROMETHEUS_MULTIPROC_DIR=self.metrics_dir)
+        self.workers: list[Worker] = []
+        self.stop_requested_at: float | None = None
+        self.exit_code = 0
+
+    def spawn(self, index: int) -> Worker:
+        process = subprocess.Popen(self.command, env=self.env, pass_fds=(self.sock.fileno(),))
+        return Worker(index=index, process=process, started=time.monotonic())
+
+    def request_stop(self, signum: int = signal.SIGTERM, frame: Any = None) -> None:
+        if self.stop_requested_at is not None:
+            self._signal_all(signal.SIGKILL)  # a second signal: no more waiting
+            return
+        self.stop_requested_at = time.monotonic()
+        self._signal_all(signal.SIGTERM)
+
+    def _signal_all(self, signum: int) -> None:
+        for worker in self.workers:
+            if worker.process.poll() is None:
+                worker.process.send_signal(signum)
+
+    def run(self, *, metrics_host: str | None = None, metrics_port: int | None = None) -> int:
+        """Until every worker is gone; 0 after a requested stop, 1 when a worker could not start."""
+        previous = {signum: signal.signal(signum, self.request_stop) for signum in (signal.SIGTERM, signal.SIGINT)}
+        metrics_server = None
+        try:
+            if metrics_port is not None:
+                from parsec_site.metrics import start_metrics_server
+
+                metrics_server = start_metrics_server(metrics_host or self.host, metrics_port, self.metrics_dir)
+            self.workers = [self.spawn(index) for index in range(self.count)]
+            pids = ", ".join(str(worker.process.pid) for worker in self.workers)
+            self.write(f"Started {self.count} server processes on {self.host}:{self.port} (pids {pids})")
+            while self.workers:
+                time.sleep(0.2)
+                self._reap()
+                if self.stop_requested_at is not None and time.monotonic() - self.stop_requested_at > self.shutdown_grace + 10:
+                    self._signal_all(signal.SIGKILL)  # past their own grace, and a margin
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            if metrics_server is not None:
+                metrics_server.shutdown()
+            self.sock.close()
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
+        return self.exit_code
+
+    def _reap(self) -> None:
+        for worker in list(self.workers):
+            code = worker.process.poll()
+            if code is None:
+                continue
+            self.workers.remove(worker)
+            _mark_dead(worker.process.pid, self.metrics_dir)
+            if self.stop_requested_at is not None:
+                continue
+            if time.monotonic() - worker.started < WORKER_START_PERIOD:
+                self.write(f"Server process {worker.index} exited with code {code} while starting: stopping all")
+                self.exit_code = 1
+                self.request_stop()
+                continue
+            logger.error("Server process %d (pid %d) exited with code %s: restarting it",
+                         worker.index, worker.process.pid, code)
+            self.workers.append(self.spawn(worker.index))
+
+
+def _mark_dead(pid: int, metrics_dir: str) -> None:
+    try:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid, metrics_dir)
+    except Exception:  # metrics files of a crashed process: best effort
+        logger.debug("cannot mark process %d dead in %s", pid, metrics_dir, exc_info=True)
+
+
+def manage_py_command() -> list[str]:
+    """How a worker starts: this interpreter, this project's manage.py, `run`."""
+    return [sys.executable, str(Path(__file__).resolve().parent.parent / "manage.py"), "run"]
