@@ -277,7 +277,7 @@ class Option:
         return f"{self.flags[0]} / {self.env}"
 
 
-FOR_SMTP = "parsed, used by SMTP (not yet)"
+FOR_SMTP = "supported"
 
 OPTIONS: tuple[Option, ...] = (
     Option(("--host", "-H"), "PARSEC_HOST", "value", "127.0.0.1", "listen address", "HOST"),
@@ -329,7 +329,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         ("--email-host",), "PARSEC_EMAIL_HOST", "value", "required", "SMTP host, or MOCKED", "HOST",
-        status="MOCKED supported; SMTP not yet",
+        status="supported",
     ),
     Option(("--email-port",), "PARSEC_EMAIL_PORT", "value", "25", "SMTP port", "PORT", status=FOR_SMTP),
     Option(("--email-host-user",), "PARSEC_EMAIL_HOST_USER", "value", "none", "SMTP login", "USER", status=FOR_SMTP),
@@ -692,10 +692,8 @@ def check_supported(config: ServerConfig) -> None:
             "PARSEC_BLOCKSTORE",
             f"{config.blockstore_config.kind} blockstore is not supported yet (use MOCKED, POSTGRESQL or LOCAL:<path>)",
         )
-    if config.email_kind == "SMTP":
-        if config.email_sender is None:
-            raise option_error("PARSEC_EMAIL_SENDER", "required unless --email-host=MOCKED")
-        raise option_error("PARSEC_EMAIL_HOST", "sending e-mails over SMTP is not supported yet (use MOCKED)")
+    if config.email_kind == "SMTP" and config.email_sender is None:
+        raise option_error("PARSEC_EMAIL_SENDER", "required unless --email-host=MOCKED")
     if config.workers > 1:
         # Each process would have its own in-memory data, and events would not cross processes.
         if config.db_kind == "MOCKED":

@@ -205,10 +205,6 @@ def test_log_file_dash_is_stderr() -> None:
 @pytest.mark.parametrize(
     ("variables", "message"),
     [
-        (
-            {"PARSEC_EMAIL_HOST": "smtp.example.com", "PARSEC_EMAIL_SENDER": "a@example.com"},
-            "--email-host / PARSEC_EMAIL_HOST: sending e-mails over SMTP is not supported yet",
-        ),
         ({"PARSEC_EMAIL_HOST": "smtp.example.com"}, "--email-sender / PARSEC_EMAIL_SENDER: required unless"),
         (
             {"PARSEC_WORKERS": "2", "PARSEC_DB": "postgresql://db/parsec", "PARSEC_BLOCKSTORE": "POSTGRESQL"},
@@ -457,3 +453,9 @@ def test_docs_list_every_option() -> None:
         row = next((line for line in docs.splitlines() if line.startswith(f"| `{option.flags[0]}`")), None)
         assert row is not None, option.flags[0]
         assert all(f"`{flag}`" in row for flag in option.flags) and f"`{option.env}`" in row
+
+
+def test_smtp_email_host_is_accepted_with_a_sender() -> None:
+    config = load(PARSEC_EMAIL_HOST="smtp.example.com", PARSEC_EMAIL_SENDER="parsec@example.com")
+    check_supported(config)
+    assert config.email_kind == "SMTP"
