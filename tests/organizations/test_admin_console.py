@@ -167,3 +167,27 @@ def test_device_pages_are_read_only(admin_client, coolorg):
     assert admin_client.post(url, {"device_label": "x"}).status_code == 403
     assert admin_client.get("/admin/organizations/device/add/").status_code == 403
     assert admin_client.get(f"/admin/organizations/device/{device.pk}/delete/").status_code == 403
+
+
+def test_freeze_and_unfreeze_actions(admin_client, coolorg, django_capture_on_commit_callbacks):
+    alice = User.objects.get(organization=coolorg, user_id="alice")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            "/admin/organizations/user/", {"action": "freeze_users", "_selected_action": [alice.pk]}, follow=True
+        )
+    assert response.status_code == 200
+    alice.refresh_from_db()
+    assert alice.frozen is True
+    admin_client.post("/admin/organizations/user/", {"action": "unfreeze_users", "_selected_action": [alice.pk]})
+    alice.refresh_from_db()
+    assert alice.frozen is False
+
+
+def test_freeze_action_refuses_users_without_human_handle(admin_client, coolorg):
+    legacy = add_user(coolorg, "legacy", email=None)
+    response = admin_client.post(
+        "/admin/organizations/user/", {"action": "freeze_users", "_selected_action": [legacy.pk]}, follow=True
+    )
+    assert b"cannot be frozen" in response.content
+    legacy.refresh_from_db()
+    assert legacy.frozen is False
