@@ -1,0 +1,364 @@
+"""Benchmark of our server against the parsec-cloud 2.17.0 reference, same machine, same run.
+
+    .venv/bin/python -m bench.run [--servers ours,reference] [--connections 8] [--duration 5]
+                                  [--rounds 3] [--phases ping,vlob_create,...] [--idle 200]
+
+See bench/README.md. Not a test: it prints a table (and writes JSON with --json)."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import signal
+import statistics
+import sys
+import time
+import traceback
+from dataclasses import asdict
+
+from bench.phases import PHASES, Options, Result, SkipPhase, machine_busy_seconds
+from bench.servers import SERVER_KINDS, Lab, cpu_seconds_of
+from bench.setup import Org, add_bob_and_share, create_organization
+
+# Targets of the issue (ours compared with the reference measured in the same run).
+OPS_RATIO_TARGET = {"ping": 5.0, "vlob_create": 5.0, "vlob_read": 5.0, "vlob_update": 5.0}
+MB_RATIO_TARGET = {"block_create": 2.0, "block_read": 2.0}
+EVENT_P99_TARGET_MS = 10.0
+IDLE_KIB_TARGET = 46.0
+# "Many writers in one shared realm must not collapse": the shared-realm rate stays at least this
+# fraction of the same server's own-realm rate, with a p99 below the reference's.
+SHARED_MIN_FRACTION = 0.5
+SHARED_BASE = {"vlob_create_shared": "vlob_create", "vlob_update_shared": "vlob_update"}
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--servers", default="ours,reference",
+                        help="comma-separated, in round order: ours, reference (default: ours,reference)")
+    parser.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated among: {', '.join(PHASES)}")
+    parser.add_argument("--connections", "-c", type=int, default=8, help="concurrent connections (default 8)")
+    parser.add_argument("--shared-connections", type=int, default=None,
+                        help="connections of the vlob_*_shared phases (default: 4 x --connections)")
+    parser.add_argument("--duration", "-d", type=float, default=5.0, help="measured seconds per phase (default 5)")
+    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each phase (default 1)")
+    parser.add_argument("--rounds", "-r", type=int, default=3, help="rounds, servers alternating (default 3)")
+    parser.add_argument("--idle", type=int, default=200, help="idle connections of the idle phase (default 200)")
+    parser.add_argument("--blob-size", type=int, default=1024, help="vlob blob bytes (default 1024)")
+    parser.add_argument("--block-size", type=int, default=512 * 1024, help="block bytes (default 524288)")
+    parser.add_argument("--event-writers", type=int, default=1, help="writer connections of the event phase")
+    parser.add_argument("--db-min-connections", type=int, default=5, help="both servers' pool min (default 5)")
+    parser.add_argument("--db-max-connections", type=int, default=None,
+                        help="both servers' pool max (default: max(7, connections + 2); the reference deadlocks "
+                        "its pool when the concurrent block_create reach its size)")
+    parser.add_argument("--log-level", default="WARNING",
+                        help="both servers' --log-level (default WARNING; '' keeps their own default)")
+    parser.add_argument("--wait-quiet", type=float, metavar="PCT", default=None,
+                        help="before each measurement, wait (at most --wait-quiet-max s) until other work on the "
+                        "machine uses at most PCT%% of one core")
+    parser.add_argument("--wait-quiet-max", type=float, default=30.0, metavar="S",
+                        help="longest wait of --wait-quiet per measurement (default 30 s)")
+    parser.add_argument("--json", metavar="FILE", help="also write every round's raw results there")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="py-spy record each server during each window into DIR (collapsed stacks; "
+                        "summarize with python -m bench.flame); the profiler slows the server down")
+    parser.add_argument("--profile-idle", action="store_true",
+                        help="with --profile: also sample waiting threads (wall-clock view instead of CPU)")
+    parser.add_argument("--keep-running", action="store_true",
+                        help="after the phases, print the servers' pids and wait for Ctrl-C (for profiling)")
+    args = parser.parse_args(argv)
+    args.server_list = [s.strip() for s in args.servers.split(",") if s.strip()]
+    args.phase_list = [p.strip() for p in args.phases.split(",") if p.strip()]
+    for server in args.server_list:
+        if server not in SERVER_KINDS:
+            parser.error(f"unknown server {server!r}: expected {', '.join(SERVER_KINDS)}")
+    for phase in args.phase_list:
+        if phase not in PHASES:
+            parser.error(f"unknown phase {phase!r}: expected {', '.join(PHASES)}")
+    if args.db_max_connections is None:
+        args.db_max_connections = max(7, args.connections + 2)
+    if args.shared_connections is None:
+        args.shared_connections = 4 * args.connections
+    return args
+
+
+def fmt(value: float | None, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    return f"{value:.{digits}f}"
+
+
+def describe(result: Result) -> str:
+    if result.skipped:
+        return f"SKIPPED: {result.skipped}"
+    parts = []
+    if result.phase == "idle":
+        parts.append(f"{result.extra['kib_per_conn']:.1f} KiB/conn (RSS {result.extra['rss_before_kib']} → "
+                     f"{result.extra['rss_after_kib']} KiB, {result.extra['rss_after_close_kib']} after close)")
+        parts.append(f"handshakes {fmt(result.ops_per_s)}/s p50 {fmt(result.p50_ms)} p99 {fmt(result.p99_ms)} ms")
+    else:
+        parts.append(f"{fmt(result.ops_per_s)} ops/s")
+        if result.mb_per_s is not None:
+            parts.append(f"{fmt(result.mb_per_s)} MB/s")
+        parts.append(f"p50 {fmt(result.p50_ms, 2)} p99 {fmt(result.p99_ms, 2)} max {fmt(result.max_ms)} ms")
+        parts.append(f"cpu: server {fmt(result.server_cpu, 0)}% db {fmt(result.db_cpu, 0)}% "
+                     f"client {fmt(result.client_cpu, 0)}% other {fmt(result.other_cpu, 0)}%")
+        if result.server_cpu:
+            parts.append(f"{result.ops_per_s / (result.server_cpu / 100):.0f} ops per server cpu-s")
+    if result.phase == "event" and result.extra.get("after_reply_p50_ms") is not None:
+        parts.append(f"event after the update's reply: p50 {fmt(result.extra['after_reply_p50_ms'], 2)} "
+                     f"p99 {fmt(result.extra['after_reply_p99_ms'], 2)} ms")
+    if result.errors:
+        parts.append(f"ERRORS {result.errors}: {result.first_error}")
+    return ", ".join(parts)
+
+
+def median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def summarize(results: list[Result]) -> dict | None:
+    good = [r for r in results if r.ok]
+    if not good:
+        return None
+    return {
+        "rounds": len(good),
+        "ops_per_s": median([r.ops_per_s for r in good]),
+        "mb_per_s": median([r.mb_per_s for r in good]),
+        "p50_ms": median([r.p50_ms for r in good]),
+        "p99_ms": median([r.p99_ms for r in good]),
+        "server_cpu": median([r.server_cpu for r in good]),
+        "db_cpu": median([r.db_cpu for r in good]),
+        "other_cpu": median([r.other_cpu for r in good]),
+        "ops_per_cpu_s": median([r.ops_per_s / (r.server_cpu / 100) if r.server_cpu else None for r in good]),
+        "kib_per_conn": median([r.extra.get("kib_per_conn") for r in good]),
+    }
+
+
+def failure(results: list[Result]) -> str:
+    for result in results:
+        if result.skipped:
+            return f"skipped: {result.skipped}"
+        if result.errors:
+            return f"errors: {result.first_error}"
+    return "no result"
+
+
+def cell(summary: dict | None, phase: str) -> str:
+    if summary is None:
+        return "n/a"
+    if phase == "idle":
+        return f"{fmt(summary['kib_per_conn'])} KiB/conn"
+    head = f"{fmt(summary['ops_per_s'])}/s"
+    if summary["mb_per_s"] is not None:
+        head = f"{fmt(summary['mb_per_s'])} MB/s"
+    return f"{head} {fmt(summary['p50_ms'], 2)} {fmt(summary['p99_ms'], 2)}"
+
+
+def ratio_and_target(phase: str, ours: dict | None, ref: dict | None, all_ours: dict) -> tuple[str, str]:
+    """The headline ratio (ours / reference) and the target verdict for our server."""
+    ratio, verdicts = "-", []
+    p99_better = None
+    if ours and ref and ours["p99_ms"] and ref["p99_ms"]:
+        p99_better = ours["p99_ms"] < ref["p99_ms"]
+    if phase == "idle":
+        if ours and ref and ref["kib_per_conn"]:
+            ratio = f"{ours['kib_per_conn'] / ref['kib_per_conn']:.2f}x KiB"
+        if ours:
+            ok = ours["kib_per_conn"] <= IDLE_KIB_TARGET
+            verdicts.append(f"{'ok' if ok else 'MISS'} ≤{IDLE_KIB_TARGET:g} KiB")
+        return ratio, "; ".join(verdicts)
+    if phase == "event":
+        if ours and ref:
+            ratio = f"{ours['p99_ms'] / ref['p99_ms']:.2f}x p99"
+        if ours:
+            ok = ours["p99_ms"] <= EVENT_P99_TARGET_MS
+            verdicts.append(f"{'ok' if ok else 'MISS'} p99≤{EVENT_P99_TARGET_MS:g}ms")
+        if p99_better is not None:
+            verdicts.append("ok p99<ref" if p99_better else "MISS p99<ref")
+        return ratio, "; ".join(verdicts)
+    if ours and ref:
+        key = "mb_per_s" if ours["mb_per_s"] is not None else "ops_per_s"
+        value = ours[key] / ref[key]
+        ratio = f"{value:.2f}x"
+        target = OPS_RATIO_TARGET.get(phase) or MB_RATIO_TARGET.get(phase)
+        if target:
+            verdicts.append(f"{'ok' if value >= target else 'MISS'} ≥{target:g}x")
+    if phase in SHARED_BASE and ours and all_ours.get(SHARED_BASE[phase]):
+        base = all_ours[SHARED_BASE[phase]]["ops_per_s"]
+        ok = ours["ops_per_s"] >= SHARED_MIN_FRACTION * base
+        verdicts.append(f"{'ok' if ok else 'MISS'} ≥{SHARED_MIN_FRACTION:g}x own {SHARED_BASE[phase]}")
+    if p99_better is not None:
+        verdicts.append("ok p99<ref" if p99_better else "MISS p99<ref")
+    return ratio, "; ".join(verdicts)
+
+
+def print_table(args, collected: dict[str, dict[str, list[Result]]]) -> None:
+    servers = args.server_list
+    summaries = {server: {phase: summarize(collected[phase][server]) for phase in args.phase_list}
+                 for server in servers}
+    headers = ["phase"] + [f"{server} (ops/s|MB/s p50 p99 ms)" for server in servers]
+    both = "ours" in servers and "reference" in servers
+    if both:
+        headers += ["ours/ref", "target (ours)"]
+    rows = []
+    for phase in args.phase_list:
+        row = [phase] + [cell(summaries[server][phase], phase) for server in servers]
+        if both:
+            row += list(ratio_and_target(phase, summaries["ours"][phase], summaries["reference"][phase],
+                                         summaries["ours"]))
+        rows.append(row)
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    line = "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |"
+    print()
+    print(f"Median of {args.rounds} round(s), {args.connections} connections "
+          f"({args.shared_connections} for *_shared), {args.duration:g} s per phase after {args.warmup:g} s warm-up, "
+          f"blob {args.blob_size} B, block {args.block_size} B, idle {args.idle}, "
+          f"db pool {args.db_min_connections}/{args.db_max_connections}")
+    print(line)
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
+    print(f"Busy CPU of other work during the windows (median, % of one core; 200 = both cores): "
+          + ", ".join(f"{server} {fmt(median([summaries[server][p]['other_cpu'] for p in args.phase_list if summaries[server][p]]), 0)}%"
+                      for server in servers)
+          + ". Above ~30% the servers compete with other work: rerun on a quiet machine.")
+    print("Efficiency, operations per CPU-second of the server process (less sensitive to other work):")
+    eff = []
+    for phase in args.phase_list:
+        if phase == "idle":
+            continue
+        values = [summaries[server][phase]["ops_per_cpu_s"] if summaries[server][phase] else None for server in servers]
+        text = ", ".join(f"{server} {fmt(v)}" for server, v in zip(servers, values))
+        if both and all(values):
+            text += f" ({values[0] / values[1]:.2f}x)" if servers[0] == "ours" else f" ({values[1] / values[0]:.2f}x)"
+        eff.append(f"{phase}: {text}")
+    for item in eff:
+        print("  " + item)
+    problems = [(phase, server, failure(collected[phase][server])) for phase in args.phase_list for server in servers
+                if summaries[server][phase] is None]
+    for phase, server, why in problems:
+        print(f"  {phase} on {server}: {why}")
+    print()
+
+
+async def other_cpu_now(lab: Lab, sample: float = 1.0) -> float:
+    """CPU used by everything but the bench, its servers and PostgreSQL over `sample` seconds (% of a core)."""
+    def ours() -> float:
+        times = os.times()
+        total = times.user + times.system
+        for server in lab.servers:
+            if server.process is not None and server.process.poll() is None:
+                total += server.cpu_seconds()
+        pg = lab.postmaster_pid()
+        return total + (cpu_seconds_of(pg) if pg else 0.0)
+
+    machine0, ours0 = machine_busy_seconds(), ours()
+    await asyncio.sleep(sample)
+    machine1, ours1 = machine_busy_seconds(), ours()
+    return max(0.0, 100 * ((machine1 - machine0) - (ours1 - ours0)) / sample)
+
+
+async def wait_quiet(lab: Lab, threshold: float, max_wait: float) -> None:
+    deadline = time.monotonic() + max_wait
+    started = time.monotonic()
+    while True:
+        other = await other_cpu_now(lab)
+        if other <= threshold:
+            if time.monotonic() - started > 1.5:
+                print(f"  (waited {time.monotonic() - started:.0f} s for other work to calm down)", flush=True)
+            return
+        if time.monotonic() >= deadline:
+            print(f"  (other work still at {other:.0f}% after {max_wait:.0f} s: measuring anyway)", flush=True)
+            return
+
+
+async def run_phase(name: str, org: Org, options: Options) -> Result:
+    # Setup, warm-up, window, teardown: anything beyond this is a stuck server.
+    limit = options.warmup + options.duration + 120 + options.idle * 0.5
+    try:
+        return await asyncio.wait_for(PHASES[name](org, options), limit)
+    except asyncio.TimeoutError:
+        return Result(phase=name, server=org.server.kind, skipped=f"failed: phase not done within {limit:.0f} s")
+    except SkipPhase as exc:
+        return Result(phase=name, server=org.server.kind, skipped=str(exc))
+    except Exception as exc:  # noqa: BLE001 - a phase failing on one server must not stop the run
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        return Result(phase=name, server=org.server.kind, skipped=f"failed: {detail[:500]}")
+
+
+async def main_async(args) -> int:
+    options = Options(
+        connections=args.connections, shared_connections=args.shared_connections, duration=args.duration,
+        warmup=args.warmup, blob_size=args.blob_size, block_size=args.block_size, idle=args.idle,
+        event_writers=args.event_writers, profile_dir=args.profile, profile_idle=args.profile_idle,
+    )
+    lab = Lab(db_min=args.db_min_connections, db_max=args.db_max_connections, log_level=args.log_level or None)
+    collected: dict[str, dict[str, list[Result]]] = {p: {s: [] for s in args.server_list} for p in args.phase_list}
+    try:
+        print(f"workdir (server logs): {lab.workdir}", flush=True)
+        lab.start_cluster()
+        orgs: dict[str, Org] = {}
+        for kind in args.server_list:
+            started = time.perf_counter()
+            server = lab.start(kind)
+            org = create_organization(server)
+            await add_bob_and_share(org)
+            orgs[kind] = org
+            note = f"; event phase unavailable: {org.sharing_error}" if org.sharing_error else ""
+            print(f"{kind}: pid {server.pid}, port {server.port}, organization {org.organization_id} "
+                  f"ready in {time.perf_counter() - started:.1f} s{note}", flush=True)
+        for phase in args.phase_list:
+            for round_index in range(args.rounds):
+                for kind in args.server_list:
+                    server = orgs[kind].server
+                    if server.process.poll() is not None:
+                        result = Result(phase=phase, server=kind,
+                                        skipped=f"server exited ({server.process.returncode}):\n{server.log_tail(10)}")
+                    else:
+                        if args.wait_quiet is not None:
+                            await wait_quiet(lab, args.wait_quiet, args.wait_quiet_max)
+                        options.round_index = round_index
+                        result = await run_phase(phase, orgs[kind], options)
+                    collected[phase][kind].append(result)
+                    load = os.getloadavg()[0]
+                    print(f"[{phase} r{round_index + 1} {kind:9}] {describe(result)} (load {load:.1f})", flush=True)
+        print_table(args, collected)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"args": {k: v for k, v in vars(args).items()},
+                           "results": {p: {s: [asdict(r) for r in rs] for s, rs in v.items()}
+                                       for p, v in collected.items()}}, f, indent=1, default=str)
+            print(f"raw results: {args.json}")
+        if args.keep_running:
+            for kind, org in orgs.items():
+                print(f"{kind}: pid {org.server.pid} port {org.server.port} (Ctrl-C to stop)", flush=True)
+            while True:
+                await asyncio.sleep(3600)
+    finally:
+        lab.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    def terminate(signum, frame):  # SIGTERM (e.g. `timeout`) cleans up like Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        return asyncio.run(main_async(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
