@@ -6,7 +6,9 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh --tests || exit 1
 export PARSEC_REF_VENV=${PARSEC_REF_VENV:-$PWD/.venv-ref}
 
-logs=$(mktemp -d)
+# Logs stay in the checkout (.test-logs/), where nothing else cleans them up mid-run.
+logs=$PWD/.test-logs
+rm -rf "$logs" && mkdir -p "$logs"
 .venv/bin/python -m pytest --db=postgresql -p no:cacheprovider "$@" >"$logs/postgresql.log" 2>&1 &
 pg=$!
 .venv/bin/python -m pytest --db=sqlite -p no:cacheprovider -m "not interop" "$@" >"$logs/sqlite.log" 2>&1 &
