@@ -131,6 +131,10 @@ def build_server(application: Any, options: ServeOptions) -> Any:
 
 def _listen(reactor: Any, factory: Any, options: ServeOptions, tls: Any) -> Any:
     if options.fd is not None:
+        # Twisted's accept loop needs a non-blocking socket; an inherited one (our `--workers`
+        # supervisor's, systemd's without NonBlocking=) is blocking, and the second accept of a
+        # read would then freeze the reactor. O_NONBLOCK belongs to the shared file description.
+        os.set_blocking(options.fd, False)
         family = socket.socket(fileno=os.dup(options.fd)).family
         if tls is not None:
             from twisted.protocols.tls import TLSMemoryBIOFactory

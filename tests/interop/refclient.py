@@ -257,6 +257,81 @@ def archiving_info(ws):
     }
 
 
+def jsonable(value):
+    # event arguments: ids as hex, numbers and strings as they are, anything else as its str()
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    hex_value = getattr(value, "hex", None)
+    return hex_value if isinstance(hex_value, str) else str(value)
+
+
+async def wait_for_file(core, req):
+    # Stay logged in and wait until `path` holds `data`, WITHOUT syncing anything ourselves: only the
+    # core's own monitors (the sync monitor, woken by the server's `realm.vlobs_updated` events that
+    # arrive on the events_listen connection) can bring the change. Prints `READY <json>` once the
+    # backend connection is READY (events subscribed, monitors started) and the monitors are idle.
+    from parsec._parsec import CoreEvent
+    from parsec.core.backend_connection import BackendConnStatus
+    from parsec.core.fs.exceptions import FSError
+
+    ws = get_ws(core, req["workspace"])
+    path = FsPath(req["path"])
+    expected = base64.b64decode(req["data"])
+    started = trio.current_time()
+    events = []
+
+    def recorder(name):
+        def on_event(event, **kwargs):
+            events.append(dict(event=name, at=DateTime.now().to_rfc3339(),
+                               after_s=round(trio.current_time() - started, 3),
+                               **{k: jsonable(v) for k, v in kwargs.items()}))
+        return on_event
+
+    for name in ("BACKEND_REALM_VLOBS_UPDATED", "FS_ENTRY_REMOTE_CHANGED", "FS_ENTRY_DOWNSYNCED"):
+        core.event_bus.connect(getattr(CoreEvent, name), recorder(name))
+
+    async def current():
+        # purely local path resolution; a file manifest missing locally is fetched on demand (vlob_read)
+        try:
+            return await ws.read_bytes(path)
+        except FSError as exc:
+            return type(exc).__name__
+
+    with trio.fail_after(req.get("ready_timeout", 60)):
+        while core.backend_status != BackendConnStatus.READY:
+            await trio.sleep(0.05)
+        await core.wait_idle_monitors()
+    initial = await current()
+    ready_at = DateTime.now()
+    ready_time = trio.current_time()
+    print("READY " + json.dumps({
+        "ready_at": ready_at.to_rfc3339(), "backend_status": str(core.backend_status),
+        "initial": initial if isinstance(initial, str) else {"size": len(initial)},
+        "already_there": initial == expected, "workspace_id": ws.workspace_id.hex,
+    }), flush=True)
+    polls = 0
+    found = False
+    last = initial
+    while trio.current_time() - ready_time < req.get("timeout", 60):
+        polls += 1
+        last = await current()
+        if last == expected:
+            found = True
+            break
+        await trio.sleep(req.get("poll_interval", 0.1))
+    seen_at = DateTime.now()
+    out = {
+        "found": found, "ready_at": ready_at.to_rfc3339(), "seen_at": seen_at.to_rfc3339(),
+        "waited_s": round(trio.current_time() - ready_time, 3), "polls": polls,
+        "last": "content" if found else (last if isinstance(last, str) else {"size": len(last)}),
+        "workspace_id": ws.workspace_id.hex, "backend_status": str(core.backend_status),
+        "events": events,
+    }
+    if found:
+        out["entry_id"] = (await ws.path_id(path)).hex
+    return out
+
+
 async def run_op(core, req):
     op = req["op"]
     out = {}
@@ -377,6 +452,8 @@ async def run_op(core, req):
         pass
     elif op == "now":
         out["now"] = DateTime.now().to_rfc3339()
+    elif op == "wait_for_file":
+        out.update(await wait_for_file(core, req))
     else:
         raise SystemExit("unknown op %r" % op)
     return out
@@ -512,6 +589,28 @@ def _choice_index(text: str, wanted: str) -> str:
     if wanted not in choices:
         raise ParsecCliError(f"{wanted!r} not among proposed choices {choices}")
     return choices[wanted]
+
+
+class CoreScriptRun:
+    """A core-script operation running in the background (``ParsecCli.start_core_script``)."""
+
+    def __init__(self, proc: _Interactive):
+        self.proc = proc
+
+    def wait_line(self, word: str, timeout: float) -> dict[str, Any]:
+        """The JSON of the next ``<word> <json>`` line the script prints."""
+        return json.loads(self.proc.expect(rf"^{re.escape(word)} (.*)\n", timeout).group(1))
+
+    def result(self, timeout: float) -> dict[str, Any]:
+        """Wait for the script's end; its ``RESULT`` (ParsecCliError on a failure)."""
+        res = self.proc.wait(timeout)
+        m = re.search(r"^RESULT (.*)$", res.stdout, re.M)
+        if res.returncode != 0 or not m:
+            raise ParsecCliError("core script failed", res)
+        return json.loads(m.group(1))
+
+    def kill(self) -> None:
+        self.proc.kill()
 
 
 # --------------------------------------------------------------------------- #
@@ -773,16 +872,19 @@ class ParsecCli:
     def greet_and_claim_user(self, url: str, claimer: "ParsecCli", *, label: str,
                              device_label: str, password: str, profile: str = "STANDARD",
                              greeter_device: DeviceRef | None = None,
-                             timeout: float | None = None) -> DeviceRef:
+                             timeout: float | None = None,
+                             claimer_url: str | None = None) -> DeviceRef:
         """Run `greet_invitation` here and `claim_invitation` in `claimer`'s home.
 
         The greeter keeps the claimer's requested email/label/device label and
         grants `profile` (ADMIN|STANDARD|OUTSIDER). Returns the claimer's device.
+        `claimer_url` (default `url`) is the invitation URL given to the claimer, e.g. the
+        same invitation on another server address (see ``with_address``).
         """
         return self._greet_and_claim(url, claimer, user=True, label=label,
                                      device_label=device_label, password=password,
                                      profile=profile, greeter_device=greeter_device,
-                                     timeout=timeout)
+                                     timeout=timeout, claimer_url=claimer_url)
 
     def greet_and_claim_device(self, url: str, claimer: "ParsecCli", *, device_label: str,
                                password: str, greeter_device: DeviceRef | None = None,
@@ -795,11 +897,11 @@ class ParsecCli:
     def _greet_and_claim(self, url: str, claimer: "ParsecCli", *, user: bool,
                          label: str | None, device_label: str, password: str,
                          profile: str | None, greeter_device: DeviceRef | None,
-                         timeout: float | None) -> DeviceRef:
+                         timeout: float | None, claimer_url: str | None = None) -> DeviceRef:
         t = timeout or self.timeout
         gdev = self._dev(greeter_device)
         greeter = self.spawn("greet_invitation", url, *self._dev_args(gdev))
-        claim = claimer.spawn("claim_invitation", url, "--password", password)
+        claim = claimer.spawn("claim_invitation", claimer_url or url, "--password", password)
         try:
             # 1. greeter shows its SAS code, claimer must pick it among 3 choices
             greeter_sas = greeter.expect(r"Code to provide to claimer: (\S+)", t).group(1)
@@ -868,6 +970,40 @@ class ParsecCli:
         if not m:
             raise ParsecCliError("no RESULT line from core script", res)
         return json.loads(m.group(1))
+
+    def start_core_script(self, op: str, device: DeviceRef | None = None,
+                          **params: Any) -> "CoreScriptRun":
+        """Start a core-script operation in the background (same request as ``core_script``).
+
+        For long-lived operations such as ``wait_for_file``, which print intermediate
+        ``<WORD> <json>`` lines (``CoreScriptRun.wait_line``) before their ``RESULT``."""
+        dev = self._dev(device)
+        req = {"op": op, "device": dev.slughash, "password": dev.password, **params}
+        proc = _Interactive([str(self.bin_dir / "python"), "-c", _FS_TOOL], self.env(), self.home)
+        assert proc.proc.stdin is not None
+        proc.proc.stdin.write(json.dumps(req).encode())
+        proc.proc.stdin.close()
+        return CoreScriptRun(proc)
+
+    def watch_file(self, workspace: str, path: str, data: bytes, timeout: float = 60,
+                   device: DeviceRef | None = None,
+                   ready_timeout: float | None = None) -> tuple["CoreScriptRun", dict[str, Any]]:
+        """Log in (one long-lived LoggedCore with its monitors) and wait until `path` holds `data`.
+
+        The script never syncs while it waits: the change can only come through the server's
+        events (``realm.vlobs_updated`` on the events_listen connection, which wake the core's
+        sync monitor). Returns once the core is connected and idle, with the ``READY`` info
+        (``ready_at``, ``initial``, ``already_there``, ``workspace_id``); then make the change
+        elsewhere and call ``run.result()``: ``{"found", "ready_at", "seen_at", "waited_s",
+        "polls", "last", "events": [{"event", "at", "after_s", ...}], "entry_id"}``."""
+        run = self.start_core_script("wait_for_file", device, workspace=workspace, path=path,
+                                     data=base64.b64encode(data).decode(), timeout=timeout)
+        try:
+            ready = run.wait_line("READY", ready_timeout or max(self.timeout, 90))
+        except BaseException:
+            run.kill()
+            raise
+        return run, ready
 
     def create_workspace_synced(self, name: str, device: DeviceRef | None = None) -> str:
         """Create a workspace AND sync it (realm_create + vlob_create). Returns its id (hex)."""
@@ -1010,6 +1146,11 @@ class ServerInfo:
         if not self.log_path or not self.log_path.exists():
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+
+
+def with_address(url: str, host: str, port: int) -> str:
+    """The same parsec:// URL (organization, action, token...) on another server address."""
+    return re.sub(r"^parsec://[^/?]+", f"parsec://{host}:{port}", url, count=1)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
