@@ -13,6 +13,7 @@ from typing import Any, Awaitable, Callable
 
 import structlog
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.consumer import get_handler_name
 from django.conf import settings
 from django.utils import timezone
 
@@ -216,7 +217,13 @@ class ParsecConsumer(AsyncWebsocketConsumer):
             # Runs while a command is waiting in its own task (e.g. a conduit step woken by its peer).
             await handler(self, message)
             return
-        await super().dispatch(message)
+        # Channels' own dispatch first hops to a thread to close stale database connections, for
+        # every frame and event. Our database work already releases its connection after each call
+        # (protocol/db.py), so that hop is pure overhead on the hot path.
+        method = getattr(self, get_handler_name(message), None)
+        if method is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await method(message)
 
     async def parsec_event(self, message: dict[str, Any]) -> None:
         await events.deliver(self, message)
