@@ -11,16 +11,28 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import Case, Count, Exists, F, Max, OuterRef, Q, Subquery, Value, When
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, Exists, Max, OuterRef, Q
 from django.utils import timezone
 
-from organizations.models import Organization
+from organizations.models import Device, Organization
 from protocol import replies
 from protocol.events import emit_realm_event_on_commit
 from protocol.replies import Reply
+from protocol.db import db_param, fetch_row
 from protocol.session import AuthenticatedSession
-from realms.access import REALM_NOT_FOUND, Operation, Refused, check_realm_access
+from realms.access import (
+    ACCESS_STATE_COLUMNS,
+    ACCESS_STATE_FIELDS,
+    REALM_NOT_FOUND,
+    AccessState,
+    Granted,
+    Operation,
+    Refused,
+    access_state_from_row,
+    check_realm_access,
+    evaluate_realm_access,
+)
 from realms.models import MaintenanceType, Realm, RealmUserChange, RealmUserRole, RealmVlobUpdate, VlobAtom
 
 # `Size` goes up to 2**64 - 1 on the wire; SQL LIMIT takes a signed 64-bit integer.
@@ -64,54 +76,105 @@ def _sequester_refusal(*, organization_pk: int, sequester_blob: dict[uuid.UUID, 
     return None
 
 
-def _lock_realm(*, organization_pk: int, realm_id: uuid.UUID) -> Realm | None:
-    return (
-        Realm.objects.select_for_update(no_key=True)
-        .filter(organization_id=organization_pk, realm_id=realm_id)
-        .first()
-    )
+_REALM_ID = Realm._meta.get_field("realm_id")
+_ATOM_VLOB_ID = VlobAtom._meta.get_field("vlob_id")
+_ATOM_CREATED_ON = VlobAtom._meta.get_field("created_on")
+_ATOM_BLOB = VlobAtom._meta.get_field("blob")
 
 
-def _realm_of_vlob(*, organization_pk: int, vlob_id: uuid.UUID, lock: bool = False) -> Realm | None:
+def _realm_of_vlob(*, organization_pk: int, vlob_id: uuid.UUID) -> Realm | None:
     query = Realm.objects.filter(
         organization_id=organization_pk, vlob_atoms__organization_id=organization_pk, vlob_atoms__vlob_id=vlob_id
     )
-    if lock:
-        query = query.select_for_update(no_key=True, of=("self",))
     return next(iter(query[:1]), None)
 
 
-def _vlob_exists(*, organization_pk: int, vlob_id: uuid.UUID) -> bool:
-    # Vlob ids are unique in the organization across every realm and revision.
-    return VlobAtom.objects.filter(organization_id=organization_pk, vlob_id=vlob_id).exists()
+# The write path is SQL written once (protocol/db.py says why): per write, one statement takes the
+# realm lock, one reads the access state with what the command must know about the vlob, and one
+# stores the version (a single statement on PostgreSQL; a few in-process calls on SQLite).
+
+_REALM_TABLE = Realm._meta.db_table
+_ATOM_TABLE = VlobAtom._meta.db_table
 
 
-def _latest_version(
-    *, organization_pk: int, vlob_id: uuid.UUID, encryption_revision: int
-) -> tuple[int, datetime] | None:
-    """(version, timestamp) of the vlob's last version in the revision."""
-    return (
-        VlobAtom.objects.filter(
-            organization_id=organization_pk, vlob_id=vlob_id, encryption_revision=encryption_revision
-        )
-        .order_by("-version")
-        .values_list("version", "created_on")
-        .first()
+def _lock_clause() -> str:
+    # FOR NO KEY UPDATE: concurrent inserts referencing the realm (blocks, roles) are not blocked.
+    # SQLite has no row locks: its writers already queue at BEGIN IMMEDIATE (settings).
+    return " FOR NO KEY UPDATE OF r" if connection.features.has_select_for_no_key_update else ""
+
+
+def _lock_realm(*, organization_pk: int, realm_id: uuid.UUID) -> int | None:
+    """Takes the realm's row lock; its pk, or None when the organization has no such realm."""
+    row = fetch_row(
+        f'SELECT r."id" FROM "{_REALM_TABLE}" r WHERE r."organization_id" = %s AND r."realm_id" = %s{_lock_clause()}',
+        [organization_pk, db_param(_REALM_ID, realm_id)],
+        [None],
     )
+    return None if row is None else row[0]
 
 
-def _record_last_vlob_update(*, realm_pk: int, user_pk: int, timestamp: datetime) -> None:
-    """realm_user_change.last_vlob_update = max(previous, timestamp), for `realm_update_roles` causality."""
-    greatest = Case(When(last_vlob_update__gte=timestamp, then=F("last_vlob_update")), default=Value(timestamp))
-    if RealmUserChange.objects.filter(realm_id=realm_pk, user_id=user_pk).update(last_vlob_update=greatest):
-        return
-    try:
-        # First write of this user in this realm. Savepoint: every writer of the row holds the realm
-        # lock today, but an insert racing ours must not abort the whole vlob write.
-        with transaction.atomic():
-            RealmUserChange.objects.create(realm_id=realm_pk, user_id=user_pk, last_vlob_update=timestamp)
-    except IntegrityError:
-        RealmUserChange.objects.filter(realm_id=realm_pk, user_id=user_pk).update(last_vlob_update=greatest)
+def _lock_realm_of_vlob(*, organization_pk: int, vlob_id: uuid.UUID) -> int | None:
+    row = fetch_row(
+        f'SELECT r."id" FROM "{_REALM_TABLE}" r WHERE r."id" = (SELECT v."realm_id" FROM "{_ATOM_TABLE}" v'
+        f' WHERE v."organization_id" = %s AND v."vlob_id" = %s LIMIT 1){_lock_clause()}',
+        [organization_pk, db_param(_ATOM_VLOB_ID, vlob_id)],
+        [None],
+    )
+    return None if row is None else row[0]
+
+
+# Vlob ids are unique in the organization across every realm and revision.
+_VLOB_CREATE_STATE_SQL = (
+    f"SELECT {ACCESS_STATE_COLUMNS},"
+    f' EXISTS(SELECT 1 FROM "{_ATOM_TABLE}" v WHERE v."organization_id" = %s AND v."vlob_id" = %s)'
+    f' FROM "{_REALM_TABLE}" r WHERE r."id" = %s'
+)
+# The vlob's last version in the realm's current revision: (version, timestamp).
+_VLOB_UPDATE_STATE_SQL = (
+    f"SELECT {ACCESS_STATE_COLUMNS}, "
+    + ", ".join(
+        f'(SELECT v."{column}" FROM "{_ATOM_TABLE}" v WHERE v."organization_id" = %s AND v."vlob_id" = %s'
+        ' AND v."encryption_revision" = r."encryption_revision" ORDER BY v."version" DESC LIMIT 1)'
+        for column in ("version", "created_on")
+    )
+    + f' FROM "{_REALM_TABLE}" r WHERE r."id" = %s'
+)
+
+_INSERT_ATOM_SQL = (
+    f'INSERT INTO "{_ATOM_TABLE}" ("organization_id", "realm_id", "vlob_id", "version", "encryption_revision",'
+    ' "blob", "size", "author_id", "created_on") VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)'
+)
+_ADVANCE_CHECKPOINT_SQL = f'UPDATE "{_REALM_TABLE}" SET "checkpoint" = %s WHERE "id" = %s AND "checkpoint" = %s'
+_INSERT_UPDATE_LOG_SQL = (
+    f'INSERT INTO "{RealmVlobUpdate._meta.db_table}" ("realm_id", "index", "vlob_id", "version")'
+    " VALUES (%s, %s, %s, %s)"
+)
+# realm_user_change.last_vlob_update = max(previous, timestamp), for `realm_update_roles` causality.
+_RECORD_LAST_VLOB_UPDATE_SQL = (
+    f'INSERT INTO "{RealmUserChange._meta.db_table}" AS c ("realm_id", "user_id", "last_vlob_update")'
+    ' VALUES (%s, %s, %s) ON CONFLICT ("realm_id", "user_id") DO UPDATE SET "last_vlob_update" = CASE'
+    ' WHEN c."last_vlob_update" IS NULL OR c."last_vlob_update" < excluded."last_vlob_update"'
+    ' THEN excluded."last_vlob_update" ELSE c."last_vlob_update" END'
+)
+
+
+def _store_version(statements: list[tuple[str, list[Any]]]) -> int:
+    """Runs the write statements; returns how many realm rows the checkpoint update (the 2nd) changed."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # One round trip: every data-modifying WITH member runs, referenced or not.
+            members = [f"w{index} AS ({sql} RETURNING 1)" for index, (sql, _) in enumerate(statements)]
+            cursor.execute(
+                f"WITH {', '.join(members)} SELECT (SELECT count(*) FROM w1)",
+                [param for _, params in statements for param in params],
+            )
+            return cursor.fetchone()[0]
+        moved = 0
+        for index, (sql, params) in enumerate(statements):
+            cursor.execute(sql, params)
+            if index == 1:
+                moved = cursor.rowcount
+        return moved
 
 
 def _write_version(
@@ -121,28 +184,30 @@ def _write_version(
 
     False when the version already exists: the transaction is then marked for rollback.
     """
+    checkpoint = realm.checkpoint + 1
+    db_vlob_id, db_timestamp = db_param(_ATOM_VLOB_ID, vlob_id), db_param(_ATOM_CREATED_ON, timestamp)
     try:
-        VlobAtom.objects.create(
-            organization_id=session.organization_pk,
-            realm_id=realm.pk,
-            vlob_id=vlob_id,
-            version=version,
-            encryption_revision=realm.encryption_revision,
-            blob=blob,
-            size=len(blob),
-            author_id=session.device_pk,
-            created_on=timestamp,
+        moved = _store_version(
+            [
+                (
+                    _INSERT_ATOM_SQL,
+                    [
+                        session.organization_pk, realm.pk, db_vlob_id, version, realm.encryption_revision,
+                        db_param(_ATOM_BLOB, blob), len(blob), session.device_pk, db_timestamp,
+                    ],
+                ),
+                (_ADVANCE_CHECKPOINT_SQL, [checkpoint, realm.pk, realm.checkpoint]),
+                (_INSERT_UPDATE_LOG_SQL, [realm.pk, checkpoint, db_vlob_id, version]),
+                (_RECORD_LAST_VLOB_UPDATE_SQL, [realm.pk, session.user_pk, db_timestamp]),
+            ]
         )
     except IntegrityError:
         # Another writer stored this version first: the unique constraint is the referee.
         transaction.set_rollback(True)
         return False
-    checkpoint = realm.checkpoint + 1
     # The realm row is locked, so nobody moved the checkpoint since we read it; a miss is a bug.
-    if Realm.objects.filter(pk=realm.pk, checkpoint=realm.checkpoint).update(checkpoint=checkpoint) != 1:
+    if moved != 1:
         raise RuntimeError(f"checkpoint of realm {realm.realm_id.hex} moved under its lock")
-    RealmVlobUpdate.objects.create(realm_id=realm.pk, index=checkpoint, vlob_id=vlob_id, version=version)
-    _record_last_vlob_update(realm_pk=realm.pk, user_pk=session.user_pk, timestamp=timestamp)
     emit_realm_event_on_commit(
         organization_pk=session.organization_pk,
         realm_id=realm.realm_id,
@@ -172,33 +237,29 @@ def vlob_create(
     now = now or timezone.now()
     if not replies.timestamp_in_ballpark(timestamp, now):
         return replies.bad_timestamp(now=now, client_timestamp=timestamp)
-    # Read before the lock, reported after the access check as §6.2 orders them. A vlob created
-    # meanwhile in the same revision is caught by the unique constraint below.
     sequester_refusal = _sequester_refusal(organization_pk=session.organization_pk, sequester_blob=sequester_blob)
-    vlob_id_taken = _vlob_exists(organization_pk=session.organization_pk, vlob_id=vlob_id)
     with transaction.atomic():
         # Serialises the realm's writers with role changes and maintenance: a write never lands
         # after the role change or maintenance start that forbids it, and checkpoints stay dense.
-        realm = _lock_realm(organization_pk=session.organization_pk, realm_id=realm_id)
-        if realm is None:
+        realm_pk = _lock_realm(organization_pk=session.organization_pk, realm_id=realm_id)
+        if realm_pk is None:
             return NOT_ALLOWED
-        access = check_realm_access(
-            organization_pk=session.organization_pk,
-            realm=realm,
-            user_pk=session.user_pk,
-            operation=Operation.WRITE,
-            now=now,
-            encryption_revision=encryption_revision,
-            write_timestamp=timestamp,
+        # A new statement, so it sees everything committed before the lock was granted.
+        row = fetch_row(
+            _VLOB_CREATE_STATE_SQL,
+            [session.user_pk, session.user_pk, session.organization_pk, db_param(_ATOM_VLOB_ID, vlob_id), realm_pk],
+            (*ACCESS_STATE_FIELDS, None),
         )
+        state = access_state_from_row(row[:-1])
+        access = _write_access(state, now=now, encryption_revision=encryption_revision, timestamp=timestamp)
         if isinstance(access, Refused):
             return _refusal(access, realm_not_found=NOT_ALLOWED)
         if sequester_refusal is not None:
             return sequester_refusal
-        if vlob_id_taken:
+        if row[-1]:
             return ALREADY_EXISTS
         written = _write_version(
-            session=session, realm=realm, vlob_id=vlob_id, version=1, timestamp=timestamp, blob=blob
+            session=session, realm=state.realm, vlob_id=vlob_id, version=1, timestamp=timestamp, blob=blob
         )
     return replies.ok() if written else ALREADY_EXISTS
 
@@ -220,34 +281,43 @@ def vlob_update(
     sequester_refusal = _sequester_refusal(organization_pk=session.organization_pk, sequester_blob=sequester_blob)
     with transaction.atomic():
         # Same lock as vlob_create; it also makes the previous version read below the latest one.
-        realm = _realm_of_vlob(organization_pk=session.organization_pk, vlob_id=vlob_id, lock=True)
-        if realm is None:
+        realm_pk = _lock_realm_of_vlob(organization_pk=session.organization_pk, vlob_id=vlob_id)
+        if realm_pk is None:
             return NOT_FOUND
-        access = check_realm_access(
-            organization_pk=session.organization_pk,
-            realm=realm,
-            user_pk=session.user_pk,
-            operation=Operation.WRITE,
-            now=now,
-            encryption_revision=encryption_revision,
-            write_timestamp=timestamp,
+        db_vlob_id = db_param(_ATOM_VLOB_ID, vlob_id)
+        row = fetch_row(
+            _VLOB_UPDATE_STATE_SQL,
+            [
+                session.user_pk, session.user_pk,
+                session.organization_pk, db_vlob_id, session.organization_pk, db_vlob_id,
+                realm_pk,
+            ],
+            (*ACCESS_STATE_FIELDS, None, _ATOM_CREATED_ON),
         )
+        state = access_state_from_row(row[:-2])
+        access = _write_access(state, now=now, encryption_revision=encryption_revision, timestamp=timestamp)
         if isinstance(access, Refused):
             return _refusal(access, realm_not_found=NOT_FOUND)
         if sequester_refusal is not None:
             return sequester_refusal
-        previous = _latest_version(
-            organization_pk=session.organization_pk, vlob_id=vlob_id, encryption_revision=realm.encryption_revision
-        )
-        if previous is None or version != previous[0] + 1:
+        previous_version, previous_timestamp = row[-2:]
+        if previous_version is None or version != previous_version + 1:
             return BAD_VERSION
-        if timestamp < previous[1]:
+        if timestamp < previous_timestamp:
             # Equal is accepted (commands.md §6.3), yet the reply names the previous timestamp.
-            return replies.reply("require_greater_timestamp", strictly_greater_than=previous[1])
+            return replies.reply("require_greater_timestamp", strictly_greater_than=previous_timestamp)
         written = _write_version(
-            session=session, realm=realm, vlob_id=vlob_id, version=version, timestamp=timestamp, blob=blob
+            session=session, realm=state.realm, vlob_id=vlob_id, version=version, timestamp=timestamp, blob=blob
         )
     return replies.ok() if written else BAD_VERSION
+
+
+def _write_access(
+    state: AccessState, *, now: datetime, encryption_revision: int, timestamp: datetime
+) -> Granted | Refused:
+    return evaluate_realm_access(
+        state, operation=Operation.WRITE, now=now, encryption_revision=encryption_revision, write_timestamp=timestamp
+    )
 
 
 def vlob_read(
@@ -260,53 +330,78 @@ def vlob_read(
     now: datetime | None = None,
 ) -> Reply:
     now = now or timezone.now()
-    # Hot path in one query: the wanted atom with its realm, author and the author's latest role
-    # certificate. Only when it is missing do we look for the vlob itself (not_found vs bad_version).
-    atoms = VlobAtom.objects.filter(
-        organization_id=session.organization_pk, vlob_id=vlob_id, encryption_revision=encryption_revision
-    )
+    # Hot path in one query: the wanted atom, its author, the author's latest role certificate and
+    # the realm's access state. Only when no atom matches do we look for the vlob itself
+    # (not_found vs bad_version).
     if version is not None:
-        atoms = atoms.filter(version=version)
+        selector, selector_param = ' AND v."version" = %s', version
     elif timestamp is not None:
-        atoms = atoms.filter(created_on__lte=timestamp)
-    author_last_role = (
-        RealmUserRole.objects.filter(realm_id=OuterRef("realm_id"), user_id=OuterRef("author__user_id"))
-        .order_by("-certified_on")
-        .values("certified_on")[:1]
+        selector, selector_param = ' AND v."created_on" <= %s', db_param(_ATOM_CREATED_ON, timestamp)
+    else:
+        selector, selector_param = "", None
+    # Numbers beyond the columns' range match no row (and the SQLite driver would refuse them).
+    searchable = encryption_revision <= _MAX_STORED_INT and (version is None or version <= _MAX_STORED_INT)
+    row = None if not searchable else fetch_row(
+        _VLOB_READ_SQL.format(selector=selector),
+        [
+            session.user_pk,
+            session.user_pk,
+            session.organization_pk,
+            db_param(_ATOM_VLOB_ID, vlob_id),
+            encryption_revision,
+            *([] if selector_param is None else [selector_param]),
+        ],
+        _VLOB_READ_FIELDS,
     )
-    atom = (
-        atoms.select_related("realm", "author")
-        .only(
-            "version", "blob", "created_on", "realm", "author__device_id", "author__user_id",
-            *(f"realm__{field.name}" for field in Realm._meta.concrete_fields),
+    if row is None:
+        realm = _realm_of_vlob(organization_pk=session.organization_pk, vlob_id=vlob_id)
+        if realm is None:
+            return NOT_FOUND
+        access = check_realm_access(
+            organization_pk=session.organization_pk,
+            realm=realm,
+            user_pk=session.user_pk,
+            operation=Operation.READ,
+            now=now,
+            encryption_revision=encryption_revision,
         )
-        .annotate(author_last_role_granted_on=Subquery(author_last_role))
-        .order_by("-version")
-        .first()
-    )
-    realm = atom.realm if atom is not None else _realm_of_vlob(organization_pk=session.organization_pk, vlob_id=vlob_id)
-    if realm is None:
-        return NOT_FOUND
-    access = check_realm_access(
-        organization_pk=session.organization_pk,
-        realm=realm,
-        user_pk=session.user_pk,
-        operation=Operation.READ,
-        now=now,
-        encryption_revision=encryption_revision,
+        return _refusal(access, realm_not_found=NOT_FOUND) if isinstance(access, Refused) else BAD_VERSION
+    atom_version, blob, created_on, author, author_last_role_granted_on = row[:5]
+    access = evaluate_realm_access(
+        access_state_from_row(row[5:]), operation=Operation.READ, now=now, encryption_revision=encryption_revision
     )
     if isinstance(access, Refused):
         return _refusal(access, realm_not_found=NOT_FOUND)
-    if atom is None:
-        return BAD_VERSION
     return replies.ok(
-        version=atom.version,
-        blob=bytes(atom.blob),
-        author=atom.author.device_id,
-        timestamp=atom.created_on,
+        version=atom_version,
+        blob=bytes(blob),
+        author=author,
+        timestamp=created_on,
         # The author wrote in the realm, so it has a role certificate there.
-        author_last_role_granted_on=atom.author_last_role_granted_on,
+        author_last_role_granted_on=author_last_role_granted_on,
     )
+
+
+_MAX_STORED_INT = 2**31 - 1  # PositiveIntegerField (version, encryption revision), on both backends
+_VLOB_READ_SQL = (
+    'SELECT v."version", v."blob", v."created_on", d."device_id",'
+    f' (SELECT u."certified_on" FROM "{RealmUserRole._meta.db_table}" u'
+    '   WHERE u."realm_id" = v."realm_id" AND u."user_id" = d."user_id" ORDER BY u."certified_on" DESC LIMIT 1),'
+    f" {ACCESS_STATE_COLUMNS}"
+    f' FROM "{VlobAtom._meta.db_table}" v'
+    f' JOIN "{Realm._meta.db_table}" r ON r."id" = v."realm_id"'
+    f' JOIN "{Device._meta.db_table}" d ON d."id" = v."author_id"'
+    ' WHERE v."organization_id" = %s AND v."vlob_id" = %s AND v."encryption_revision" = %s{selector}'
+    ' ORDER BY v."version" DESC LIMIT 1'
+)
+_VLOB_READ_FIELDS = (
+    VlobAtom._meta.get_field("version"),
+    VlobAtom._meta.get_field("blob"),
+    _ATOM_CREATED_ON,
+    Device._meta.get_field("device_id"),
+    RealmUserRole._meta.get_field("certified_on"),
+    *ACCESS_STATE_FIELDS,
+)
 
 
 def vlob_poll_changes(
