@@ -23,6 +23,7 @@ from django.views.decorators.http import require_http_methods
 from organizations import services
 from organizations.services import AdministrationError, HumanUserItem, OrganizationStats
 from protocol import types
+from protocol.db import call_surviving_dead_connections
 
 View = Callable[..., HttpResponse]
 
@@ -169,7 +170,7 @@ def administration_view(*methods: str) -> Callable[[View], View]:
             if not _token_is_valid(request):
                 return _error(403, "not_allowed")
             try:
-                return view(request, *args, **kwargs)
+                return call_surviving_dead_connections(view, request, *args, **kwargs)
             except BadData as exc:
                 return _bad_data(exc.reason)
 

@@ -122,9 +122,9 @@ def _database_settings(config: ServerConfig) -> dict:
         return _sqlite_settings(config.sqlite_path)
     database = env.db_url_config(config.db_url.replace("postgresql://", "postgres://", 1))
     database["ENGINE"] = "django.db.backends.postgresql"
-    # With a pool, Django passes `check=ConnectionPool.check_connection` when health checks are on:
-    # a connection broken while idle in the pool is replaced before being handed out.
-    database["CONN_HEALTH_CHECKS"] = True
+    # No health query per checkout (one round trip per command, ~15-30% of a vlob command):
+    # protocol/db.py retries a call whose pooled connection turns out dead before its first statement.
+    database["CONN_HEALTH_CHECKS"] = False
     database.setdefault("OPTIONS", {})["pool"] = {
         "min_size": config.db_min_connections,
         "max_size": config.db_max_connections,

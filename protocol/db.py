@@ -2,25 +2,77 @@
 hand-written SQL for the few hot-path reads where the ORM's query building dominates the cost."""
 from __future__ import annotations
 
+import asyncio
+import itertools
+import logging
 from functools import lru_cache
 from typing import Any, Callable, Sequence, TypeVar
 
 from asgiref.sync import sync_to_async
-from django.db import connection, connections
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection, connections
 from django.db.models import Field
 
+from protocol.sessions import caller_loop
+
 T = TypeVar("T")
+logger = logging.getLogger("parsec.db")
+
+
+class _StatementTracker:
+    """Django execute wrapper: did any statement of this call reach the database and come back?"""
+
+    def __init__(self) -> None:
+        self.answered = False
+
+    def __call__(self, execute: Callable, sql: str, params: Any, many: bool, context: dict) -> Any:
+        result = execute(sql, params, many, context)
+        self.answered = True
+        return result
+
+
+def _dead_before_any_statement(exc: Exception, tracker: _StatementTracker) -> bool:
+    raw = connection.connection
+    return (
+        isinstance(exc, (OperationalError, InterfaceError))
+        and not tracker.answered
+        and (raw is None or getattr(raw, "broken", False) or getattr(raw, "closed", False))
+    )
+
+
+def call_surviving_dead_connections(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """`fn(*args, **kwargs)`, run again when its pooled connection turns out dead before its first statement.
+
+    Pooled connections are handed out without a health query (CONN_HEALTH_CHECKS is off in
+    settings: it cost one round trip per command). A connection that died while idle in the pool
+    (database restarted) fails on the call's very first statement, before anything ran: the call
+    then runs again on another one, as many times as the pool may hold dead ones.
+    """
+    for attempt in itertools.count():
+        tracker = _StatementTracker()
+        try:
+            with connection.execute_wrapper(tracker):
+                return fn(*args, **kwargs)
+        except Exception as exc:
+            # At most the whole pool can be dead at once; then a fresh connection answers.
+            if attempt > settings.PARSEC.db_max_connections or not _dead_before_any_statement(exc, tracker):
+                raise
+            logger.warning("Database connection found dead, retrying on another one: %s", exc)
+            connections.close_all()  # the pool discards the broken connection and replaces it
+    raise AssertionError("unreachable")
 
 
 def _call_and_release(fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
     try:
-        return fn(*args, **kwargs)
+        return call_surviving_dead_connections(fn, *args, **kwargs)
     finally:
-        # Give the connection back to the pool (PostgreSQL) so worker threads never hoard it.
+        # Give the connection back to the pool so worker threads never hoard it.
         connections.close_all()
 
 
 async def run_sync(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    # Messages committed by `fn` go to this loop without the worker thread waiting on them.
+    caller_loop.set(asyncio.get_running_loop())
     # thread_sensitive=False: each call gets a worker thread, so database work of different
     # sessions runs in parallel instead of queueing on Django's single "sync" thread.
     return await sync_to_async(_call_and_release, thread_sensitive=False)(fn, args, kwargs)

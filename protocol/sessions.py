@@ -6,11 +6,15 @@ invitation. Messages are sent after the transaction that caused them commits.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import logging
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
+
+logger = logging.getLogger("parsec.protocol")
 
 
 def organization_group(organization_pk: int) -> str:
@@ -27,21 +31,45 @@ def invitation_group(invitation_pk: int) -> str:
 
 _background_sends: set[asyncio.Task] = set()
 
+# The event loop of the async code that called into the current sync code (set by `run_sync`):
+# messages of a commit are handed to it without the calling thread waiting for their delivery.
+caller_loop: contextvars.ContextVar[asyncio.AbstractEventLoop | None] = contextvars.ContextVar(
+    "caller_loop", default=None
+)
+
+
+def _start_send(group: str, message: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    task = asyncio.get_running_loop().create_task(layer.group_send(group, message))
+    _background_sends.add(task)
+    task.add_done_callback(_send_done)
+
+
+def _send_done(task: asyncio.Task) -> None:
+    _background_sends.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("Channel layer send failed", exc_info=task.exception())
+
 
 def send_to_group_on_commit(group: str, message: dict[str, Any]) -> None:
     try:
-        loop = asyncio.get_running_loop()
+        asyncio.get_running_loop()
     except RuntimeError:
-        loop = None
-    if loop is not None:
+        pass
+    else:
         # Called from async code, where no transaction is open: send right away.
-        layer = get_channel_layer()
-        task = loop.create_task(layer.group_send(group, message))
-        _background_sends.add(task)
-        task.add_done_callback(_background_sends.discard)
+        _start_send(group, message)
         return
 
+    loop = caller_loop.get()
+
     def send() -> None:
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(_start_send, group, message)
+            return
+        # Sync code not called from our event loop (a management command, a sync view).
         layer = get_channel_layer()
         if layer is not None:
             async_to_sync(layer.group_send)(group, message)
