@@ -1,4 +1,4 @@
-"""Block rules (commands.md §7): checks in a short transaction, data in the blockstore, then metadata.
+"""Block rules (commands.md §7): checks in one statement, data in the blockstore, then metadata.
 
 Each phase is its own `run_sync` call, so a slow blockstore (S3, Swift) never holds a database
 connection of the small pool nor a transaction while it works.
@@ -9,20 +9,30 @@ import logging
 import uuid
 from datetime import datetime
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from django.utils import timezone
 
 from blocks import blockstores
 from blocks.blockstores import BlockNotFound, BlockStoreError
 from blocks.models import Block
 from protocol import replies
-from protocol.db import run_sync
+from protocol.db import db_param, fetch_row, run_sync
 from protocol.replies import Reply
 from protocol.session import AuthenticatedSession
-from realms.access import REALM_NOT_FOUND, Operation, Refused, check_realm_access
+from realms.access import (
+    ACCESS_STATE_COLUMNS,
+    ACCESS_STATE_FIELDS,
+    Operation,
+    Refused,
+    access_state_from_row,
+    evaluate_realm_access,
+)
 from realms.models import Realm
 
 logger = logging.getLogger(__name__)
+
+_BLOCK_ID = Block._meta.get_field("block_id")
+_REALM_ID = Realm._meta.get_field("realm_id")
 
 
 # --- block_create --------------------------------------------------------------------------------
@@ -49,36 +59,45 @@ async def block_create(
 def check_block_create(
     *, session: AuthenticatedSession, block_id: uuid.UUID, realm_id: uuid.UUID, now: datetime
 ) -> Realm | Reply:
-    """The checks of §7.1 in order: the realm to attach the block to, or the refusal."""
-    with transaction.atomic():
-        access = check_realm_access(
-            organization_pk=session.organization_pk,
-            realm_id=realm_id,
-            user_pk=session.user_pk,
-            operation=Operation.WRITE,
-            now=now,
-        )
-        if isinstance(access, Refused):
-            # block_create's `not_found` carries no reason field (schema).
-            return replies.reply("not_found" if access is REALM_NOT_FOUND else access.status)
-        if Block.objects.filter(organization_id=session.organization_pk, block_id=block_id).exists():
-            return replies.reply("already_exists")
-        return access.realm
+    """The checks of §7.1 in order: the realm to attach the block to, or the refusal.
+
+    One statement (realm access state and whether the id is taken), so no transaction is needed.
+    """
+    row = fetch_row(
+        f"SELECT {ACCESS_STATE_COLUMNS},"
+        f' EXISTS(SELECT 1 FROM "{Block._meta.db_table}" b WHERE b."organization_id" = %s AND b."block_id" = %s)'
+        f' FROM "{Realm._meta.db_table}" r WHERE r."organization_id" = %s AND r."realm_id" = %s',
+        [
+            session.user_pk, session.user_pk,
+            session.organization_pk, db_param(_BLOCK_ID, block_id),
+            session.organization_pk, db_param(_REALM_ID, realm_id),
+        ],
+        (*ACCESS_STATE_FIELDS, None),
+    )
+    if row is None:
+        # block_create's `not_found` carries no reason field (schema).
+        return replies.reply("not_found")
+    access = evaluate_realm_access(access_state_from_row(row[:-1]), operation=Operation.WRITE, now=now)
+    if isinstance(access, Refused):
+        return replies.reply(access.status)
+    if row[-1]:
+        return replies.reply("already_exists")
+    return access.realm
 
 
 def record_block(
     *, session: AuthenticatedSession, block_id: uuid.UUID, realm_pk: int, size: int, now: datetime
 ) -> Reply:
     try:
-        with transaction.atomic():
-            Block.objects.create(
-                organization_id=session.organization_pk,
-                block_id=block_id,
-                realm_id=realm_pk,
-                author_id=session.device_pk,
-                size=size,
-                created_on=now,
-            )
+        # One INSERT, atomic on its own: no transaction around it.
+        Block.objects.create(
+            organization_id=session.organization_pk,
+            block_id=block_id,
+            realm_id=realm_pk,
+            author_id=session.device_pk,
+            size=size,
+            created_on=now,
+        )
     except IntegrityError:
         # A concurrent block_create of the same id passed the checks too; the database kept the other.
         return replies.reply("already_exists")
@@ -105,25 +124,20 @@ async def block_read(*, session: AuthenticatedSession, block_id: uuid.UUID) -> R
 
 
 def check_block_read(*, session: AuthenticatedSession, block_id: uuid.UUID, now: datetime) -> Reply | None:
-    """The checks of §7.2 in order: None when the block may be read."""
-    with transaction.atomic():
-        block = (
-            Block.objects.select_related("realm")
-            .filter(organization_id=session.organization_pk, block_id=block_id)
-            .first()
-        )
-        if block is None:
-            return replies.reply("not_found")
-        # READ without an encryption revision: allowed during re-encryption, refused in other maintenance.
-        access = check_realm_access(
-            organization_pk=session.organization_pk,
-            realm=block.realm,
-            user_pk=session.user_pk,
-            operation=Operation.READ,
-            now=now,
-        )
-        if isinstance(access, Refused):
-            return replies.reply(access.status)
+    """The checks of §7.2 in order, in one statement: None when the block may be read."""
+    row = fetch_row(
+        f"SELECT {ACCESS_STATE_COLUMNS}"
+        f' FROM "{Block._meta.db_table}" b JOIN "{Realm._meta.db_table}" r ON r."id" = b."realm_id"'
+        ' WHERE b."organization_id" = %s AND b."block_id" = %s',
+        [session.user_pk, session.user_pk, session.organization_pk, db_param(_BLOCK_ID, block_id)],
+        ACCESS_STATE_FIELDS,
+    )
+    if row is None:
+        return replies.reply("not_found")
+    # READ without an encryption revision: allowed during re-encryption, refused in other maintenance.
+    access = evaluate_realm_access(access_state_from_row(row), operation=Operation.READ, now=now)
+    if isinstance(access, Refused):
+        return replies.reply(access.status)
     return None
 
 
