@@ -129,7 +129,8 @@ def test_database_failure_is_a_store_error(monkeypatch: pytest.MonkeyPatch, meth
     def unreachable(*args, **kwargs):
         raise OperationalError("connection refused")
 
-    monkeypatch.setattr(BlockData.objects, method, unreachable)
+    monkeypatch.setattr(BlockData.objects, method, unreachable)  # the ORM path (SQLite)
+    monkeypatch.setattr(DatabaseBlockStore, "_execute_binary", staticmethod(unreachable))  # PostgreSQL's
     store = DatabaseBlockStore()
     with pytest.raises(BlockStoreError):
         if method == "bulk_create":
