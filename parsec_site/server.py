@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,11 @@ LISTEN_BACKLOG = 1024
 POOL_SAMPLE_INTERVAL = 5.0
 # A worker that dies this soon after its start is failing to start, not crashing: do not respawn it.
 WORKER_START_PERIOD = 10.0
+# At shutdown: how long clients get to answer the 1001 close, and cancelled tasks to unwind.
+CLOSE_HANDSHAKE_WAIT = 1.0
+LEFTOVER_TASKS_WAIT = 1.0
+# Then how long the process may take to exit once its event loop stopped.
+EXIT_WAIT = 2.0
 PEM_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
 
 
@@ -105,6 +111,7 @@ def build_server(application: Any, options: ServeOptions) -> Any:
     ports: list[Any] = []
 
     def listen() -> None:
+        server.ws_factory.protocol = websocket_protocol()  # built by `run()`, before the reactor runs
         try:
             port = _listen(reactor, server.http_factory, options, tls)
         except Exception as exc:  # bind refused, bad fd...: daphne's own failure path stops the reactor
@@ -127,6 +134,25 @@ def build_server(application: Any, options: ServeOptions) -> Any:
     shutdown = GracefulShutdown(server, ports, options.shutdown_grace)
     reactor.callWhenRunning(shutdown.install)
     return server
+
+
+def websocket_protocol() -> type:
+    """daphne's websocket protocol, able to close with 1001 "going away" and 1011 "internal error".
+
+    autobahn's `sendClose` lets an application send only 1000 or 3000-4999, and daphne closes through it:
+    the consumer's 1001 at shutdown (and 1011 after a crash) raised there, and no close frame was sent.
+    Both are close codes RFC 6455 (7.4.1) gives a server; they go through autobahn's own frame sender.
+    """
+    from daphne.ws_protocol import WebSocketProtocol
+
+    class ParsecWebSocketProtocol(WebSocketProtocol):
+        def serverClose(self, code: int | None = None) -> None:
+            if code in (1001, 1011):
+                self.sendCloseFrame(code=code, isReply=False)
+            else:
+                super().serverClose(code)
+
+    return ParsecWebSocketProtocol
 
 
 def _listen(reactor: Any, factory: Any, options: ServeOptions, tls: Any) -> Any:
@@ -153,6 +179,7 @@ class GracefulShutdown:
         self.ports = ports
         self.grace = grace
         self.stopping = False
+        self.reactor_stopping = False
 
     def install(self) -> None:
         from twisted.internet import reactor
@@ -162,26 +189,48 @@ class GracefulShutdown:
             loop.add_signal_handler(signum, self.on_signal, signum)
 
     def on_signal(self, signum: int) -> None:
-        from twisted.internet import reactor
-
         if self.stopping:
             logger.warning("Second %s: stopping now", signal.Signals(signum).name)
-            reactor.stop()
+            asyncio.ensure_future(self.stop_reactor())
             return
         self.stopping = True
         asyncio.ensure_future(self.stop(signal.Signals(signum).name))
 
     async def stop(self, reason: str) -> None:
-        from twisted.internet import reactor
-
         started = time.monotonic()
         logger.info("%s received: no new connections; running commands have %ss to finish", reason, self.grace)
         for port in self.ports:
             port.stopListening()
         sessions = await lifecycle.drain(self.grace)
         await self._wait_http_requests(deadline=started + self.grace)
+        # Each client answers its 1001, then its session ends (its consumer's `disconnect` runs).
+        await lifecycle.wait_closed(timeout=CLOSE_HANDSHAKE_WAIT)
         logger.info("Closed %d websocket session(s) in %.1fs", sessions, time.monotonic() - started)
+        await self.stop_reactor()
+
+    async def stop_reactor(self) -> None:
+        """Stop the event loop with nothing left suspended on it.
+
+        What is still pending (a command cut at the grace, the command loop of a session whose client
+        never answered the close, the drain itself after a second signal) is cancelled and let unwind
+        first: a coroutine left suspended would be destroyed during the interpreter's exit, where
+        CPython 3.11 crashes on it (SIGSEGV, exit status 139 instead of 0).
+        """
+        from twisted.internet import reactor
+
+        if self.reactor_stopping:
+            return
+        self.reactor_stopping = True
+        current = asyncio.current_task()
+        leftovers = [task for task in asyncio.all_tasks() if task is not current]
+        for task in leftovers:
+            task.cancel()
+        if leftovers:
+            await asyncio.wait(leftovers, timeout=LEFTOVER_TASKS_WAIT)
         reactor.stop()
+        # Only the exit is left, but the interpreter joins its threads first: one still blocked in work
+        # cut at the grace (an SMTP or object store call, a query waiting on a lock) would hold it.
+        threading.Thread(target=_exit_after, args=(EXIT_WAIT,), name="parsec-exit", daemon=True).start()
 
     async def _wait_http_requests(self, deadline: float) -> None:
         from daphne.http_protocol import WebRequest
@@ -195,6 +244,17 @@ class GracefulShutdown:
             if not busy:
                 return
             await asyncio.sleep(0.05)
+
+
+def _exit_after(delay: float) -> None:
+    """Exit with 0 if the process still runs `delay` seconds after the event loop stopped."""
+    time.sleep(delay)
+    try:
+        logger.warning("Worker threads still busy %ss after the stop, with cut work: exiting without them", delay)
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(0)
 
 
 # --- Several processes ---------------------------------------------------------------------------
