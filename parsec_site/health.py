@@ -10,6 +10,12 @@
 Each probe is cheap and bounded by `PROBE_TIMEOUT`; the database is probed with a connection of its
 own, outside the pool, so a probe never waits for the pool's 30 s checkout timeout nor takes a
 connection from the commands.
+
+When the database comes back (a probe failed since the last success) or restarted (its start time
+changed), the connections idle in the pool died with it: the probe has the pool check them, which
+replaces the dead ones, so that a 200 comes with a pool of live connections. (Commands and the
+administration API survive dead connections anyway, protocol/db.py runs them again on another one;
+other views, e.g. the admin console, would fail once per dead connection.)
 """
 from __future__ import annotations
 
@@ -69,19 +75,45 @@ async def _run_probe(name: str, probe: Callable[[], Awaitable[None]]) -> dict[st
 # --- database ------------------------------------------------------------------------------------
 
 
-def _database_answers() -> None:
+def _database_answers() -> Any:
+    """The PostgreSQL server's start time (None on SQLite), through a connection outside the pool."""
     connection = connections[DEFAULT_DB_ALIAS]
     if connection.vendor == "postgresql":
         params = connection.get_connection_params()
         with connection.Database.connect(**params, connect_timeout=DATABASE_CONNECT_TIMEOUT) as raw:
-            raw.execute("SELECT 1")
-        return
+            return raw.execute("SELECT pg_postmaster_start_time()").fetchone()[0]
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
+    return None
+
+
+# What the database probe saw last: whether the pool may hold connections that died since.
+_database_lost = False
+_database_started: Any = None
+
+
+def _probe_database() -> None:
+    global _database_lost, _database_started
+    try:
+        started = _database_answers()
+    except Exception:
+        _database_lost = True
+        raise
+    if _database_lost or (_database_started is not None and started != _database_started):
+        _check_pooled_connections()
+    _database_lost, _database_started = False, started
+
+
+def _check_pooled_connections() -> None:
+    # Only a pool that some work already opened (as metrics.sample_db_pool reads it).
+    pool = getattr(type(connections[DEFAULT_DB_ALIAS]), "_connection_pools", {}).get(DEFAULT_DB_ALIAS)
+    if pool is not None:
+        logger.info("The database is back: checking the pool's idle connections")
+        pool.check()  # drops the broken ones and opens their replacements
 
 
 async def probe_database() -> None:
-    await run_sync(_database_answers)
+    await run_sync(_probe_database)
 
 
 # Migrations are never unapplied under a running server: once the plan is empty, it stays empty.
