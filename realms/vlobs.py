@@ -19,7 +19,7 @@ from organizations.models import Device, Organization
 from protocol import replies
 from protocol.events import emit_realm_event_on_commit
 from protocol.replies import Reply
-from protocol.db import db_param, fetch_row
+from protocol.db import convert_row, db_param, fetch_row
 from protocol.session import AuthenticatedSession
 from realms.access import (
     ACCESS_STATE_COLUMNS,
@@ -89,55 +89,49 @@ def _realm_of_vlob(*, organization_pk: int, vlob_id: uuid.UUID) -> Realm | None:
     return next(iter(query[:1]), None)
 
 
-# The write path is SQL written once (protocol/db.py says why): per write, one statement takes the
-# realm lock, one reads the access state with what the command must know about the vlob, and one
+# The write path is SQL written once (protocol/db.py says why): per write, one round trip takes the
+# realm lock and reads the access state with what the command must know about the vlob, and one
 # stores the version (a single statement on PostgreSQL; a few in-process calls on SQLite).
 
 _REALM_TABLE = Realm._meta.db_table
 _ATOM_TABLE = VlobAtom._meta.db_table
 
 
-def _lock_clause() -> str:
-    # FOR NO KEY UPDATE: concurrent inserts referencing the realm (blocks, roles) are not blocked.
-    # SQLite has no row locks: its writers already queue at BEGIN IMMEDIATE (settings).
-    return " FOR NO KEY UPDATE OF r" if connection.features.has_select_for_no_key_update else ""
+def _lock_then_read_state(*, where: str, where_params: list, columns: str, params: list, fields: tuple) -> tuple | None:
+    """Takes the row lock of the realm `where` selects, then reads `columns` of it; None: no such realm.
+
+    The read is a second statement, so it sees every role change, archiving or write committed
+    before the lock was granted (READ COMMITTED takes a snapshot per statement): a write never
+    lands after the change that forbids it, and checkpoints stay dense. PostgreSQL gets both
+    statements in one round trip. FOR NO KEY UPDATE: concurrent inserts referencing the realm
+    (blocks, roles) are not blocked. SQLite has no row locks: its writers already queue at
+    BEGIN IMMEDIATE (settings), so there it is the read alone.
+    """
+    read = f'SELECT {columns} FROM "{_REALM_TABLE}" r WHERE {where}'
+    if not connection.features.has_select_for_no_key_update:
+        return fetch_row(read, [*params, *where_params], fields)
+    lock = f'SELECT 1 FROM "{_REALM_TABLE}" r WHERE {where} FOR NO KEY UPDATE OF r'
+    with connection.cursor() as cursor:
+        cursor.execute(f"{lock}; {read}", [*where_params, *params, *where_params])
+        cursor.nextset()
+        row = cursor.fetchone()
+    return None if row is None else convert_row(row, fields)
 
 
-def _lock_realm(*, organization_pk: int, realm_id: uuid.UUID) -> int | None:
-    """Takes the realm's row lock; its pk, or None when the organization has no such realm."""
-    row = fetch_row(
-        f'SELECT r."id" FROM "{_REALM_TABLE}" r WHERE r."organization_id" = %s AND r."realm_id" = %s{_lock_clause()}',
-        [organization_pk, db_param(_REALM_ID, realm_id)],
-        [None],
-    )
-    return None if row is None else row[0]
-
-
-def _lock_realm_of_vlob(*, organization_pk: int, vlob_id: uuid.UUID) -> int | None:
-    row = fetch_row(
-        f'SELECT r."id" FROM "{_REALM_TABLE}" r WHERE r."id" = (SELECT v."realm_id" FROM "{_ATOM_TABLE}" v'
-        f' WHERE v."organization_id" = %s AND v."vlob_id" = %s LIMIT 1){_lock_clause()}',
-        [organization_pk, db_param(_ATOM_VLOB_ID, vlob_id)],
-        [None],
-    )
-    return None if row is None else row[0]
-
-
+_REALM_BY_ID = 'r."organization_id" = %s AND r."realm_id" = %s'
+_REALM_OF_VLOB = (
+    f'r."id" = (SELECT v."realm_id" FROM "{_ATOM_TABLE}" v WHERE v."organization_id" = %s AND v."vlob_id" = %s LIMIT 1)'
+)
 # Vlob ids are unique in the organization across every realm and revision.
-_VLOB_CREATE_STATE_SQL = (
-    f"SELECT {ACCESS_STATE_COLUMNS},"
+_VLOB_CREATE_STATE = (
+    f"{ACCESS_STATE_COLUMNS},"
     f' EXISTS(SELECT 1 FROM "{_ATOM_TABLE}" v WHERE v."organization_id" = %s AND v."vlob_id" = %s)'
-    f' FROM "{_REALM_TABLE}" r WHERE r."id" = %s'
 )
 # The vlob's last version in the realm's current revision: (version, timestamp).
-_VLOB_UPDATE_STATE_SQL = (
-    f"SELECT {ACCESS_STATE_COLUMNS}, "
-    + ", ".join(
-        f'(SELECT v."{column}" FROM "{_ATOM_TABLE}" v WHERE v."organization_id" = %s AND v."vlob_id" = %s'
-        ' AND v."encryption_revision" = r."encryption_revision" ORDER BY v."version" DESC LIMIT 1)'
-        for column in ("version", "created_on")
-    )
-    + f' FROM "{_REALM_TABLE}" r WHERE r."id" = %s'
+_VLOB_UPDATE_STATE = f"{ACCESS_STATE_COLUMNS}, " + ", ".join(
+    f'(SELECT v."{column}" FROM "{_ATOM_TABLE}" v WHERE v."organization_id" = %s AND v."vlob_id" = %s'
+    ' AND v."encryption_revision" = r."encryption_revision" ORDER BY v."version" DESC LIMIT 1)'
+    for column in ("version", "created_on")
 )
 
 _INSERT_ATOM_SQL = (
@@ -238,18 +232,17 @@ def vlob_create(
     if not replies.timestamp_in_ballpark(timestamp, now):
         return replies.bad_timestamp(now=now, client_timestamp=timestamp)
     sequester_refusal = _sequester_refusal(organization_pk=session.organization_pk, sequester_blob=sequester_blob)
+    db_vlob_id = db_param(_ATOM_VLOB_ID, vlob_id)
     with transaction.atomic():
-        # Serialises the realm's writers with role changes and maintenance: a write never lands
-        # after the role change or maintenance start that forbids it, and checkpoints stay dense.
-        realm_pk = _lock_realm(organization_pk=session.organization_pk, realm_id=realm_id)
-        if realm_pk is None:
-            return NOT_ALLOWED
-        # A new statement, so it sees everything committed before the lock was granted.
-        row = fetch_row(
-            _VLOB_CREATE_STATE_SQL,
-            [session.user_pk, session.user_pk, session.organization_pk, db_param(_ATOM_VLOB_ID, vlob_id), realm_pk],
-            (*ACCESS_STATE_FIELDS, None),
+        row = _lock_then_read_state(
+            where=_REALM_BY_ID,
+            where_params=[session.organization_pk, db_param(_REALM_ID, realm_id)],
+            columns=_VLOB_CREATE_STATE,
+            params=[session.user_pk, session.user_pk, session.organization_pk, db_vlob_id],
+            fields=(*ACCESS_STATE_FIELDS, None),
         )
+        if row is None:
+            return NOT_ALLOWED
         state = access_state_from_row(row[:-1])
         access = _write_access(state, now=now, encryption_revision=encryption_revision, timestamp=timestamp)
         if isinstance(access, Refused):
@@ -279,21 +272,21 @@ def vlob_update(
     if not replies.timestamp_in_ballpark(timestamp, now):
         return replies.bad_timestamp(now=now, client_timestamp=timestamp)
     sequester_refusal = _sequester_refusal(organization_pk=session.organization_pk, sequester_blob=sequester_blob)
+    db_vlob_id = db_param(_ATOM_VLOB_ID, vlob_id)
     with transaction.atomic():
-        # Same lock as vlob_create; it also makes the previous version read below the latest one.
-        realm_pk = _lock_realm_of_vlob(organization_pk=session.organization_pk, vlob_id=vlob_id)
-        if realm_pk is None:
-            return NOT_FOUND
-        db_vlob_id = db_param(_ATOM_VLOB_ID, vlob_id)
-        row = fetch_row(
-            _VLOB_UPDATE_STATE_SQL,
-            [
+        # Same lock as vlob_create; it also makes the previous version read the latest one.
+        row = _lock_then_read_state(
+            where=_REALM_OF_VLOB,
+            where_params=[session.organization_pk, db_vlob_id],
+            columns=_VLOB_UPDATE_STATE,
+            params=[
                 session.user_pk, session.user_pk,
                 session.organization_pk, db_vlob_id, session.organization_pk, db_vlob_id,
-                realm_pk,
             ],
-            (*ACCESS_STATE_FIELDS, None, _ATOM_CREATED_ON),
+            fields=(*ACCESS_STATE_FIELDS, None, _ATOM_CREATED_ON),
         )
+        if row is None:
+            return NOT_FOUND
         state = access_state_from_row(row[:-2])
         access = _write_access(state, now=now, encryption_revision=encryption_revision, timestamp=timestamp)
         if isinstance(access, Refused):

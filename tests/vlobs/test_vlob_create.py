@@ -133,9 +133,9 @@ async def test_already_exists_in_a_realm_of_another_revision(world: World, alice
 async def test_already_exists_decided_by_the_database(world: World, alice_ws, realm_id, vlob_id, monkeypatch):
     # A concurrent creator in another realm (another lock) can pass the existence check at the same
     # time: with that check blinded, the unique constraint still refuses.
-    blinded = vlobs._VLOB_CREATE_STATE_SQL.replace("EXISTS(", "1 = 0 AND EXISTS(")
-    assert blinded != vlobs._VLOB_CREATE_STATE_SQL
-    monkeypatch.setattr(vlobs, "_VLOB_CREATE_STATE_SQL", blinded)
+    blinded = vlobs._VLOB_CREATE_STATE.replace("EXISTS(", "1 = 0 AND EXISTS(")
+    assert blinded != vlobs._VLOB_CREATE_STATE
+    monkeypatch.setattr(vlobs, "_VLOB_CREATE_STATE", blinded)
     assert await create_vlob(alice_ws, realm_id, vlob_id=vlob_id) == {"status": "already_exists", "reason": None}
     assert (await Realm.objects.aget(realm_id=realm_id)).checkpoint == 1
     assert await RealmVlobUpdate.objects.acount() == 1

@@ -125,9 +125,9 @@ async def test_bad_version_is_checked_before_timestamp(world: World, alice_ws, r
 async def test_bad_version_decided_by_the_database(world: World, alice_ws, realm_id, vlob_id, monkeypatch):
     # A stale view of the last version (as a racing writer would have) must not create a duplicate.
     assert await update_vlob(alice_ws, vlob_id, 2) == OK
-    stale = vlobs._VLOB_UPDATE_STATE_SQL.replace('SELECT v."version" FROM', 'SELECT v."version" - 1 FROM')
-    assert stale != vlobs._VLOB_UPDATE_STATE_SQL
-    monkeypatch.setattr(vlobs, "_VLOB_UPDATE_STATE_SQL", stale)
+    stale = vlobs._VLOB_UPDATE_STATE.replace('SELECT v."version" FROM', 'SELECT v."version" - 1 FROM')
+    assert stale != vlobs._VLOB_UPDATE_STATE
+    monkeypatch.setattr(vlobs, "_VLOB_UPDATE_STATE", stale)
     assert await update_vlob(alice_ws, vlob_id, 2, blob=b"<duplicate>") == {"status": "bad_version"}
     monkeypatch.undo()
     assert await versions_of(vlob_id) == [1, 2]
