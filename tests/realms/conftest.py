@@ -24,14 +24,3 @@ async def realm_id(world: World, alice_ws: WsClient) -> uuid.UUID:
 @pytest.fixture
 async def bob(world: World) -> TestDevice:
     return await add_user(world, "bob")
-
-
-@pytest.fixture
-def concurrent_writers() -> None:
-    """Skip where the test database cannot hold concurrent write transactions at all."""
-    from django.db import connection
-
-    if connection.vendor == "sqlite" and connection.is_in_memory_db():
-        # Shared-cache in-memory SQLite (Django's test database) answers a second writer
-        # "database table is locked" at once instead of queueing it like a SQLite file does.
-        pytest.skip("concurrent writers need PostgreSQL or a SQLite file")

@@ -68,14 +68,3 @@ async def alice_client(world: World) -> WsClient:
     client = await connect_as(world.alice)
     yield client
     await client.close()
-
-
-@pytest.fixture
-def concurrent_writers() -> None:
-    """Skip where the test database cannot hold concurrent write transactions at all."""
-    from django.db import connection
-
-    if connection.vendor == "sqlite" and connection.is_in_memory_db():
-        # Shared-cache in-memory SQLite (Django's default test database) answers a second writer
-        # "database table is locked" at once instead of queueing it like a SQLite file does.
-        pytest.skip("concurrent writers need PostgreSQL or a SQLite file")

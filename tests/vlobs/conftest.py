@@ -57,14 +57,3 @@ def sync_realm(transactional_db) -> SyncRealm:
     )
     assert services.realm_create(session=session, role_certificate=certificate) == {"status": "ok"}
     return SyncRealm(session=session, realm_id=realm_id)
-
-
-@pytest.fixture
-def concurrent_writers() -> None:
-    """Skip where the test database cannot hold concurrent write transactions at all."""
-    from django.db import connection
-
-    if connection.vendor == "sqlite" and connection.is_in_memory_db():
-        # Shared-cache in-memory SQLite (Django's test database) answers a second writer
-        # "database table is locked" at once instead of queueing it like a SQLite file does.
-        pytest.skip("concurrent writers need PostgreSQL or a SQLite file")
