@@ -277,9 +277,6 @@ def check_blockstore(store: BlockStore) -> None:
 
 # --- Configuration ---------------------------------------------------------------------------------
 
-# One parser of the grammar (server-config.md §2): parsec_site.config's.
-split_escaped = parsec_config.split_with_escaping
-
 
 def build_blockstore(config: parsec_config.BlockstoreConfig) -> BlockStore:
     """A new store for a parsed configuration (not cached: two RAID nodes may both be MOCKED)."""

@@ -8,17 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from blocks.blockstores import blockstore_from_config, single_blockstore_from_config, split_escaped
+from blocks.blockstores import blockstore_from_config, single_blockstore_from_config
 from blocks.raid import Raid1BlockStore, Raid5BlockStore
 from blocks.s3 import S3BlockStore
 from blocks.swift import SwiftBlockStore
-from parsec_site.config import S3Blockstore, SwiftBlockstore, split_with_escaping
+from parsec_site.config import S3Blockstore, SwiftBlockstore
 
 MANAGE_PY = Path(__file__).resolve().parents[2] / "manage.py"
-
-
-def test_one_parser() -> None:
-    assert split_escaped is split_with_escaping
 
 
 def test_s3_store_from_config() -> None:

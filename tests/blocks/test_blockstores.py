@@ -20,6 +20,7 @@ from blocks.blockstores import (
     blockstore_from_config,
 )
 from blocks.models import BlockData
+from parsec_site.config import split_with_escaping
 
 ORG = "CoolOrg"
 
@@ -218,8 +219,8 @@ def test_config_local_escaped_colon(tmp_path: Path) -> None:
         ("trailing\\", ["trailing\\"]),
     ],
 )
-def test_split_escaped(value: str, expected: list[str]) -> None:
-    assert blockstores.split_escaped(value) == expected
+def test_split_with_escaping(value: str, expected: list[str]) -> None:
+    assert split_with_escaping(value) == expected
 
 
 @pytest.mark.parametrize(
