@@ -138,15 +138,30 @@ def _database_settings(config: ServerConfig) -> dict:
 DATABASES = {"default": _database_settings(PARSEC)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-if PARSEC.redis_url:
-    CHANNEL_LAYERS = {
+# Channels drops a group membership after a day (group_expiry) by default, so that a session
+# connected longer silently stops receiving events and closes. Parsec clients stay connected for
+# days: memberships last as long as their session (discarded at disconnect).
+GROUP_MEMBERSHIP_LIFETIME = 10 * 365 * 24 * 3600
+
+
+def channel_layers(redis_url: str | None) -> dict:
+    """Redis when configured (several processes act as one server), else the in-process layer."""
+    if redis_url:
+        return {
+            "default": {
+                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                "CONFIG": {"hosts": [redis_url], "capacity": 1000, "group_expiry": GROUP_MEMBERSHIP_LIFETIME},
+            }
+        }
+    return {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [PARSEC.redis_url], "capacity": 1000},
+            "BACKEND": "protocol.layers.LocalChannelLayer",
+            "CONFIG": {"capacity": 1000, "group_expiry": GROUP_MEMBERSHIP_LIFETIME},
         }
     }
-else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}}
+
+
+CHANNEL_LAYERS = channel_layers(PARSEC.redis_url)
 
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("fr", "Français")]

@@ -1,0 +1,83 @@
+"""protocol.layers.LocalChannelLayer: Channels' in-memory layer without copies, per-channel tasks or
+per-message sweeps; and the settings' membership lifetime."""
+from __future__ import annotations
+
+import time
+
+import pytest
+from channels.layers import get_channel_layer
+
+from protocol import layers
+from protocol.layers import LocalChannelLayer
+
+
+@pytest.fixture
+def layer() -> LocalChannelLayer:
+    return LocalChannelLayer(capacity=2, expiry=60, group_expiry=10 * 365 * 24 * 3600)
+
+
+async def test_group_send_reaches_every_member_once(layer):
+    await layer.group_add("parsec.org.1", "a.inmemory!one")
+    await layer.group_add("parsec.org.1", "b.inmemory!two")
+    await layer.group_add("parsec.org.2", "c.inmemory!three")
+    message = {"type": "parsec.event", "payload": b"x"}
+    await layer.group_send("parsec.org.1", message)
+    assert await layer.receive("a.inmemory!one") is message  # not copied
+    assert await layer.receive("b.inmemory!two") is message
+    assert "c.inmemory!three" not in layer.channels
+
+
+async def test_a_full_channel_misses_the_group_message_and_others_still_get_it(layer):
+    await layer.group_add("g", "full.inmemory!x")
+    await layer.group_add("g", "free.inmemory!y")
+    for index in range(2):
+        await layer.send("full.inmemory!x", {"type": "t", "n": index})
+    await layer.group_send("g", {"type": "t", "n": 2})
+    assert [(await layer.receive("full.inmemory!x"))["n"] for _ in range(2)] == [0, 1]
+    assert (await layer.receive("free.inmemory!y"))["n"] == 2
+
+
+async def test_direct_send_to_a_full_channel_raises(layer):
+    from channels.exceptions import ChannelFull
+
+    await layer.send("c.inmemory!x", {"type": "t"})
+    await layer.send("c.inmemory!x", {"type": "t"})
+    with pytest.raises(ChannelFull):
+        await layer.send("c.inmemory!x", {"type": "t"})
+
+
+async def test_expired_messages_are_swept_at_most_once_per_interval(layer, monkeypatch):
+    await layer.send("old.inmemory!x", {"type": "t"})
+    expiry, message = layer.channels["old.inmemory!x"]._queue[0]
+    layer.channels["old.inmemory!x"]._queue[0] = (time.time() - 1, message)  # already expired
+    layer._next_sweep = time.monotonic() + 60
+    await layer.group_send("nobody", {"type": "t"})
+    assert "old.inmemory!x" in layer.channels  # not swept yet: the interval has not passed
+    layer._next_sweep = 0.0
+    await layer.group_send("nobody", {"type": "t"})
+    assert "old.inmemory!x" not in layer.channels
+    assert layers.SWEEP_INTERVAL == 1.0
+
+
+async def test_memberships_outlive_channels_one_day_default(settings):
+    # Parsec sessions stay connected for days: Channels' default (86400 s) would drop their groups.
+    layer = get_channel_layer()
+    assert isinstance(layer, LocalChannelLayer)
+    assert layer.group_expiry >= 365 * 24 * 3600
+    await layer.group_add("parsec.org.9", "long.inmemory!lived")
+    layer.groups["parsec.org.9"]["long.inmemory!lived"] = time.time() - 3 * 24 * 3600  # joined 3 days ago
+    layer._next_sweep = 0.0
+    await layer.group_send("parsec.org.9", {"type": "t"})
+    assert (await layer.receive("long.inmemory!lived"))["type"] == "t"
+    await layer.group_discard("parsec.org.9", "long.inmemory!lived")
+
+
+def test_redis_layer_gets_the_same_membership_lifetime():
+    from channels_redis.core import RedisChannelLayer
+
+    from parsec_site.settings import channel_layers
+
+    config = channel_layers("redis://127.0.0.1:6379/0")["default"]
+    layer = RedisChannelLayer(**config["CONFIG"])  # builds without connecting
+    assert config["BACKEND"] == "channels_redis.core.RedisChannelLayer"
+    assert layer.group_expiry >= 365 * 24 * 3600
