@@ -15,7 +15,8 @@ if $want_tests; then
     command -v pg_ctlcluster >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || packages+=(postgresql)
     command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
     # The reference client's FUSE bindings load libfuse2 at import time.
-    ldconfig -p | grep -q 'libfuse.so.2' || packages+=(libfuse2)
+    # Not `grep -q`: with pipefail, its early exit can kill the writer (SIGPIPE) and fail the test.
+    ldconfig -p | grep 'libfuse.so.2' >/dev/null || packages+=(libfuse2)
     # One-node OpenStack Swift (tempauth keeps its tokens in memcached) for the Swift blockstore tests.
     command -v swift-object-server >/dev/null 2>&1 && command -v swift-proxy-server >/dev/null 2>&1 \
         && command -v swift-account-server >/dev/null 2>&1 && command -v swift-container-server >/dev/null 2>&1 \
@@ -45,7 +46,7 @@ if $want_tests; then
     ref=${PARSEC_REF_VENV:-$PWD/.venv-ref}
     if [ ! -x "$ref/bin/parsec" ]; then
         echo "Installing the reference client parsec-cloud 2.17.0 (Python 3.9) into $ref"
-        if command -v pyenv >/dev/null 2>&1 && pyenv versions --bare | grep -qx '3.9.18'; then
+        if command -v pyenv >/dev/null 2>&1 && pyenv prefix 3.9.18 >/dev/null 2>&1; then
             PYENV_VERSION=3.9.18 pyenv exec python -m venv "$ref"
         else
             python3.9 -m venv "$ref"
