@@ -12,7 +12,7 @@ from protocol.session import AuthenticatedSession
 
 @command("user_get", family=Family.AUTHENTICATED, request={"user_id": types.UserID})
 async def user_get(session: AuthenticatedSession, req: dict[str, Any]) -> replies.Reply:
-    return await run_sync(users.user_get, session=session, user_id=req["user_id"])
+    return await run_sync(users.user_get, session=session, **req)
 
 
 @command(
@@ -31,7 +31,7 @@ async def user_create(session: AuthenticatedSession, req: dict[str, Any]) -> rep
 
 @command("user_revoke", family=Family.AUTHENTICATED, request={"revoked_user_certificate": types.Bytes})
 async def user_revoke(session: AuthenticatedSession, req: dict[str, Any]) -> replies.Reply:
-    return await run_sync(users.user_revoke, session=session, revoked_user_certificate=req["revoked_user_certificate"])
+    return await run_sync(users.user_revoke, session=session, **req)
 
 
 @command(

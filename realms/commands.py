@@ -12,22 +12,22 @@ from realms import services
 
 @command("realm_create", family=Family.AUTHENTICATED, request={"role_certificate": types.Bytes})
 async def realm_create(session: AuthenticatedSession, req: dict[str, Any]) -> replies.Reply:
-    return await run_sync(services.realm_create, session=session, role_certificate=req["role_certificate"])
+    return await run_sync(services.realm_create, session=session, **req)
 
 
 @command("realm_status", family=Family.AUTHENTICATED, request={"realm_id": types.RealmID})
 async def realm_status(session: AuthenticatedSession, req: dict[str, Any]) -> replies.Reply:
-    return await run_sync(services.realm_status, session=session, realm_id=req["realm_id"])
+    return await run_sync(services.realm_status, session=session, **req)
 
 
 @command("realm_stats", family=Family.AUTHENTICATED, request={"realm_id": types.RealmID})
 async def realm_stats(session: AuthenticatedSession, req: dict[str, Any]) -> replies.Reply:
-    return await run_sync(services.realm_stats, session=session, realm_id=req["realm_id"])
+    return await run_sync(services.realm_stats, session=session, **req)
 
 
 @command("realm_get_role_certificates", family=Family.AUTHENTICATED, request={"realm_id": types.RealmID})
 async def realm_get_role_certificates(session: AuthenticatedSession, req: dict[str, Any]) -> replies.Reply:
-    return await run_sync(services.realm_get_role_certificates, session=session, realm_id=req["realm_id"])
+    return await run_sync(services.realm_get_role_certificates, session=session, **req)
 
 
 @command(
@@ -36,19 +36,12 @@ async def realm_get_role_certificates(session: AuthenticatedSession, req: dict[s
     request={"role_certificate": types.Bytes, "recipient_message": types.Optional(types.Bytes)},
 )
 async def realm_update_roles(session: AuthenticatedSession, req: dict[str, Any]) -> replies.Reply:
-    return await run_sync(
-        services.realm_update_roles,
-        session=session,
-        role_certificate=req["role_certificate"],
-        recipient_message=req["recipient_message"],
-    )
+    return await run_sync(services.realm_update_roles, session=session, **req)
 
 
 @command("realm_update_archiving", family=Family.AUTHENTICATED, request={"archiving_certificate": types.Bytes})
 async def realm_update_archiving(session: AuthenticatedSession, req: dict[str, Any]) -> replies.Reply:
-    return await run_sync(
-        services.realm_update_archiving, session=session, archiving_certificate=req["archiving_certificate"]
-    )
+    return await run_sync(services.realm_update_archiving, session=session, **req)
 
 
 @command("archiving_config", family=Family.AUTHENTICATED)
@@ -58,7 +51,7 @@ async def archiving_config(session: AuthenticatedSession, req: dict[str, Any]) -
 
 @command("message_get", family=Family.AUTHENTICATED, request={"offset": types.Index})
 async def message_get(session: AuthenticatedSession, req: dict[str, Any]) -> replies.Reply:
-    return await run_sync(services.message_get, session=session, offset=req["offset"])
+    return await run_sync(services.message_get, session=session, **req)
 
 
 @command(
@@ -72,14 +65,7 @@ async def message_get(session: AuthenticatedSession, req: dict[str, Any]) -> rep
     },
 )
 async def realm_start_reencryption_maintenance(session: AuthenticatedSession, req: dict[str, Any]) -> replies.Reply:
-    return await run_sync(
-        services.realm_start_reencryption_maintenance,
-        session=session,
-        realm_id=req["realm_id"],
-        encryption_revision=req["encryption_revision"],
-        timestamp=req["timestamp"],
-        per_participant_message=req["per_participant_message"],
-    )
+    return await run_sync(services.realm_start_reencryption_maintenance, session=session, **req)
 
 
 @command(
@@ -88,9 +74,4 @@ async def realm_start_reencryption_maintenance(session: AuthenticatedSession, re
     request={"realm_id": types.RealmID, "encryption_revision": types.Index},
 )
 async def realm_finish_reencryption_maintenance(session: AuthenticatedSession, req: dict[str, Any]) -> replies.Reply:
-    return await run_sync(
-        services.realm_finish_reencryption_maintenance,
-        session=session,
-        realm_id=req["realm_id"],
-        encryption_revision=req["encryption_revision"],
-    )
+    return await run_sync(services.realm_finish_reencryption_maintenance, session=session, **req)

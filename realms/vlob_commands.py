@@ -25,16 +25,7 @@ SEQUESTER_BLOB = types.Optional(types.Map(types.SequesterServiceID, types.Bytes)
     },
 )
 async def vlob_create(session: AuthenticatedSession, req: dict[str, Any]) -> replies.Reply:
-    return await run_sync(
-        vlobs.vlob_create,
-        session=session,
-        realm_id=req["realm_id"],
-        encryption_revision=req["encryption_revision"],
-        vlob_id=req["vlob_id"],
-        timestamp=req["timestamp"],
-        blob=req["blob"],
-        sequester_blob=req["sequester_blob"],
-    )
+    return await run_sync(vlobs.vlob_create, session=session, **req)
 
 
 @command(
@@ -50,16 +41,7 @@ async def vlob_create(session: AuthenticatedSession, req: dict[str, Any]) -> rep
     },
 )
 async def vlob_update(session: AuthenticatedSession, req: dict[str, Any]) -> replies.Reply:
-    return await run_sync(
-        vlobs.vlob_update,
-        session=session,
-        encryption_revision=req["encryption_revision"],
-        vlob_id=req["vlob_id"],
-        timestamp=req["timestamp"],
-        version=req["version"],
-        blob=req["blob"],
-        sequester_blob=req["sequester_blob"],
-    )
+    return await run_sync(vlobs.vlob_update, session=session, **req)
 
 
 @command(
@@ -73,14 +55,7 @@ async def vlob_update(session: AuthenticatedSession, req: dict[str, Any]) -> rep
     },
 )
 async def vlob_read(session: AuthenticatedSession, req: dict[str, Any]) -> replies.Reply:
-    return await run_sync(
-        vlobs.vlob_read,
-        session=session,
-        encryption_revision=req["encryption_revision"],
-        vlob_id=req["vlob_id"],
-        version=req["version"],
-        timestamp=req["timestamp"],
-    )
+    return await run_sync(vlobs.vlob_read, session=session, **req)
 
 
 @command(
@@ -89,14 +64,12 @@ async def vlob_read(session: AuthenticatedSession, req: dict[str, Any]) -> repli
     request={"realm_id": types.RealmID, "last_checkpoint": types.Index},
 )
 async def vlob_poll_changes(session: AuthenticatedSession, req: dict[str, Any]) -> replies.Reply:
-    return await run_sync(
-        vlobs.vlob_poll_changes, session=session, realm_id=req["realm_id"], last_checkpoint=req["last_checkpoint"]
-    )
+    return await run_sync(vlobs.vlob_poll_changes, session=session, **req)
 
 
 @command("vlob_list_versions", family=Family.AUTHENTICATED, request={"vlob_id": types.VlobID})
 async def vlob_list_versions(session: AuthenticatedSession, req: dict[str, Any]) -> replies.Reply:
-    return await run_sync(vlobs.vlob_list_versions, session=session, vlob_id=req["vlob_id"])
+    return await run_sync(vlobs.vlob_list_versions, session=session, **req)
 
 
 @command(
@@ -105,13 +78,7 @@ async def vlob_list_versions(session: AuthenticatedSession, req: dict[str, Any])
     request={"realm_id": types.RealmID, "encryption_revision": types.Index, "size": types.Size},
 )
 async def vlob_maintenance_get_reencryption_batch(session: AuthenticatedSession, req: dict[str, Any]) -> replies.Reply:
-    return await run_sync(
-        vlobs.vlob_maintenance_get_reencryption_batch,
-        session=session,
-        realm_id=req["realm_id"],
-        encryption_revision=req["encryption_revision"],
-        size=req["size"],
-    )
+    return await run_sync(vlobs.vlob_maintenance_get_reencryption_batch, session=session, **req)
 
 
 @command(
@@ -126,10 +93,4 @@ async def vlob_maintenance_get_reencryption_batch(session: AuthenticatedSession,
 async def vlob_maintenance_save_reencryption_batch(
     session: AuthenticatedSession, req: dict[str, Any]
 ) -> replies.Reply:
-    return await run_sync(
-        vlobs.vlob_maintenance_save_reencryption_batch,
-        session=session,
-        realm_id=req["realm_id"],
-        encryption_revision=req["encryption_revision"],
-        batch=req["batch"],
-    )
+    return await run_sync(vlobs.vlob_maintenance_save_reencryption_batch, session=session, **req)
