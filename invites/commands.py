@@ -37,30 +37,10 @@ class FlattenedUnion(types.FieldType):
         return {self.discriminant: value[self.discriminant], **types.decode_request(variant, value)}
 
 
-class WithOptionalKeys(types.FieldType):
-    """A request with keys added in a minor API revision, which older clients omit (decoded as None)."""
-
-    def __init__(self, required: Mapping[str, Any], optional: Mapping[str, Any]) -> None:
-        self.required = required
-        self.optional = optional
-        self.name = "request"
-
-    def decode(self, value: Any) -> dict[str, Any]:
-        decoded = types.decode_request(self.required, value)
-        for field_name, field_type in self.optional.items():
-            if field_name not in value:
-                decoded[field_name] = None
-                continue
-            try:
-                decoded[field_name] = types.as_field_type(field_type).decode(value[field_name])
-            except types.FieldError as exc:
-                raise types.FieldError(f"invalid field `{field_name}`: {exc}") from None
-        return decoded
-
-
-def claimer_request(**fields: Any) -> WithOptionalKeys:
-    # `greeter_user_id` arrived with API 2.9/3.3; absent means "not checked" (USER/DEVICE).
-    return WithOptionalKeys(required=fields, optional={"greeter_user_id": types.UserID})
+def claimer_request(**fields: Any) -> dict[str, Any]:
+    # `greeter_user_id` arrived with API 2.9 in major 2, and 3.3 in major 3 (the 2.11-2.15 clients,
+    # API 3.2, do not send it; 2.16's API 3.4 does). Absent means "not checked" (USER/DEVICE).
+    return {**fields, "greeter_user_id": types.Introduced(types.UserID, "2.9", "3.3")}
 
 
 # Greeter side: creation, deletion, list ---------------------------------------------------------------

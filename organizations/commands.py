@@ -24,7 +24,7 @@ from protocol.session import AnonymousSession, AuthenticatedSession
         "device_certificate": types.Bytes,
         "redacted_user_certificate": types.Bytes,
         "redacted_device_certificate": types.Bytes,
-        "sequester_authority_certificate": types.Optional(types.Bytes),
+        "sequester_authority_certificate": types.Introduced(types.Optional(types.Bytes), "2.8", "3.2"),
     },
 )
 async def organization_bootstrap(session: AnonymousSession, req: dict[str, Any]) -> replies.Reply:

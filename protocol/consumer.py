@@ -189,11 +189,13 @@ class ParsecConsumer(AsyncWebsocketConsumer):
             return replies.UNKNOWN_COMMAND
         try:
             if isinstance(spec.request, types.FieldType):
-                # Flattened unions and optional keys (e.g. `invite_new`) decode the whole request map.
+                # Flattened unions (e.g. `invite_new`) decode the whole request map.
                 request = spec.request.decode(raw)
             else:
                 request = types.decode_request(spec.request, raw)
         except types.FieldError as exc:
+            # One line, so that a client refused for its message's shape is visible to the operator.
+            log.info("Request refused: bad message", cmd=spec.name, status="bad_message", reason=str(exc))
             return replies.bad_message(str(exc))
         self.current_spec = spec
         started = time.monotonic()

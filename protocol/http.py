@@ -5,6 +5,8 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+import structlog
+
 from protocol import codec, types
 from protocol.db import run_sync
 from protocol.registry import Family, lookup
@@ -15,6 +17,7 @@ SUPPORTED_HTTP_API_VERSIONS = "2.10;3.4"
 # Old clients send their msgpack body with the form content type.
 ACCEPTED_CONTENT_TYPES = ("application/msgpack", "application/x-www-form-urlencoded")
 HTTP_ORGANIZATION_EXPIRED = 460
+log = structlog.get_logger("parsec.protocol")
 
 
 def parse_api_version(raw: str | None) -> tuple[int, int] | None:
@@ -76,6 +79,7 @@ async def anonymous_rpc(request: HttpRequest, organization_id: str) -> HttpRespo
     try:
         req = types.decode_request(spec.request, raw)
     except types.FieldError as exc:
+        log.info("Request refused: bad message", cmd=spec.name, status="bad_message", reason=str(exc))
         return _msgpack_response(codec.packb({"status": "bad_message", "reason": str(exc)}), api_version)
     session = AnonymousSession(
         organization_id=organization_id,

@@ -82,6 +82,7 @@ __all__ = [
     "Map",
     "Tuple",
     "Struct",
+    "Introduced",
     "as_field_type",
     "decode_request",
     "encode_fields",
@@ -688,6 +689,28 @@ UsersPerProfileDetailItem: FieldType = Struct(
 )
 
 
+class Introduced(FieldType):
+    """A field added in a minor API revision (the schemas' `introduced_in`, one version per major).
+
+    Clients older than that revision omit the key, which then decodes to `default` (nil). As in the
+    reference, whose decoders treat these keys as optional whoever sends them, an absent key is not
+    an error for a newer client either. Replies keep such fields for every peer: the reference
+    emits them whatever the client's version, and older clients ignore keys they do not know.
+    """
+
+    def __init__(self, inner: Any, *since: str, default: Any = None) -> None:
+        self.inner = as_field_type(inner)
+        self.since = {int(major): (int(major), int(minor)) for major, _, minor in (v.partition(".") for v in since)}
+        self.default = default
+        self.name = self.inner.name
+
+    def decode(self, value: Any) -> Any:
+        return self.inner.decode(value)
+
+    def encode(self, value: Any) -> Any:
+        return self.inner.encode(value)
+
+
 def decode_request(spec: Mapping[str, Any], raw: Any) -> dict[str, Any]:
     """Decode the fields named in `spec` from the map `raw`; other keys are ignored."""
     if not isinstance(raw, dict):
@@ -695,6 +718,9 @@ def decode_request(spec: Mapping[str, Any], raw: Any) -> dict[str, Any]:
     decoded: dict[str, Any] = {}
     for field_name, field_spec in spec.items():
         if field_name not in raw:
+            if isinstance(field_spec, Introduced):
+                decoded[field_name] = field_spec.default
+                continue
             raise FieldError(f"missing field `{field_name}`")
         try:
             decoded[field_name] = as_field_type(field_spec).decode(raw[field_name])

@@ -9,7 +9,7 @@ from protocol.registry import Family, command
 from protocol.session import AuthenticatedSession
 from realms import vlobs
 
-SEQUESTER_BLOB = types.Optional(types.Map(types.SequesterServiceID, types.Bytes))
+SEQUESTER_BLOB = types.Introduced(types.Optional(types.Map(types.SequesterServiceID, types.Bytes)), "2.8", "3.2")
 
 
 @command(

@@ -34,11 +34,15 @@ async def new_invitation(client: WsClient, type: str = "DEVICE", **fields: Any) 
     return reply["token"]
 
 
-async def connect_claimer(world: World, token: uuid.UUID, invitation_type: str = "DEVICE") -> WsClient:
+async def connect_claimer(
+    world: World, token: uuid.UUID, invitation_type: str = "DEVICE", api_version: tuple[int, int] = (3, 4)
+) -> WsClient:
     sessions = ClaimerSession.objects.filter(invitation__token=token)
     before = await sessions.acount()
     client = await WsClient.connect()
-    result = await client.invited(organization_id=world.organization_id, invitation_type=invitation_type, token=token)
+    result = await client.invited(
+        organization_id=world.organization_id, invitation_type=invitation_type, token=token, api_version=api_version
+    )
     assert result == {"handshake": "result", "result": "ok"}, result
     # The server marks the claimer online right after its handshake reply: wait for it.
     await wait_for(sessions.acount, lambda count: count > before)

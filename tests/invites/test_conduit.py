@@ -99,11 +99,13 @@ class Pair:
         return (await Invitation.objects.aget(token=self.token)).conduit_state
 
 
-async def make_pair(world: World, invitation_type: str = "DEVICE") -> Pair:
+async def make_pair(
+    world: World, invitation_type: str = "DEVICE", claimer_api_version: tuple[int, int] = (3, 4)
+) -> Pair:
     greeter = await connect_as(world.alice)
     fields = {"claimer_email": "zack@example.com"} if invitation_type == "USER" else {}
     token = await new_invitation(greeter, invitation_type, **fields)
-    claimer = await connect_claimer(world, token, invitation_type)
+    claimer = await connect_claimer(world, token, invitation_type, api_version=claimer_api_version)
     return Pair(world, greeter, claimer, token)
 
 
@@ -151,7 +153,8 @@ async def test_full_exchange_greeter_first(world: World):
 
 
 async def test_legacy_claimer_without_greeter_user_id(world: World):
-    pair = await make_pair(world)
+    # API 3.2 (clients 2.11-2.15) predates `greeter_user_id`.
+    pair = await make_pair(world, claimer_api_version=(3, 2))
     await pending(pair.claimer, "invite_1_claimer_wait_peer", claimer_public_key=PUBLIC_KEY_C)
     await pair.g("invite_1_greeter_wait_peer", greeter_public_key=PUBLIC_KEY_G)
     assert await pair.claimer.receive() == {"status": "ok", "greeter_public_key": PUBLIC_KEY_G}

@@ -133,6 +133,27 @@ async def test_handshake_failure_logged_with_its_reason(world: World, logs: Capt
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_bad_message_logged_with_its_reason(world: World, logs: CapturedLogs):
+    client = await connect_as(world.alice)
+    reply = await client.command("vlob_read", encryption_revision=1)
+    assert reply == {"status": "bad_message", "reason": "missing field `vlob_id`"}
+    await client.communicator.disconnect()
+    [line] = logs.events("Request refused: bad message")
+    assert line["cmd"] == "vlob_read" and line["reason"] == "missing field `vlob_id`"
+    assert line["device_id"] == world.alice.device_id
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_bad_message_of_the_anonymous_route_logged(world: World, logs: CapturedLogs):
+    from tests.conftest import anonymous_rpc
+
+    response = await anonymous_rpc(world.organization_id, {"cmd": "organization_bootstrap"})
+    assert response.status_code == 200
+    [line] = logs.events("Request refused: bad message")
+    assert line["cmd"] == "organization_bootstrap" and line["reason"] == "missing field `bootstrap_token`"
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_one_line_per_http_request_without_query_string(world: World, logs: CapturedLogs):
     response = await AsyncClient().post(
         f"/anonymous/{world.organization_id}?token=not-for-the-logs", data=b"\x80", content_type="application/msgpack",

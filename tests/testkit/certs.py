@@ -136,8 +136,10 @@ class TestDevice:
         """The handshake answer map (encoding.md TV3), ready for `codec.packb`."""
         if self.root_verify_key is None:
             raise ValueError("the device has no root key reference")
+        # Clients below API 2.5 sign the raw challenge.
+        legacy = api_version[0] < 2 or api_version[0] == 2 and api_version < (2, 5)
         return {
-            "answer": self.signed_answer(challenge),
+            "answer": self.sign(challenge) if legacy else self.signed_answer(challenge),
             "client_api_version": list(api_version),
             "device_id": self.device_id,
             "handshake": "answer",
