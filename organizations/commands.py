@@ -11,12 +11,13 @@ from organizations.webhooks import post_bootstrap_webhook
 from protocol import replies, types
 from protocol.db import run_sync
 from protocol.registry import Family, command
-from protocol.session import AnonymousSession, AuthenticatedSession
+from protocol.session import AdministrationSession, AnonymousSession, AuthenticatedSession
 
 
 @command(
     "organization_bootstrap",
-    family=Family.ANONYMOUS,
+    # The anonymous route, and the API v1 `anonymous` websocket of the 2.0-2.5 clients.
+    family=(Family.ANONYMOUS, Family.APIV1_ANONYMOUS),
     request={
         "bootstrap_token": types.String,
         "root_verify_key": types.VerifyKey,
@@ -34,6 +35,22 @@ async def organization_bootstrap(session: AnonymousSession, req: dict[str, Any])
         # After commit, before replying, as the reference does; a failure is only logged.
         await run_sync(post_bootstrap_webhook, webhook_url, outcome.webhook_payload)
     return outcome.reply
+
+
+@command(
+    "organization_create",
+    family=Family.APIV1_ADMINISTRATION,
+    request={"organization_id": types.OrganizationID, "expiration_date": types.Optional(types.DateTime)},
+)
+async def organization_create(session: AdministrationSession, req: dict[str, Any]) -> replies.Reply:
+    """The 2.0 CLI's `create_organization`: the administration API's creation, over API v1."""
+    if req["expiration_date"] is not None:
+        # Organizations expire when the administration API says so, not at a date set in advance.
+        return replies.bad_message("expiration_date is not supported: expire the organization with the administration API")
+    outcome = await run_sync(services.organization_create, organization_id=req["organization_id"])
+    if isinstance(outcome, services.AdministrationError):
+        return replies.reply("already_exists")
+    return replies.ok(bootstrap_token=outcome.bootstrap_token)
 
 
 @command("organization_config", family=Family.AUTHENTICATED)

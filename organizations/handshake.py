@@ -1,21 +1,27 @@
 """Database side of the handshakes: who is connecting, and may they."""
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.utils import timezone
 
 from invites.models import Invitation
 from organizations.models import Device, Organization
 from protocol import sessions
 from protocol.handshake import (
+    HELP_BAD_ADMINISTRATION_TOKEN,
     HELP_INVALID_IDENTITY,
     HELP_INVITATION_DELETED,
     HELP_INVITATION_NOT_FOUND,
     AuthenticatedAnswer,
     HandshakeFailed,
     InvitedAnswer,
+    LegacyAdministrationAnswer,
+    LegacyAnonymousAnswer,
 )
+from protocol.session import AdministrationSession, AnonymousSession
 
 
 @dataclass(frozen=True)
@@ -97,3 +103,31 @@ def identify_invitation(answer: InvitedAnswer) -> InvitationIdentity:
         invitation_type=invitation.type,
         greeter_user_pk=invitation.greeter_id,
     )
+
+
+def identify_legacy_anonymous(answer: LegacyAnonymousAnswer) -> AnonymousSession:
+    """API v1 `anonymous` side, with the checks of the anonymous route (and of the 2.0 server)."""
+    organization = Organization.objects.filter(organization_id=answer.organization_id).first()
+    if organization is None and not settings.PARSEC.spontaneous_organization_bootstrap:
+        raise HandshakeFailed("bad_identity", HELP_INVALID_IDENTITY)
+    if organization is not None and organization.is_expired:
+        raise _expired(organization)
+    if (
+        answer.rvk is not None
+        and organization is not None
+        and (organization.root_verify_key is None or bytes(organization.root_verify_key) != answer.rvk)
+    ):
+        raise HandshakeFailed("rvk_mismatch", "Root verify key for organization differs between client and server")
+    return AnonymousSession(
+        organization_id=answer.organization_id,
+        organization_pk=organization.pk if organization is not None else None,
+        api_version=answer.api_version,
+    )
+
+
+def identify_legacy_administration(answer: LegacyAdministrationAnswer) -> AdministrationSession:
+    """API v1 `administration` side: the same token as the administration API, compared in constant time."""
+    token = settings.PARSEC.administration_token
+    if not token or not hmac.compare_digest(answer.token.encode(), token.encode()):
+        raise HandshakeFailed("bad_admin_token", HELP_BAD_ADMINISTRATION_TOKEN)
+    return AdministrationSession(api_version=answer.api_version)

@@ -85,7 +85,12 @@ class ParsecConsumer(AsyncWebsocketConsumer):
     # Handshake -----------------------------------------------------------------------------
 
     async def do_handshake(self, frame: bytes | None) -> None:
-        from organizations.handshake import identify_device, identify_invitation
+        from organizations.handshake import (
+            identify_device,
+            identify_invitation,
+            identify_legacy_administration,
+            identify_legacy_anonymous,
+        )
 
         self.phase = "handshaking"
         answer = None
@@ -108,6 +113,14 @@ class ParsecConsumer(AsyncWebsocketConsumer):
                     connection=self,
                 )
                 groups = [organization_group(identity.organization_pk), user_group(identity.user_pk)]
+            elif isinstance(answer, handshake.LegacyAnonymousAnswer):
+                self.family = Family.APIV1_ANONYMOUS
+                self.session = await run_sync(identify_legacy_anonymous, answer)
+                groups = []
+            elif isinstance(answer, handshake.LegacyAdministrationAnswer):
+                self.family = Family.APIV1_ADMINISTRATION
+                self.session = await run_sync(identify_legacy_administration, answer)
+                groups = []
             else:
                 identity = await run_sync(identify_invitation, answer)
                 self.family = Family.INVITED
@@ -139,11 +152,11 @@ class ParsecConsumer(AsyncWebsocketConsumer):
         log.info(
             "Connection established (client/server API version: %s.%s/%s)",
             *answer.api_version,
-            "3.4" if answer.api_version[0] >= 3 else "2.10",
+            handshake.server_api_version(answer.api_version),
         )
         metrics.WEBSOCKET_SESSIONS.labels(self.family.value).inc()
         self.counted = True
-        for hook in SESSION_START_HOOKS[self.family]:
+        for hook in SESSION_START_HOOKS.get(self.family, ()):
             await hook(self.session)
         self.phase = "ready"
         self.worker = asyncio.create_task(self.command_loop())
@@ -265,6 +278,8 @@ def _answer_identity(answer: handshake.AuthenticatedAnswer | handshake.InvitedAn
         return {"organization_id": answer.organization_id, "device_id": answer.device_id}
     if isinstance(answer, handshake.InvitedAnswer):
         return {"organization_id": answer.organization_id, "invitation_type": answer.invitation_type}
+    if isinstance(answer, handshake.LegacyAnonymousAnswer):
+        return {"organization_id": answer.organization_id}
     return {}
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +19,7 @@ SIGNED_ANSWER_SINCE = (2, 5)
 HELP_INVALID_IDENTITY = "Invalid handshake information"
 HELP_INVITATION_DELETED = "Invalid handshake: Invitation already deleted"
 HELP_INVITATION_NOT_FOUND = "Invalid handshake: Invitation not found"
+HELP_BAD_ADMINISTRATION_TOKEN = "Invalid administration token"
 
 
 class HandshakeFailed(Exception):
@@ -30,6 +31,11 @@ class HandshakeFailed(Exception):
 
 def bad_protocol(help: str) -> HandshakeFailed:
     return HandshakeFailed("bad_protocol", help)
+
+
+def server_api_version(client: tuple[int, int]) -> str:
+    """The server's version in the client's major, as the handshake settles it."""
+    return next(f"{major}.{minor}" for major, minor in SUPPORTED_API_VERSIONS if major == client[0])
 
 
 def challenge_message(challenge: bytes, now: datetime) -> bytes:
@@ -72,6 +78,26 @@ class InvitedAnswer:
     token: uuid.UUID
 
 
+@dataclass(frozen=True)
+class LegacyAnonymousAnswer:
+    """API v1 `anonymous` handshake: what the 2.0-2.5 clients use to bootstrap an organization."""
+
+    api_version: tuple[int, int]
+    organization_id: str
+    rvk: bytes | None
+
+
+@dataclass(frozen=True)
+class LegacyAdministrationAnswer:
+    """API v1 `administration` handshake: what the 2.0 CLI's `create_organization` uses."""
+
+    api_version: tuple[int, int]
+    token: str = field(repr=False)
+
+
+_LEGACY_ANONYMOUS_FIELDS = {"organization_id": types.OrganizationID, "rvk": types.Optional(types.VerifyKey)}
+_LEGACY_ADMINISTRATION_FIELDS = {"token": types.String}
+
 _AUTHENTICATED_FIELDS = {
     "organization_id": types.OrganizationID,
     "device_id": types.DeviceID,
@@ -89,7 +115,9 @@ def _format_versions(versions: list[tuple[int, int]]) -> str:
     return "{" + ", ".join(f"{major}.{minor}" for major, minor in versions) + "}"
 
 
-def parse_answer(frame: bytes | None) -> AuthenticatedAnswer | InvitedAnswer:
+def parse_answer(
+    frame: bytes | None,
+) -> AuthenticatedAnswer | InvitedAnswer | LegacyAnonymousAnswer | LegacyAdministrationAnswer:
     if frame is None:
         raise bad_protocol("Expected bytes message in websocket")
     try:
@@ -112,6 +140,8 @@ def parse_answer(frame: bytes | None) -> AuthenticatedAnswer | InvitedAnswer:
             f"and backend API versions {_format_versions(list(SUPPORTED_API_VERSIONS))}"
         )
     kind = raw.get("type")
+    if api_version[0] == 1:
+        return _parse_legacy_answer(api_version, kind, raw)
     try:
         if kind == "AUTHENTICATED":
             fields = types.decode_request(_AUTHENTICATED_FIELDS, raw)
@@ -122,6 +152,24 @@ def parse_answer(frame: bytes | None) -> AuthenticatedAnswer | InvitedAnswer:
     except types.FieldError as exc:
         raise bad_protocol(f"Invalid message: {exc}") from None
     raise bad_protocol("Invalid message: `type` must be AUTHENTICATED or INVITED")
+
+
+def _parse_legacy_answer(
+    api_version: tuple[int, int], kind: Any, raw: dict[str, Any]
+) -> LegacyAnonymousAnswer | LegacyAdministrationAnswer:
+    # Only the two sides of API v1 that the 2.0-2.5 clients still use (creating and bootstrapping
+    # an organization); their devices log in with the API v2 handshake.
+    try:
+        if kind == "anonymous":
+            # The 2.0 client omits `rvk` when bootstrapping (it has no root key yet), or sends nil.
+            fields = types.decode_request(_LEGACY_ANONYMOUS_FIELDS, {"rvk": None, **raw})
+            return LegacyAnonymousAnswer(api_version=api_version, **fields)
+        if kind == "administration":
+            fields = types.decode_request(_LEGACY_ADMINISTRATION_FIELDS, raw)
+            return LegacyAdministrationAnswer(api_version=api_version, **fields)
+    except types.FieldError as exc:
+        raise bad_protocol(f"Invalid message: {exc}") from None
+    raise bad_protocol("Invalid message: API v1 is served for the `anonymous` and `administration` handshakes only")
 
 
 def check_signed_answer(answer: AuthenticatedAnswer, verify_key: bytes, challenge: bytes) -> None:

@@ -12,6 +12,9 @@ class Family(StrEnum):
     ANONYMOUS = "anonymous"
     INVITED = "invited"
     AUTHENTICATED = "authenticated"
+    # The two sides of the API v1 websocket handshake still used by the 2.0-2.5 clients.
+    APIV1_ANONYMOUS = "apiv1_anonymous"
+    APIV1_ADMINISTRATION = "apiv1_administration"
 
 
 Handler = Callable[[Any, dict[str, Any]], Awaitable[dict[str, Any]]]

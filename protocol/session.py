@@ -39,3 +39,10 @@ class InvitedSession:
     greeter_user_pk: int
     api_version: tuple[int, int]
     connection: Any = field(default=None, repr=False)
+
+
+@dataclass
+class AdministrationSession:
+    """API v1 `administration` websocket session (the 2.0 CLI's `create_organization`)."""
+
+    api_version: tuple[int, int]
