@@ -250,8 +250,8 @@ class VersionedCli(ParsecCli):
         return self.version in OLD_CORE_API
 
     def spawn(self, *args: str):
-        if self.version == "2.0.0" and args[:1] == ("greet_invitation",):
-            # 2.0's `greet_invitation` takes the invitation token, not the URL.
+        if self.version in ("2.0.0", "2.5.4") and args[:1] == ("greet_invitation",):
+            # Up to 2.5, `greet_invitation` takes the invitation token, not the URL.
             token = re.search(r"[?&]token=([0-9a-f]+)", args[1])
             assert token, args[1]
             args = (args[0], token.group(1), *args[2:])

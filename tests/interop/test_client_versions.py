@@ -12,7 +12,8 @@ instead (same code path as its GUI):
   "Unknown workspace" in 2.10/2.11 and fails an assertion in 2.16.3: files always go through
   `WorkspaceFS` (write_bytes/mkdir/sync, then listdir/read_bytes);
 * `create_workspace` of these CLIs only creates the workspace locally: the core API creates and syncs it;
-* 2.0.0's `share_workspace` raises a TypeError before sending anything: `UserFS.workspace_share`;
+* 2.0.0's `share_workspace` raises a TypeError before sending anything, and 2.10's and 2.11's answer
+  "Unknown workspace" for an existing workspace (as their `rsync`): `UserFS.workspace_share`;
 * 2.10.0's `bootstrap_organization --device-label` fails an assertion before sending anything: the
   test answers the CLI's device label prompt instead, which builds the right type.
 The versions run in parallel with `-n` (pytest-xdist): each has its own organization.
@@ -58,21 +59,18 @@ def client_version(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-def user_id_of(cli: VersionedCli, device) -> str:
-    if cli.old_core:
-        [step] = cli.steps([{"op": "whoami"}], device)
-        return step["user_id"]
-    [found] = cli.steps([{"op": "find_humans", "query": device.human_email}], device)
-    [user] = found["users"]
-    return user["user_id"]
-
-
-def share(cli: VersionedCli, workspace: str, user_id: str, role: str) -> None:
-    if cli.version == "2.0.0":
-        # 2.0.0's `share_workspace` raises a TypeError before sending anything.
-        cli.steps([{"op": "share", "workspace": workspace, "user_id": user_id, "role": role}])
+def share(cli: VersionedCli, workspace: str, recipient: VersionedCli, recipient_device, email: str, role: str) -> None:
+    if cli.version in ("2.0.0", "2.10.0", "2.11.1"):
+        # 2.0.0's `share_workspace` raises a TypeError before sending anything; 2.10's and 2.11's
+        # answer "Unknown workspace" (their name lookup, as in their `rsync`).
+        [me] = recipient.steps([{"op": "whoami"}], recipient_device)
+        cli.steps([{"op": "share", "workspace": workspace, "user_id": me["user_id"], "role": role}])
+    elif cli.version == "2.5.4":
+        # No --recipient yet: the user id, as its core API sees it.
+        [me] = recipient.steps([{"op": "whoami"}], recipient_device)
+        cli.share_workspace(workspace, role, user_id=me["user_id"])
     else:
-        cli.share_workspace(workspace, role, user_id=user_id)
+        cli.share_workspace(workspace, role, recipient=email)
 
 
 def test_client_version_alone(client_version: str, ours_server: ServerInfo, tmp_path: Path):
@@ -92,7 +90,7 @@ def test_client_version_alone(client_version: str, ours_server: ServerInfo, tmp_
     invitation = alice.invite_user("bob@example.com")
     bob = VersionedCli(client_version, tmp_path / "bob")
     bob_dev = alice.greet_and_claim_user(invitation, bob, label="Bob", device_label="desktop", password=PASSWORD)
-    share(alice, "W", user_id_of(bob, bob_dev), "CONTRIBUTOR")
+    share(alice, "W", bob, bob_dev, "bob@example.com", "CONTRIBUTOR")
 
     # Both read everything back with an empty local storage: only the server has the data.
     for cli, name in ((bob, "bob-fresh"), (alice, "alice-fresh")):
