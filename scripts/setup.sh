@@ -55,3 +55,11 @@ if $want_tests; then
         "$ref/bin/pip" install -q --disable-pip-version-check "parsec-cloud[core]==2.17.0"
     fi
 fi
+
+# --- Older official clients (2.0.0 ... 2.16.3) for tests/interop/test_client_versions.py ---------
+# One venv each under .venv-clients/ (or $PARSEC_CLIENTS_DIR), installed all at once; 2.0.0 with
+# Python 3.8, the others 3.9 (pyenv when present). Also patches oscrypto's OpenSSL version regex
+# (see tests/interop/oldclients.py) and checks that each CLI imports.
+if $want_tests; then
+    .venv/bin/python -m tests.interop.oldclients install
+fi

@@ -213,6 +213,9 @@ async def run_op(core, req):
     elif op == "read_tree":
         out["tree"] = {}
         await read_tree(get_ws(core, req["workspace"]), "/", out["tree"])
+    elif op == "read":
+        data = await get_ws(core, req["workspace"]).read_bytes(req["path"])
+        out["data"] = base64.b64encode(data).decode()
     elif op == "whoami":
         out["user_id"] = str(core.device.user_id)
     elif op == "wait_for_file":
