@@ -1,11 +1,13 @@
 """`/anonymous/<org>`: msgpack RPC over HTTP (transport.md §7). Errors are status codes, empty bodies."""
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from protocol import codec, types
+from protocol import codec, replies, types
 from protocol.db import run_sync
 from protocol.registry import Family, lookup
 from protocol.session import AnonymousSession
@@ -15,6 +17,8 @@ SUPPORTED_HTTP_API_VERSIONS = "2.10;3.4"
 # Old clients send their msgpack body with the form content type.
 ACCEPTED_CONTENT_TYPES = ("application/msgpack", "application/x-www-form-urlencoded")
 HTTP_ORGANIZATION_EXPIRED = 460
+
+logger = logging.getLogger("parsec.protocol")
 
 
 def parse_api_version(raw: str | None) -> tuple[int, int] | None:
@@ -74,16 +78,22 @@ async def anonymous_rpc(request: HttpRequest, organization_id: str) -> HttpRespo
     if spec is None:
         return _empty(415, api_version)
     try:
-        req = types.decode_request(spec.request, raw)
+        req = types.decode_command_request(spec.request, raw)
     except types.FieldError as exc:
-        return _msgpack_response(codec.packb({"status": "bad_message", "reason": str(exc)}), api_version)
+        return _msgpack_response(codec.packb(replies.bad_message(str(exc))), api_version)
     session = AnonymousSession(
         organization_id=organization_id,
         organization_pk=organization.pk if organization is not None else None,
         api_version=api_version,
     )
-    reply = await spec.handler(session, req)
-    return _msgpack_response(codec.packb(reply), api_version)
+    try:
+        reply = await spec.handler(session, req)
+        body = codec.packb(replies.well_formed(reply))
+    except Exception:
+        # One line with the traceback (and the Sentry event); the client sees a server error.
+        logger.exception("Command crashed: %s", spec.name)
+        return _empty(500, api_version)
+    return _msgpack_response(body, api_version)
 
 
 def _msgpack_response(body: bytes, api_version: tuple[int, int]) -> HttpResponse:
