@@ -35,6 +35,16 @@ MAX_FRAME_SIZE = 16 * 1024 * 1024
 
 
 class ParsecConsumer(AsyncWebsocketConsumer):
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # The server may cancel the application without a disconnect first (daphne after its
+            # close timeout, shutdown): its tasks go with it instead of being left pending forever.
+            for task in (self.__dict__.get("current_command"), self.__dict__.get("worker")):
+                if task is not None:
+                    task.cancel()
+
     async def connect(self) -> None:
         self.phase = "handshake"
         self.session: AuthenticatedSession | InvitedSession | None = None
