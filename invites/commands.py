@@ -52,7 +52,7 @@ def claimer_request(**fields: Any) -> dict[str, Any]:
     request=FlattenedUnion(
         "type",
         {
-            "USER": {"claimer_email": types.String, "send_email": types.Boolean},
+            "USER": {"claimer_email": types.ClaimerEmail, "send_email": types.Boolean},
             "DEVICE": {"send_email": types.Boolean},
             "SHAMIR_RECOVERY": {"claimer_user_id": types.UserID, "send_email": types.Boolean},
         },

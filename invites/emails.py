@@ -22,7 +22,7 @@ from django.core.mail import EmailMultiAlternatives, get_connection
 from django.template.loader import render_to_string
 
 from invites.models import InvitationType
-from protocol.types import InvitationEmailSentStatus
+from protocol.types import FieldError, HumanHandle, InvitationEmailSentStatus
 
 logger = logging.getLogger("parsec.email")
 
@@ -153,12 +153,36 @@ def _send_smtp(message: EmailMultiAlternatives) -> None:
     message.send()
 
 
+def sendable_address(address: str) -> bool:
+    """Whether we can put `address` in an SMTP envelope: a valid e-mail (the human handle rule)
+    whose local part is ASCII (we do not speak SMTPUTF8; a non-ASCII domain goes out as IDNA).
+
+    The claimer's e-mail is a free string on the wire; an address failing this is refused here, as
+    an SMTP server would refuse it, instead of breaking the message's headers.
+    """
+    try:
+        HumanHandle(address, "x")
+    except FieldError:
+        return False
+    local_part, _, domain = address.rpartition("@")
+    if not local_part.isascii():
+        return False
+    try:
+        domain.encode("idna")
+    except UnicodeError:
+        return False
+    return True
+
+
 def send_invitation_email(mail: InvitationEmail) -> InvitationEmailSentStatus:
     """Send (or mock) the e-mail; the invitation exists whatever this returns."""
     config = settings.PARSEC
     if config.backend_addr is None:
         return InvitationEmailSentStatus.NOT_AVAILABLE
     if mail.recipient is None:
+        return InvitationEmailSentStatus.BAD_RECIPIENT
+    if not sendable_address(mail.recipient):
+        logger.warning("Invitation e-mail not sent: the recipient is not a deliverable address")
         return InvitationEmailSentStatus.BAD_RECIPIENT
     message = build_message(mail)
     if config.email_host.upper() == "MOCKED":

@@ -73,7 +73,8 @@ class Invitation(models.Model):
     token = models.UUIDField()
     type = models.CharField(max_length=16, choices=InvitationType.choices)
     greeter = models.ForeignKey(User, on_delete=models.CASCADE, related_name="greeted_invitations")
-    claimer_email = models.CharField(max_length=254, null=True, blank=True)
+    # 255 as the reference's column: what it stores, we store.
+    claimer_email = models.CharField(max_length=255, null=True, blank=True)
     # SHAMIR_RECOVERY only; the claimer is the setup's user.
     shamir_recovery = models.ForeignKey(
         ShamirRecoverySetup, null=True, blank=True, on_delete=models.CASCADE, related_name="invitations"

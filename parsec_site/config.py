@@ -298,6 +298,10 @@ OPTIONS: tuple[Option, ...] = (
         "1.0", "seconds between connection attempts", "SECONDS",
     ),
     Option(
+        ("--db-statement-timeout",), "PARSEC_DB_STATEMENT_TIMEOUT", "value", "30",
+        "longest a database statement may run, in seconds (0 = no limit; ours)", "SECONDS",
+    ),
+    Option(
         ("--blockstore", "-b"), "PARSEC_BLOCKSTORE", "list", "required",
         "block storage (repeatable for RAID; environment: whitespace-separated list), see docs/configuration.md",
         "CONFIG", secret=True,
@@ -459,6 +463,7 @@ class ServerConfig:
     db_max_connections: int
     maximum_database_connection_attempts: int
     pause_before_retry_database_connection: float
+    db_statement_timeout: float
     blockstore: tuple[str, ...] = field(repr=False)  # raw values; `blockstore_config` is the parsed form
     administration_token: str = field(repr=False)
     spontaneous_organization_bootstrap: bool
@@ -642,6 +647,7 @@ def load_server_config(env: environ.Env) -> ServerConfig:
         db_max_connections=db_max,
         maximum_database_connection_attempts=attempts,
         pause_before_retry_database_connection=pause,
+        db_statement_timeout=get("PARSEC_DB_STATEMENT_TIMEOUT", then(_parse_float, at_least(0)), 30.0),
         blockstore=blockstore,
         administration_token=raw("PARSEC_ADMINISTRATION_TOKEN") or "",
         spontaneous_organization_bootstrap=get("PARSEC_SPONTANEOUS_ORGANIZATION_BOOTSTRAP", parse_bool, False),

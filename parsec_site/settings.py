@@ -125,7 +125,13 @@ def _database_settings(config: ServerConfig) -> dict:
     # No health query per checkout (one round trip per command, ~15-30% of a vlob command):
     # protocol/db.py retries a call whose pooled connection turns out dead before its first statement.
     database["CONN_HEALTH_CHECKS"] = False
-    database.setdefault("OPTIONS", {})["pool"] = {
+    options = database.setdefault("OPTIONS", {})
+    if config.db_statement_timeout > 0:
+        # libpq's startup options: set once per pooled connection, no round trip per command. Kept
+        # after any `options` of the URL so that ours wins.
+        timeout = f"-c statement_timeout={round(config.db_statement_timeout * 1000)}"
+        options["options"] = f"{options['options']} {timeout}" if options.get("options") else timeout
+    options["pool"] = {
         "min_size": config.db_min_connections,
         "max_size": config.db_max_connections,
         "timeout": 30,

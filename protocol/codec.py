@@ -110,15 +110,18 @@ def _ext_hook(code: int, payload: bytes) -> Any:
 
 
 def _contains_msgpack_timestamp(obj: Any) -> bool:
-    if isinstance(obj, msgpack.Timestamp):
-        return True
-    if isinstance(obj, list):
-        return any(_contains_msgpack_timestamp(item) for item in obj)
-    if isinstance(obj, dict):
-        return any(
-            _contains_msgpack_timestamp(key) or _contains_msgpack_timestamp(value)
-            for key, value in obj.items()
-        )
+    # An explicit stack, not recursion: msgpack nests up to 1024 levels, deeper than Python's
+    # default recursion limit once a few frames are already on the stack.
+    pending = [obj]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, msgpack.Timestamp):
+            return True
+        if isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
     return False
 
 
@@ -145,8 +148,8 @@ def unpackb(data: bytes) -> Any:
         )
     except DecodeError:
         raise
-    except Exception as exc:  # msgpack raises many unrelated exception types
-        raise DecodeError(f"invalid msgpack: {exc}") from exc
+    except Exception as exc:  # msgpack raises many unrelated exception types (StackError past 1024 levels...)
+        raise DecodeError(f"invalid msgpack: {str(exc)[:200] or type(exc).__name__}") from exc
     # msgpack decodes ext -1 itself without calling ext_hook; it is not a protocol
     # type. Only documents containing a 0xff byte can hold one, so most skip the walk.
     if b"\xff" in data and _contains_msgpack_timestamp(obj):

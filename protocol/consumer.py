@@ -12,6 +12,7 @@ import time
 from typing import Any, Awaitable, Callable
 
 import structlog
+from autobahn.exception import Disconnected
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.consumer import get_handler_name
 from django.conf import settings
@@ -34,6 +35,16 @@ MAX_FRAME_SIZE = 16 * 1024 * 1024
 
 
 class ParsecConsumer(AsyncWebsocketConsumer):
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # The server may cancel the application without a disconnect first (daphne after its
+            # close timeout, shutdown): its tasks go with it instead of being left pending forever.
+            for task in (self.__dict__.get("current_command"), self.__dict__.get("worker")):
+                if task is not None:
+                    task.cancel()
+
     async def connect(self) -> None:
         self.phase = "handshake"
         self.session: AuthenticatedSession | InvitedSession | None = None
@@ -175,7 +186,8 @@ class ParsecConsumer(AsyncWebsocketConsumer):
                     raise
                 # The command was abandoned by a newer request; carry on with that one.
             except Exception:
-                logger.exception("command crashed")
+                # Not a command's failure (those are answered by `process`): the session itself broke.
+                log.exception("Session crashed")
                 await self.close_session(code=1011)
                 return
             finally:
@@ -183,9 +195,27 @@ class ParsecConsumer(AsyncWebsocketConsumer):
                 self.current_spec = None
 
     async def process(self, frame: bytes | None) -> None:
-        reply = await self.execute(frame)
-        # Events arrive already encoded; everything else is a reply map.
-        await self.send(bytes_data=reply if isinstance(reply, bytes) else codec.packb(reply))
+        """One request, one reply: whatever goes wrong in a command is answered, not a 1011 close."""
+        try:
+            reply = await self.execute(frame)
+            # Events arrive already encoded; everything else is a reply map.
+            encoded = reply if isinstance(reply, bytes) else codec.packb(replies.well_formed(reply))
+        except Exception:
+            # One line with the traceback: the log's ERROR level is also the Sentry event.
+            log.exception("Command crashed", cmd=self.current_spec.name if self.current_spec else None)
+            if self.current_spec is not None:
+                metrics.record_command(
+                    family=self.family.value, command=self.current_spec.name, status="internal_error", duration=0.0
+                )
+            encoded = codec.packb(replies.INTERNAL_ERROR)
+        await self.send(bytes_data=encoded)
+
+    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
+        try:
+            await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+        except Disconnected:
+            # The client left while we were answering: nothing crashed, and its disconnect follows.
+            log.debug("Reply dropped: the connection is closed")
 
     async def execute(self, frame: bytes | None) -> dict[str, Any] | bytes:
         if frame is None:
@@ -201,11 +231,7 @@ class ParsecConsumer(AsyncWebsocketConsumer):
         if spec is None:
             return replies.UNKNOWN_COMMAND
         try:
-            if isinstance(spec.request, types.FieldType):
-                # Flattened unions (e.g. `invite_new`) decode the whole request map.
-                request = spec.request.decode(raw)
-            else:
-                request = types.decode_request(spec.request, raw)
+            request = types.decode_command_request(spec.request, raw)
         except types.FieldError as exc:
             # One line, so that a client refused for its message's shape is visible to the operator.
             log.info("Request refused: bad message", cmd=spec.name, status="bad_message", reason=str(exc))

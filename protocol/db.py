@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import threading
 from functools import lru_cache
 from typing import Any, Callable, Sequence, TypeVar
 
@@ -62,10 +63,56 @@ def call_surviving_dead_connections(fn: Callable[..., T], /, *args: Any, **kwarg
     raise AssertionError("unreachable")
 
 
-def _call_and_release(fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
+class StatementCancelled(OperationalError):
+    """The call was abandoned (its command cancelled) before this statement could start."""
+
+
+class _AbandonableCall:
+    """The database connection a worker thread is using for one `run_sync` call, so that an
+    abandoned call (client gone, command cancelled) stops its running statement instead of
+    holding a pooled connection until the statement ends.
+
+    The lock makes the cancel hit only this call's work: the thread cannot start a statement or
+    give its connection back to the pool while a cancel is being sent on it.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.raw: Any = None  # the driver's connection while a statement of this call may run
+        self.abandoned = False
+
+    def __call__(self, execute: Callable, sql: str, params: Any, many: bool, context: dict) -> Any:
+        with self.lock:
+            if self.abandoned:
+                raise StatementCancelled("the command was abandoned")
+            self.raw = context["connection"].connection
+        return execute(sql, params, many, context)
+
+    def released(self) -> None:
+        with self.lock:
+            self.raw = None
+
+    def abandon(self) -> None:
+        with self.lock:
+            self.abandoned = True
+            raw = self.raw
+            if raw is None:
+                return
+            try:
+                # psycopg: a cancel request to the server; sqlite3: interrupt(), both thread-safe.
+                cancel = getattr(raw, "cancel_safe", None) or getattr(raw, "interrupt", None)
+                if cancel is not None:
+                    cancel()
+            except Exception as exc:  # the statement ends by itself anyway, within the statement timeout
+                logger.warning("Could not cancel the statement of an abandoned command: %s", exc)
+
+
+def _call_and_release(fn: Callable[..., T], args: tuple, kwargs: dict, call: _AbandonableCall) -> T:
     try:
-        return call_surviving_dead_connections(fn, *args, **kwargs)
+        with connection.execute_wrapper(call):
+            return call_surviving_dead_connections(fn, *args, **kwargs)
     finally:
+        call.released()
         # Give the connection back to the pool so worker threads never hoard it.
         connections.close_all()
 
@@ -73,9 +120,16 @@ def _call_and_release(fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
 async def run_sync(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     # Messages committed by `fn` go to this loop without the worker thread waiting on them.
     caller_loop.set(asyncio.get_running_loop())
-    # thread_sensitive=False: each call gets a worker thread, so database work of different
-    # sessions runs in parallel instead of queueing on Django's single "sync" thread.
-    return await sync_to_async(_call_and_release, thread_sensitive=False)(fn, args, kwargs)
+    call = _AbandonableCall()
+    try:
+        # thread_sensitive=False: each call gets a worker thread, so database work of different
+        # sessions runs in parallel instead of queueing on Django's single "sync" thread.
+        return await sync_to_async(_call_and_release, thread_sensitive=False)(fn, args, kwargs, call)
+    except asyncio.CancelledError:
+        # The worker thread keeps running: stop its statement. Sending the cancel may take a round
+        # trip to the server, so not on the event loop.
+        threading.Thread(target=call.abandon, name="parsec-cancel-statement", daemon=True).start()
+        raise
 
 
 # --- hand-written SQL -------------------------------------------------------------------------
@@ -115,3 +169,22 @@ def convert_row(row: Sequence[Any], fields: Sequence[Field | None]) -> tuple[Any
                 value = converter(value, col, connection)
         values.append(value)
     return tuple(values)
+
+
+def lift_statement_timeout(*, using: str = "default", **kwargs: Any) -> None:
+    """`pre_migrate` receiver: `--db-statement-timeout` is for the server's commands; a migration
+    (an index built on a large table) may rightly run longer. `post_migrate` restores it, since
+    the connection goes back to the pool."""
+    _set_statement_timeout(using, "SET statement_timeout = 0")
+
+
+def restore_statement_timeout(*, using: str = "default", **kwargs: Any) -> None:
+    # RESET returns to the connection's startup value: the one of --db-statement-timeout.
+    _set_statement_timeout(using, "RESET statement_timeout")
+
+
+def _set_statement_timeout(using: str, sql: str) -> None:
+    target = connections[using]
+    if target.vendor == "postgresql":
+        with target.cursor() as cursor:
+            cursor.execute(sql)

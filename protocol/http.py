@@ -1,13 +1,14 @@
 """`/anonymous/<org>`: msgpack RPC over HTTP (transport.md §7). Errors are status codes, empty bodies."""
 from __future__ import annotations
 
+
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 import structlog
 
-from protocol import codec, types
+from protocol import codec, replies, types
 from protocol.db import run_sync
 from protocol.registry import Family, lookup
 from protocol.session import AnonymousSession
@@ -77,17 +78,23 @@ async def anonymous_rpc(request: HttpRequest, organization_id: str) -> HttpRespo
     if spec is None:
         return _empty(415, api_version)
     try:
-        req = types.decode_request(spec.request, raw)
+        req = types.decode_command_request(spec.request, raw)
     except types.FieldError as exc:
         log.info("Request refused: bad message", cmd=spec.name, status="bad_message", reason=str(exc))
-        return _msgpack_response(codec.packb({"status": "bad_message", "reason": str(exc)}), api_version)
+        return _msgpack_response(codec.packb(replies.bad_message(str(exc))), api_version)
     session = AnonymousSession(
         organization_id=organization_id,
         organization_pk=organization.pk if organization is not None else None,
         api_version=api_version,
     )
-    reply = await spec.handler(session, req)
-    return _msgpack_response(codec.packb(reply), api_version)
+    try:
+        reply = await spec.handler(session, req)
+        body = codec.packb(replies.well_formed(reply))
+    except Exception:
+        # One line with the traceback (and the Sentry event); the client sees a server error.
+        log.exception("Command crashed", cmd=spec.name)
+        return _empty(500, api_version)
+    return _msgpack_response(body, api_version)
 
 
 def _msgpack_response(body: bytes, api_version: tuple[int, int]) -> HttpResponse:

@@ -44,3 +44,15 @@ UNKNOWN_COMMAND: Reply = {"status": "unknown_command", "reason": "Unknown comman
 
 def bad_message(reason: str) -> Reply:
     return {"status": "bad_message", "reason": reason}
+
+
+# A command failed on our side (a bug, a statement timeout...): the client's decoder takes any
+# unknown status with a string `reason` as an error, and the session stays usable.
+INTERNAL_ERROR: Reply = {"status": "internal_error", "reason": "Internal server error"}
+
+
+def well_formed(reply: Any) -> Reply:
+    """`reply` itself when it is a `{status: str, ...}` map; a handler returning anything else is a bug."""
+    if isinstance(reply, dict) and isinstance(reply.get("status"), str):
+        return reply
+    raise TypeError(f"a command returned {type(reply).__name__}, not a reply map")

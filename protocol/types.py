@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as _datetime
 import enum
+import logging
 import re
 import unicodedata
 import uuid as _uuid
@@ -22,6 +23,7 @@ __all__ = [
     "FieldError",
     "FieldType",
     "String",
+    "ClaimerEmail",
     "Boolean",
     "Integer",
     "Index",
@@ -85,6 +87,7 @@ __all__ = [
     "Introduced",
     "as_field_type",
     "decode_request",
+    "decode_command_request",
     "encode_fields",
     "validate_organization_id",
     "validate_user_id",
@@ -95,6 +98,9 @@ __all__ = [
     "uuid_from_text",
     "uuid_to_text",
 ]
+
+
+_logger = logging.getLogger("parsec.protocol")
 
 
 class FieldError(ValueError):
@@ -120,6 +126,20 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
+def _shown(value: Any) -> str:
+    """The repr of a rejected value for an error reason, cut short: a 16 MiB string or a deep
+    structure sent by a client must not come back as a 16 MiB reason (nor recurse in repr)."""
+    if isinstance(value, (str, bytes, bytearray)):
+        text = repr(value[:_SHOWN_LENGTH])
+        return text if len(value) <= _SHOWN_LENGTH else f"{text}... ({len(value)} long)"
+    if isinstance(value, (int, float, bool, _uuid.UUID, _datetime.datetime)) or value is None:
+        return repr(value)
+    return f"<{_describe(value)}>"
+
+
+_SHOWN_LENGTH = 64
+
+
 # --- scalars ------------------------------------------------------------------
 
 
@@ -129,6 +149,24 @@ class _StringType(FieldType):
     def decode(self, value: Any) -> str:
         if not isinstance(value, str):
             raise FieldError(f"expected a string, got {_describe(value)}")
+        return value
+
+
+class _StoredStringType(FieldType):
+    """A String the server stores or looks up in a text column: PostgreSQL's text cannot hold NUL,
+    and the column has a length; both are refused at decoding (`bad_message`), not by the database."""
+
+    def __init__(self, name: str, max_length: int | None = None) -> None:
+        self.name = name
+        self.max_length = max_length
+
+    def decode(self, value: Any) -> str:
+        if not isinstance(value, str):
+            raise FieldError(f"expected a string, got {_describe(value)}")
+        if "\x00" in value:
+            raise FieldError("NUL character in a string")
+        if self.max_length is not None and len(value) > self.max_length:
+            raise FieldError(f"string longer than {self.max_length} characters")
         return value
 
 
@@ -206,6 +244,9 @@ class _UUIDType(FieldType):
 
 
 String: FieldType = _StringType()
+# The invitation's `claimer_email` (a plain String on the wire): the reference stores it in a
+# VARCHAR(255), so longer ones or NULs could never be stored by it either.
+ClaimerEmail: FieldType = _StoredStringType("ClaimerEmail", 255)
 Boolean: FieldType = _BooleanType()
 Integer: FieldType = _IntegerType("Integer", _INT64_MIN, _INT64_MAX)
 Index: FieldType = _IntegerType("Index", 0, _UINT64_MAX)
@@ -242,7 +283,7 @@ def uuid_from_text(text: str) -> _uuid.UUID:
     try:
         return _uuid.UUID(hex=text)
     except ValueError:
-        raise FieldError(f"invalid UUID: {text!r}") from None
+        raise FieldError(f"invalid UUID: {_shown(text)}") from None
 
 
 def uuid_to_text(value: _uuid.UUID) -> str:
@@ -280,7 +321,7 @@ def _validate_identifier(kind: str, value: Any) -> str:
         or len(normalized.encode("utf-8")) > 32
         or not all(_is_identifier_char(char) for char in normalized)
     ):
-        raise FieldError(f"invalid {kind}: {value!r}")
+        raise FieldError(f"invalid {kind}: {_shown(value)}")
     return normalized
 
 
@@ -307,19 +348,20 @@ def validate_device_id(value: Any) -> str:
         raise FieldError(f"DeviceID must be a string, got {_describe(value)}")
     user_id, separator, device_name = value.partition("@")
     if not separator:
-        raise FieldError(f"invalid DeviceID (expected user@device): {value!r}")
+        raise FieldError(f"invalid DeviceID (expected user@device): {_shown(value)}")
     try:
         return f"{validate_user_id(user_id)}@{validate_device_name(device_name)}"
     except FieldError:
-        raise FieldError(f"invalid DeviceID: {value!r}") from None
+        raise FieldError(f"invalid DeviceID: {_shown(value)}") from None
 
 
 def validate_device_label(value: Any) -> str:
     if not isinstance(value, str):
         raise FieldError(f"DeviceLabel must be a string, got {_describe(value)}")
     normalized = unicodedata.normalize("NFC", value)
-    if not normalized or "\n" in normalized or len(normalized.encode("utf-8")) > 255:
-        raise FieldError(f"invalid DeviceLabel: {value!r}")
+    # NUL: PostgreSQL's text cannot store it (the reference's database refuses it too).
+    if not normalized or "\n" in normalized or "\x00" in normalized or len(normalized.encode("utf-8")) > 255:
+        raise FieldError(f"invalid DeviceLabel: {_shown(value)}")
     return normalized
 
 
@@ -358,7 +400,7 @@ def _validate_email(email: str) -> str:
         unicodedata.category(char) == "Cc" or (char.isspace() and char != " ") for char in normalized
     )
     if has_control_char or not _EMAIL_PATTERN.fullmatch(normalized):
-        raise FieldError(f"invalid e-mail address: {email!r}")
+        raise FieldError(f"invalid e-mail address: {_shown(email)}")
     return normalized
 
 
@@ -366,8 +408,9 @@ def _validate_human_label(label: str) -> str:
     normalized = unicodedata.normalize("NFC", label)
     if not 0 < len(normalized.encode("utf-8")) < 255:
         raise FieldError("invalid human handle label: bad length")
-    if any(char in _HUMAN_LABEL_FORBIDDEN for char in normalized):
-        raise FieldError(f"invalid human handle label: {label!r}")
+    # NUL: PostgreSQL's text cannot store it (the reference's database refuses it too).
+    if "\x00" in normalized or any(char in _HUMAN_LABEL_FORBIDDEN for char in normalized):
+        raise FieldError(f"invalid human handle label: {_shown(label)}")
     return normalized
 
 
@@ -482,7 +525,7 @@ class EnumField(FieldType):
             raise FieldError(f"{self.name} must be a string, got {_describe(value)}")
         member = self._members.get(value)
         if member is None:
-            raise FieldError(f"invalid {self.name}: {value!r}")
+            raise FieldError(f"invalid {self.name}: {_shown(value)}")
         return member
 
     def encode(self, value: Any) -> str:
@@ -625,11 +668,11 @@ class Map(FieldType):
             try:
                 key = self.key.decode(raw_key)
             except FieldError as exc:
-                raise FieldError(f"key {raw_key!r}: {exc}") from None
+                raise FieldError(f"key {_shown(raw_key)}: {exc}") from None
             try:
                 decoded[key] = self.value.decode(raw_value)
             except FieldError as exc:
-                raise FieldError(f"value of {raw_key!r}: {exc}") from None
+                raise FieldError(f"value of {_shown(raw_key)}: {exc}") from None
         return decoded
 
     def encode(self, value: Any) -> dict[Any, Any]:
@@ -727,6 +770,23 @@ def decode_request(spec: Mapping[str, Any], raw: Any) -> dict[str, Any]:
         except FieldError as exc:
             raise FieldError(f"invalid field `{field_name}`: {exc}") from None
     return decoded
+
+
+def decode_command_request(spec: Any, raw: Any) -> dict[str, Any]:
+    """A command's request map decoded by its registered spec (a field map, or a FieldType for
+    flattened unions and optional keys), for /ws and the HTTP routes alike.
+
+    Only FieldError leaves: an input making a field type fail any other way is still a bad input
+    (answered `bad_message`), and a bug of that field type (logged with its traceback)."""
+    try:
+        if isinstance(spec, FieldType):
+            return spec.decode(raw)
+        return decode_request(spec, raw)
+    except FieldError:
+        raise
+    except Exception:
+        _logger.exception("Field decoding crashed")
+        raise FieldError("invalid request") from None
 
 
 def encode_fields(spec: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:

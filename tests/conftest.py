@@ -14,6 +14,13 @@ from tests.testkit.certs import TestDevice, bootstrap_material
 from tests.testkit.ws import WsClient
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fuzz-examples", type=int, default=10,
+        help="requests the protocol fuzzer (tests/fuzz) draws per command; 10 keeps CI to seconds",
+    )
+
+
 @pytest.fixture(scope="session", autouse=True)
 def close_database_pools(django_db_setup, django_db_blocker):
     """Worker threads borrow pooled connections; give them back before the test database is dropped."""

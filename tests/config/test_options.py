@@ -63,6 +63,7 @@ SAMPLES: dict[str, tuple[str, str, Any]] = {
     "PARSEC_WORKERS": ("4", "workers", 4),
     "PARSEC_FD": ("3", "fd", 3),
     "PARSEC_SHUTDOWN_GRACE": ("2.5", "shutdown_grace", 2.5),
+    "PARSEC_DB_STATEMENT_TIMEOUT": ("12.5", "db_statement_timeout", 12.5),
     "PARSEC_METRICS_TOKEN": ("metrics-token", "metrics_token", "metrics-token"),
     "PARSEC_METRICS_PORT": ("9100", "metrics_port", 9100),
     "PARSEC_DATA_DIR": ("/srv/parsec", "data_dir", Path("/srv/parsec")),

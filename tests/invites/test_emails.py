@@ -218,6 +218,32 @@ async def test_bad_recipient_refused(world: World, smtp_server, caplog):
     assert "refused" in caplog.text
 
 
+@pytest.mark.parametrize(
+    "claimer_email",
+    ["zoé@example.com", "日本@example.jp", "not an address", "é", "two@at@example.com", "a\nb@example.com"],
+    ids=["non-ascii-local-part", "cjk-local-part", "spaces", "no-at", "two-ats", "newline"],
+)
+async def test_unsendable_address_is_bad_recipient_and_nothing_sent(world: World, smtp_server, claimer_email):
+    from invites.models import Invitation
+
+    mailbox = smtp_server("plain")
+    reply = await invite(world.alice, claimer_email=claimer_email)
+    assert reply["status"] == "ok" and reply["email_sent"] == "BAD_RECIPIENT"
+    assert await Invitation.objects.filter(token=reply["token"], claimer_email=claimer_email).aexists()
+    assert mailbox.received == []
+
+
+async def test_unsendable_address_is_bad_recipient_when_mocked(world: World, parsec_settings):
+    parsec_settings(email_host="MOCKED")
+    assert (await invite(world.alice, claimer_email="zoé@example.com"))["email_sent"] == "BAD_RECIPIENT"
+
+
+async def test_non_ascii_domain_is_sent_as_idna(world: World, smtp_server):
+    mailbox = smtp_server("plain")
+    assert (await invite(world.alice, claimer_email="zoe@exämple.com"))["email_sent"] == "SUCCESS"
+    assert mailbox.received[0].rcpt_tos == ["zoe@xn--exmple-cua.com"]
+
+
 async def test_server_down_is_not_available(world: World, parsec_settings, caplog):
     parsec_settings(email_host="127.0.0.1", email_port=free_port(), email_sender=SENDER)
     with caplog.at_level(logging.WARNING, logger="parsec.email"):

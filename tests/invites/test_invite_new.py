@@ -139,6 +139,29 @@ async def test_bad_message(world: World, request_fields):
     assert reply["status"] == "bad_message"
 
 
+@pytest.mark.parametrize(
+    "claimer_email",
+    ["zack\x00@example.com", "z" * 244 + "@example.com"],  # NUL: PostgreSQL text cannot hold it; 256 characters
+    ids=["nul", "256-characters"],
+)
+async def test_bad_message_claimer_email_the_database_cannot_store(world: World, claimer_email: str):
+    client = await connect_as(world.alice)
+    reply = await client.command("invite_new", type="USER", claimer_email=claimer_email, send_email=False)
+    assert reply["status"] == "bad_message"
+    assert not await Invitation.objects.filter(type="USER").aexists()
+    # The session goes on.
+    assert (await client.command("invite_new", type="DEVICE", send_email=False))["status"] == "ok"
+
+
+async def test_ok_claimer_email_as_long_as_the_reference_stores(world: World):
+    client = await connect_as(world.alice)
+    claimer_email = "z" * 243 + "@example.com"  # 255 characters: the reference's VARCHAR(255)
+    reply = await client.command("invite_new", type="USER", claimer_email=claimer_email, send_email=True)
+    # Stored, but longer than an SMTP path (and a human handle's e-mail) may be: nothing is sent.
+    assert reply["status"] == "ok" and reply["email_sent"] == "BAD_RECIPIENT"
+    assert await Invitation.objects.filter(claimer_email=claimer_email).aexists()
+
+
 # email_sent -------------------------------------------------------------------------------------------
 
 

@@ -33,6 +33,21 @@ async def crash(session, req):
     raise RuntimeError("a bug in a handler")
 
 
+@command("test_returns_a_list", family=Family.AUTHENTICATED)
+async def returns_a_list(session, req):
+    return ["ok"]
+
+
+@command("test_returns_no_status", family=Family.AUTHENTICATED)
+async def returns_no_status(session, req):
+    return {"result": "ok"}
+
+
+@command("test_returns_unpackable", family=Family.AUTHENTICATED)
+async def returns_unpackable(session, req):
+    return {"status": "ok", "value": object()}
+
+
 async def still_serving(client: WsClient) -> None:
     assert await client.command("ping", ping="alive") == {"status": "ok", "pong": "alive"}
 
@@ -117,14 +132,43 @@ async def test_non_cancellable_commands_reply_in_order(world: World):
     assert await client.receive() == {"status": "ok", "pong": "second"}
 
 
-async def test_crashing_handler_closes_only_its_connection(world: World):
+async def test_crashing_handler_answers_internal_error_and_the_session_goes_on(world: World, caplog):
     bystander = await connect_as(world.alice)
     client = await connect_as(world.alice)
-    await client.send({"cmd": "test_crash"})
-    assert await client.receive_close() == 1011
+    with caplog.at_level("ERROR", logger="parsec.protocol"):
+        assert await client.command("test_crash") == {"status": "internal_error", "reason": "Internal server error"}
+    # One ERROR line, with the traceback (what Sentry's logging integration turns into an event).
+    crashes = [record for record in caplog.records if record.levelname == "ERROR"]
+    assert len(crashes) == 1 and crashes[0].exc_info is not None
+    await still_serving(client)
     await still_serving(bystander)
-    fresh = await connect_as(world.alice)
-    await still_serving(fresh)
+
+
+async def test_reply_that_is_not_a_status_map_is_an_internal_error(world: World):
+    client = await connect_as(world.alice)
+    for name in ("test_returns_a_list", "test_returns_no_status", "test_returns_unpackable"):
+        assert await client.command(name) == {"status": "internal_error", "reason": "Internal server error"}, name
+    await still_serving(client)
+
+
+async def test_client_gone_before_the_reply_is_not_a_crash(world: World, caplog, monkeypatch):
+    from autobahn.exception import Disconnected
+    from channels.generic.websocket import AsyncWebsocketConsumer
+
+    client = await connect_as(world.alice)
+    base_send = AsyncWebsocketConsumer.send
+
+    async def closed_protocol(self, text_data=None, bytes_data=None, close=False):
+        # What daphne's autobahn protocol raises when the socket closed while the command ran.
+        raise Disconnected("Attempt to send on a closed protocol")
+
+    with caplog.at_level("DEBUG"):
+        monkeypatch.setattr(AsyncWebsocketConsumer, "send", closed_protocol)
+        await client.send({"cmd": "ping", "ping": "lost"})
+        assert await client.nothing_received(0.3)
+        monkeypatch.setattr(AsyncWebsocketConsumer, "send", base_send)
+    assert not [record for record in caplog.records if record.levelname in ("ERROR", "CRITICAL")]
+    await still_serving(client)
 
 
 async def test_frame_over_sixteen_mebibytes_closes(world: World):

@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 
 from organizations.models import User
-from organizations.users import ordered_words_regex
+from organizations.users import can_match, query_words
 from tests.conftest import World, add_user, connect_as
 from tests.testkit import certs
 from tests.testkit.ws import WsClient
@@ -178,10 +178,46 @@ async def test_query_and_filters_combine(world: World, crowd: WsClient):
     assert await found(crowd, query="r") == [BOB, CAROL, DAN, ZOE, ROBOT]
 
 
-def test_ordered_words_regex():
-    assert ordered_words_regex("  ") is None
-    assert ordered_words_regex("a%b c_d") == "a%b(?:.|\\n)*c_d"
-    assert ordered_words_regex("a.b") == "a\\.b"
+def test_query_words():
+    assert query_words(None) is None
+    assert query_words("  ") is None
+    assert query_words(" a%b  c_d ") == ["a%b", "c_d"]
+    assert can_match(["x" * 254]) and can_match(["x" * 127, "y" * 127])
+    assert not can_match(["x" * 255]) and not can_match(["x" * 128, "y" * 127])
+    assert not can_match(["a\x00b"])
+
+
+# --- bounded whatever the query (each was a crash or a stuck connection pool) -------------------------
+
+
+async def test_fifty_thousand_character_query_finds_nobody(world: World, crowd: WsClient):
+    for query in ("a" * 50_000, " ".join(["a"] * 25_000), "alice " + "x" * 50_000):
+        reply = await crowd.command("human_find", **find(query=query))
+        assert reply == {"status": "ok", "results": [], "page": 1, "per_page": 100, "total": 0}
+    assert await found(crowd, query="alice") == [ALICE]
+
+
+async def test_longest_matching_query_still_matches(world: World, alice_client: WsClient):
+    label = "L" * 200
+    email = "e" * 240 + "@example.com"  # 252 characters, under the 254 of the column
+    await create_user(alice_client, world.alice, world, "long", email=email, label=label)
+    assert [r["user_id"] for r in await found(alice_client, query=email)] == ["long"]
+    assert [r["user_id"] for r in await found(alice_client, query=" ".join(email))] == ["long"]
+    assert await found(alice_client, query=email + "x") == []
+
+
+async def test_many_words_do_not_backtrack(world: World, alice_client: WsClient):
+    # 127 one-letter words against labels full of that letter and lacking the last word: a
+    # backtracking matcher would try every way to place 126 words in 200 letters.
+    await create_user(alice_client, world.alice, world, "aaa", email="a@example.com", label="a" * 200)
+    assert await found(alice_client, query=" ".join(["a"] * 126 + ["b"])) == []
+    assert [r["user_id"] for r in await found(alice_client, query=" ".join(["a"] * 127))] == ["aaa"]
+
+
+async def test_nul_in_query_finds_nobody(world: World, crowd: WsClient):
+    assert await found(crowd, query="ali\x00ce") == []
+    assert await found(crowd, query="alice \x00") == []
+    assert await found(crowd, query="alice") == [ALICE]
 
 
 # --- order and pages ------------------------------------------------------------------------------
