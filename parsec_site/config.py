@@ -394,7 +394,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         ("--handshake-timeout",), "PARSEC_HANDSHAKE_TIMEOUT", "value", "30",
-        "seconds a websocket gets to complete the Parsec handshake before it is closed (ours)", "SECONDS",
+        "seconds a websocket gets to answer the handshake challenge before it is closed (ours)", "SECONDS",
     ),
     Option(
         ("--request-timeout",), "PARSEC_REQUEST_TIMEOUT", "value", "60",

@@ -106,9 +106,10 @@ class ParsecConsumer(AsyncWebsocketConsumer):
     # Handshake -----------------------------------------------------------------------------
 
     async def expire_handshake(self, timeout: float) -> None:
-        """A connection that never authenticates holds a socket and memory for nothing: close it."""
+        """A connection that never answers the challenge holds a socket and memory for nothing: close it.
+        Once the answer came, the rest is ours to do (database reads bounded by the pool's timeout)."""
         await asyncio.sleep(timeout)
-        if self.phase in ("handshake", "handshaking"):
+        if self.phase == "handshake":
             metrics.HANDSHAKE_FAILURES.labels("timeout").inc()
             log.info("Connection dropped: handshake not completed in time", timeout_s=timeout)
             await self.close_session()

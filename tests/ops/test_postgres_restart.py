@@ -16,6 +16,8 @@ import asyncio
 import os
 import subprocess
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,6 +31,8 @@ from tests.interop.refclient import stop_process, wait_http_ready
 from tests.ops.test_health_postgres import restart_postgresql as start_postgresql
 from tests.ops.test_health_postgres import stop_postgresql
 from tests.pgcluster import PgCluster, free_port, start_cluster
+from protocol import codec
+from tests.ops.test_health_postgres import URLOPEN
 from tests.testkit import certs, cross_process
 from tests.testkit.certs import TestDevice
 
@@ -151,18 +155,39 @@ async def test_writes_through_a_postgresql_restart(running: Running):
     assert "Traceback" not in running.log.read_text(errors="replace")
 
 
+def anonymous_status(port: int, organization_id: str) -> tuple[int, str | None]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/anonymous/{organization_id}", method="POST",
+        data=codec.packb({"cmd": "organization_bootstrap"}),  # the organization lookup meets the outage first
+        headers={"Content-Type": "application/msgpack"},
+    )
+    try:
+        with URLOPEN(request, timeout=REPLY_TIMEOUT) as response:
+            return response.status, response.headers.get("Retry-After")
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers.get("Retry-After")
+
+
 async def test_command_without_retriable_status(running: Running):
-    """`realm_status` has no `timeout` status: caught by the outage, its session closes with 1013."""
+    """Caught by the outage: `realm_status` (no `timeout` status) closes its session with 1013, a
+    handshake too (it reads the device), and the anonymous HTTP route answers 503 with Retry-After."""
     call = asyncio.to_thread
     alice: TestDevice = await call(cross_process.create_organization, running.port, "OutageOrg")
     ws = await cross_process.authenticated(running.port, alice)
     realm_id = await realm_create(ws, alice)
     await call(stop_postgresql, running.cluster)
     try:
+        handshaking, challenge = await cross_process.Ws.open(running.port)
+        http = asyncio.create_task(call(anonymous_status, running.port, "OutageOrg"))
         await ws.send({"cmd": "realm_status", "realm_id": realm_id})
-        with pytest.raises(ConnectionClosed) as closed:
-            await ws.receive(timeout=REPLY_TIMEOUT)
-        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1013, "Database unavailable, try again later")
+        await handshaking.send(alice.authenticated_answer(challenge["challenge"]))
+        for session in (ws, handshaking):
+            with pytest.raises(ConnectionClosed) as closed:
+                await session.receive(timeout=REPLY_TIMEOUT)
+            assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (
+                1013, "Database unavailable, try again later"
+            )
+        assert await http == (503, "5")
     finally:
         await call(start_postgresql, running.cluster)
     # The client reconnects: served again.
