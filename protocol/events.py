@@ -124,13 +124,17 @@ async def deliver(connection: Any, message: dict[str, Any]) -> None:
 
 
 async def _join(connection: Any, group: str) -> None:
-    if group not in connection.groups_joined:
+    joined: set[str] = connection.state.setdefault("realm_groups", set())  # a user may hold thousands
+    if group not in joined:
+        joined.add(group)
         connection.groups_joined.append(group)  # the consumer leaves them all at disconnect
         await connection.channel_layer.group_add(group, connection.channel_name)
 
 
 async def _leave(connection: Any, group: str) -> None:
-    if group in connection.groups_joined:
+    joined: set[str] = connection.state.setdefault("realm_groups", set())
+    if group in joined:
+        joined.discard(group)
         connection.groups_joined.remove(group)
         await connection.channel_layer.group_discard(group, connection.channel_name)
 
