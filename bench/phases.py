@@ -31,6 +31,7 @@ class Options:
     blob_size: int = 1024
     block_size: int = 512 * 1024
     idle: int = 200
+    fanout: tuple[int, ...] = (0, 2000, 5000)  # idle subscribed sessions of the fanout phase, in steps
     event_writers: int = 1
     profile_dir: str | None = None  # py-spy record of the server during each measuring window
     profile_idle: bool = False  # also sample threads that wait (wall-clock view instead of CPU view)
@@ -463,6 +464,49 @@ async def phase_idle(org: Org, options: Options) -> Result:
     return result
 
 
+async def phase_fanout(org: Org, options: Options) -> Result:
+    """One writer (alice, `vlob_create` in her own realm, one request at a time) while N sessions of
+    another user of the organization (bob) sit subscribed, each with an `events_listen` waiting, as
+    idle official clients do. Measured for each N of `--fanout` in turn (sessions are added between
+    steps): the writer's latency should not grow with sessions that do not hold its realm."""
+    if org.bob is None:
+        raise SkipPhase(f"fanout needs a second user: {org.sharing_error}")
+    writer = await org.connect()
+    realm_id = await realm_create(writer)
+    blob = random_bytes(options.blob_size)
+    idle: list[Conn] = []
+
+    async def open_idle() -> Conn:
+        conn = await org.connect(org.bob)
+        await conn.call_ok("events_subscribe")
+        await conn.send("events_listen", wait=True)  # never answered: nothing happens in bob's realms
+        return conn
+
+    async def operation() -> None:
+        reply = await writer.call("vlob_create", realm_id=realm_id, encryption_revision=1, vlob_id=uuid.uuid4(),
+                                  timestamp=certs.now(), blob=blob, sequester_blob=None)
+        _check(reply, "vlob_create")
+
+    steps: dict[int, dict] = {}
+    result = None
+    try:
+        for count in sorted(options.fanout):
+            opened = time.perf_counter()
+            idle += await gather_limited([open_idle() for _ in range(count - len(idle))], limit=16)
+            opened = time.perf_counter() - opened
+            await asyncio.sleep(1.0)
+            result = await timed_loop(org, "fanout", [operation], options)
+            steps[count] = {"p50_ms": result.p50_ms, "p99_ms": result.p99_ms, "ops_per_s": result.ops_per_s,
+                            "server_cpu": result.server_cpu, "errors": result.errors, "opened_s": opened}
+            if result.errors:
+                break
+    finally:
+        await close_conns([writer, *idle])
+    assert result is not None
+    result.extra = {"steps": steps}
+    return result
+
+
 PHASES: dict[str, Callable[[Org, Options], Awaitable[Result]]] = {
     "handshake": phase_handshake,
     "ping": phase_ping,
@@ -475,4 +519,7 @@ PHASES: dict[str, Callable[[Org, Options], Awaitable[Result]]] = {
     "vlob_update_shared": phase_vlob_update_shared,
     "event": phase_event,
     "idle": phase_idle,
+    "fanout": phase_fanout,
 }
+# Not in a default run: thousands of sessions take minutes to open (and the reference far longer).
+DEFAULT_PHASES = [name for name in PHASES if name != "fanout"]

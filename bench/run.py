@@ -18,7 +18,7 @@ import time
 import traceback
 from dataclasses import asdict
 
-from bench.phases import PHASES, Options, Result, SkipPhase, machine_busy_seconds
+from bench.phases import DEFAULT_PHASES, PHASES, Options, Result, SkipPhase, machine_busy_seconds
 from bench.servers import SERVER_KINDS, Lab, cpu_seconds_of
 from bench.setup import Org, add_bob_and_share, create_organization
 
@@ -38,7 +38,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--servers", default="ours,reference",
                         help="comma-separated, in round order: ours, reference (default: ours,reference)")
-    parser.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated among: {', '.join(PHASES)}")
+    parser.add_argument("--phases", default=",".join(DEFAULT_PHASES),
+                        help=f"comma-separated among: {', '.join(PHASES)} (default: all but fanout)")
     parser.add_argument("--connections", "-c", type=int, default=8, help="concurrent connections (default 8)")
     parser.add_argument("--shared-connections", type=int, default=None,
                         help="connections of the vlob_*_shared phases (default: 4 x --connections)")
@@ -46,6 +47,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each phase (default 1)")
     parser.add_argument("--rounds", "-r", type=int, default=3, help="rounds, servers alternating (default 3)")
     parser.add_argument("--idle", type=int, default=200, help="idle connections of the idle phase (default 200)")
+    parser.add_argument("--fanout", default="0,2000,5000",
+                        help="idle subscribed sessions of the fanout phase, one measurement per value "
+                        "(default 0,2000,5000)")
     parser.add_argument("--blob-size", type=int, default=1024, help="vlob blob bytes (default 1024)")
     parser.add_argument("--block-size", type=int, default=512 * 1024, help="block bytes (default 524288)")
     parser.add_argument("--event-writers", type=int, default=1, help="writer connections of the event phase")
@@ -71,6 +75,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.server_list = [s.strip() for s in args.servers.split(",") if s.strip()]
     args.phase_list = [p.strip() for p in args.phases.split(",") if p.strip()]
+    args.fanout_list = tuple(int(n) for n in args.fanout.split(",") if n.strip())
     for server in args.server_list:
         if server not in SERVER_KINDS:
             parser.error(f"unknown server {server!r}: expected {', '.join(SERVER_KINDS)}")
@@ -109,6 +114,11 @@ def describe(result: Result) -> str:
                      f"client {fmt(result.client_cpu, 0)}% other {fmt(result.other_cpu, 0)}%")
         if result.server_cpu:
             parts.append(f"{result.ops_per_s / (result.server_cpu / 100):.0f} ops per server cpu-s")
+    if result.phase == "fanout":
+        parts.append("; ".join(
+            f"{count} idle sessions: p50 {fmt(step['p50_ms'], 2)} p99 {fmt(step['p99_ms'], 2)} ms "
+            f"{fmt(step['ops_per_s'])}/s (opened in {step['opened_s']:.0f} s)"
+            for count, step in result.extra["steps"].items()))
     if result.phase == "event" and result.extra.get("after_reply_p50_ms") is not None:
         parts.append(f"event after the update's reply: p50 {fmt(result.extra['after_reply_p50_ms'], 2)} "
                      f"p99 {fmt(result.extra['after_reply_p99_ms'], 2)} ms")
@@ -281,6 +291,8 @@ async def wait_quiet(lab: Lab, threshold: float, max_wait: float) -> None:
 async def run_phase(name: str, org: Org, options: Options) -> Result:
     # Setup, warm-up, window, teardown: anything beyond this is a stuck server.
     limit = options.warmup + options.duration + 120 + options.idle * 0.5
+    if name == "fanout":
+        limit = len(options.fanout) * (options.warmup + options.duration + 2) + 120 + max(options.fanout, default=0) * 0.1
     try:
         return await asyncio.wait_for(PHASES[name](org, options), limit)
     except asyncio.TimeoutError:
@@ -296,6 +308,7 @@ async def main_async(args) -> int:
     options = Options(
         connections=args.connections, shared_connections=args.shared_connections, duration=args.duration,
         warmup=args.warmup, blob_size=args.blob_size, block_size=args.block_size, idle=args.idle,
+        fanout=args.fanout_list,
         event_writers=args.event_writers, profile_dir=args.profile, profile_idle=args.profile_idle,
     )
     lab = Lab(db_min=args.db_min_connections, db_max=args.db_max_connections, log_level=args.log_level or None)

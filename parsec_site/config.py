@@ -397,6 +397,27 @@ OPTIONS: tuple[Option, ...] = (
         "seconds running commands get to finish on SIGTERM before the sessions close (ours)", "SECONDS",
     ),
     Option(
+        ("--handshake-timeout",), "PARSEC_HANDSHAKE_TIMEOUT", "value", "30",
+        "seconds a websocket gets to answer the handshake challenge before it is closed (ours)", "SECONDS",
+    ),
+    Option(
+        ("--request-timeout",), "PARSEC_REQUEST_TIMEOUT", "value", "60",
+        "seconds an HTTP request or websocket upgrade (TLS included) gets to arrive whole before the "
+        "connection is dropped (ours)", "SECONDS",
+    ),
+    Option(
+        ("--max-connections",), "PARSEC_MAX_CONNECTIONS", "value", "10000",
+        "websocket connections per server process; more are closed with 1013 (ours)", "N",
+    ),
+    Option(
+        ("--max-connections-per-organization",), "PARSEC_MAX_CONNECTIONS_PER_ORGANIZATION", "value", "8000",
+        "websocket sessions of one organization per server process; more are closed with 1013 (ours)", "N",
+    ),
+    Option(
+        ("--max-commands-per-second",), "PARSEC_MAX_COMMANDS_PER_SECOND", "value", "1000",
+        "commands one connection may send per second (burst of as many); beyond, its commands wait (ours)", "N",
+    ),
+    Option(
         ("--metrics-token",), "PARSEC_METRICS_TOKEN", "value", "none (no /metrics)",
         "bearer token of /metrics, Prometheus format (ours)", "TOKEN", secret=True,
     ),
@@ -492,6 +513,11 @@ class ServerConfig:
     workers: int
     fd: int | None
     shutdown_grace: float
+    handshake_timeout: float
+    request_timeout: float
+    max_connections: int
+    max_connections_per_organization: int
+    max_commands_per_second: float
     metrics_token: str | None = field(repr=False)
     metrics_port: int | None
     data_dir: Path
@@ -680,6 +706,13 @@ def load_server_config(env: environ.Env) -> ServerConfig:
         workers=get("PARSEC_WORKERS", then(_parse_int, at_least(1)), 1),
         fd=get("PARSEC_FD", then(_parse_int, at_least(0)), None),
         shutdown_grace=get("PARSEC_SHUTDOWN_GRACE", then(_parse_float, at_least(0)), 10.0),
+        handshake_timeout=get("PARSEC_HANDSHAKE_TIMEOUT", then(_parse_float, at_least(0.1)), 30.0),
+        request_timeout=get("PARSEC_REQUEST_TIMEOUT", then(_parse_float, at_least(0.1)), 60.0),
+        max_connections=get("PARSEC_MAX_CONNECTIONS", then(_parse_int, at_least(1)), 10000),
+        max_connections_per_organization=get(
+            "PARSEC_MAX_CONNECTIONS_PER_ORGANIZATION", then(_parse_int, at_least(1)), 8000
+        ),
+        max_commands_per_second=get("PARSEC_MAX_COMMANDS_PER_SECOND", then(_parse_float, at_least(1)), 1000.0),
         metrics_token=raw("PARSEC_METRICS_TOKEN"),
         metrics_port=get("PARSEC_METRICS_PORT", port, None),
         data_dir=data_dir,

@@ -6,6 +6,9 @@
   activation, or our own `--workers` supervisor).
 * `--workers N`: this process binds the port once and supervises N server processes that all accept on
   that socket (the kernel spreads the connections); with the Redis channel layer they act as one server.
+* `--request-timeout`: a connection that has not delivered a whole HTTP request or websocket upgrade
+  (TLS handshake included) within it is dropped; twisted's own 60 s idle timeout restarts with every
+  byte, so a client trickling its request would otherwise hold its socket forever.
 * SIGTERM / SIGINT: stop accepting, let running commands reply (at most `--shutdown-grace` seconds), close
   websocket sessions with 1001 "going away", then stop. A second signal stops at once.
 """
@@ -81,6 +84,7 @@ class ServeOptions:
     ssl_keyfile: str | None = None
     ssl_certfile: str | None = None
     shutdown_grace: float = 10.0
+    request_timeout: float = 60.0
     server_name: str = "parsec"
     action_logger: Callable[[str, str, dict[str, Any]], None] | None = None
     on_ready: list[Callable[[], None]] = field(default_factory=list)
@@ -112,6 +116,7 @@ def build_server(application: Any, options: ServeOptions) -> Any:
 
     def listen() -> None:
         server.ws_factory.protocol = websocket_protocol()  # built by `run()`, before the reactor runs
+        bound_requests(server.http_factory, options.request_timeout, reactor)
         try:
             port = _listen(reactor, server.http_factory, options, tls)
         except Exception as exc:  # bind refused, bad fd...: daphne's own failure path stops the reactor
@@ -137,22 +142,94 @@ def build_server(application: Any, options: ServeOptions) -> Any:
 
 
 def websocket_protocol() -> type:
-    """daphne's websocket protocol, able to close with 1001 "going away" and 1011 "internal error".
+    """daphne's websocket protocol, able to close with RFC 6455's server codes, and with a reason.
 
     autobahn's `sendClose` lets an application send only 1000 or 3000-4999, and daphne closes through it:
     the consumer's 1001 at shutdown (and 1011 after a crash) raised there, and no close frame was sent.
-    Both are close codes RFC 6455 (7.4.1) gives a server; they go through autobahn's own frame sender.
+    1001 "going away", 1008 "policy violation", 1011 "internal error" (RFC 6455 7.4.1) and 1013 "try
+    again later" (IANA registry) go through autobahn's own frame sender. daphne also drops the close
+    message's `reason`, which says why a connection limit closed the connection.
     """
     from daphne.ws_protocol import WebSocketProtocol
 
     class ParsecWebSocketProtocol(WebSocketProtocol):
-        def serverClose(self, code: int | None = None) -> None:
-            if code in (1001, 1011):
-                self.sendCloseFrame(code=code, isReply=False)
+        def handle_reply(self, message: dict[str, Any]) -> None:
+            if message.get("type") == "websocket.close" and self.state != self.STATE_CONNECTING:
+                self.serverClose(code=message.get("code"), reason=message.get("reason"))
             else:
-                super().serverClose(code)
+                super().handle_reply(message)
+
+        def serverClose(self, code: int | None = None, reason: str | None = None) -> None:
+            code = 1000 if code is None else code
+            # A close frame's reason is at most 123 bytes (RFC 6455 5.5.1: 125 with the code).
+            encoded = reason.encode()[:123] if reason else None
+            if code in (1001, 1008, 1011, 1013):
+                self.sendCloseFrame(code=code, reasonUtf8=encoded, isReply=False)
+            else:
+                self.sendClose(code=code, reason=reason[:120] if reason else None)
 
     return ParsecWebSocketProtocol
+
+
+def bound_requests(factory: Any, timeout: float, reactor: Any) -> None:
+    """Drop connections whose HTTP request (or websocket upgrade) is not whole `timeout` seconds after
+    the connection opened, or after the previous reply of a kept-alive connection.
+
+    The deadline is armed when the connection is built (so it also bounds a TLS handshake), disarmed
+    when daphne gets the complete request (`process`: headers and body received, or the upgrade), and
+    armed again when a reply ends on a connection kept alive. The HTTP channel is reached through
+    twisted's protocol-negotiating wrapper (`_channel`), the object requests know as their `channel`.
+    """
+    from daphne.http_protocol import WebRequest
+
+    deadlines: dict[Any, Any] = {}  # HTTP channel -> its pending IDelayedCall
+
+    def arm(channel: Any) -> None:
+        disarm(channel)
+        deadlines[channel] = reactor.callLater(timeout, expire, channel)
+
+    def disarm(channel: Any) -> None:
+        call = deadlines.pop(channel, None)
+        if call is not None and call.active():
+            call.cancel()
+
+    def expire(channel: Any) -> None:
+        deadlines.pop(channel, None)
+        if channel.transport is not None:
+            logger.info("Connection dropped: no whole HTTP request within %ss", timeout)
+            channel.transport.abortConnection()
+
+    class BoundedWebRequest(WebRequest):
+        def process(self) -> None:
+            disarm(self.channel)
+            super().process()
+
+        def finish(self) -> None:
+            # Kept alive: the next request gets its own bound, armed before twisted reads it (it may
+            # be buffered already, and processed within `finish`). Closed: connectionLost disarms it.
+            if self.channel is not None and self.channel.persistent:
+                arm(self.channel)
+            super().finish()
+
+    build = factory.buildProtocol
+
+    def buildProtocol(addr: Any) -> Any:
+        protocol = build(addr)
+        if protocol is None:
+            return None
+        protocol.requestFactory = BoundedWebRequest
+        channel = getattr(protocol, "_channel", protocol)
+        arm(channel)
+        lost = protocol.connectionLost
+
+        def connectionLost(reason: Any) -> None:
+            disarm(channel)
+            lost(reason)
+
+        protocol.connectionLost = connectionLost
+        return protocol
+
+    factory.buildProtocol = buildProtocol
 
 
 def _listen(reactor: Any, factory: Any, options: ServeOptions, tls: Any) -> Any:

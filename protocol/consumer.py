@@ -9,6 +9,7 @@ import asyncio
 import logging
 import secrets
 import time
+import weakref
 from typing import Any, Awaitable, Callable
 
 import structlog
@@ -18,9 +19,9 @@ from channels.consumer import get_handler_name
 from django.conf import settings
 from django.utils import timezone
 
-from protocol import codec, events, handshake, replies, types
-from protocol.db import run_sync
-from protocol.registry import CommandSpec, Family, lookup
+from protocol import codec, events, handshake, limits, replies, types
+from protocol.db import database_unavailable, run_sync
+from protocol.registry import CommandSpec, DatabaseUnavailable, Family, lookup
 from protocol.session import AuthenticatedSession, InvitedSession
 from protocol.sessions import invitation_group, organization_group, user_group
 from parsec_site import lifecycle, metrics
@@ -58,13 +59,29 @@ class ParsecConsumer(AsyncWebsocketConsumer):
         self.state: dict[str, Any] = {}
         self.challenge = secrets.token_bytes(48)
         self.counted = False  # in the open sessions gauge
+        self.handshake_deadline: asyncio.Task | None = None
+        self.slot = limits.ConnectionSlot()
+        # Given back at `disconnect`, or when the consumer is dropped without one (its task cancelled
+        # by an event loop that stops): the slot never references the consumer.
+        weakref.finalize(self, self.slot.release)
+        self.rate = limits.CommandRate(settings.PARSEC.max_commands_per_second)
         # Bound in this connection's task: its command tasks and worker threads inherit the context.
         structlog.contextvars.bind_contextvars(conn_id=secrets.token_hex(6))
+        if not self.slot.acquire(settings.PARSEC.max_connections):
+            log.warning("Connection refused: server at its connection limit", limit=settings.PARSEC.max_connections)
+            await self.accept()
+            self.phase = "closing"
+            await self.close(code=limits.CLOSE_TRY_AGAIN_LATER, reason=limits.SERVER_FULL)
+            return
         lifecycle.CONNECTIONS.add(self)
         await self.accept()
         await self.send(bytes_data=handshake.challenge_message(self.challenge, timezone.now()))
+        self.handshake_deadline = asyncio.create_task(self.expire_handshake(settings.PARSEC.handshake_timeout))
 
     async def disconnect(self, code: int) -> None:
+        self.slot.release()
+        if self.handshake_deadline is not None:
+            self.handshake_deadline.cancel()
         if self.counted and self.family is not None:
             self.counted = False
             metrics.WEBSOCKET_SESSIONS.labels(self.family.value).dec()
@@ -91,9 +108,22 @@ class ParsecConsumer(AsyncWebsocketConsumer):
             # A new request abandons a waiting cancellable command, without reply (transport.md §4).
             if self.current_spec is not None and self.current_spec.cancellable and self.current_command:
                 self.current_command.cancel()
+            if self.inbox.qsize() >= limits.MAX_QUEUED_REQUESTS:
+                log.warning("Connection dropped: too many queued requests", queued=self.inbox.qsize())
+                await self.close_session(code=limits.CLOSE_POLICY_VIOLATION, reason=limits.TOO_MANY_QUEUED)
+                return
             self.inbox.put_nowait(bytes_data)
 
     # Handshake -----------------------------------------------------------------------------
+
+    async def expire_handshake(self, timeout: float) -> None:
+        """A connection that never answers the challenge holds a socket and memory for nothing: close it.
+        Once the answer came, the rest is ours to do (database reads bounded by the pool's timeout)."""
+        await asyncio.sleep(timeout)
+        if self.phase == "handshake":
+            metrics.HANDSHAKE_FAILURES.labels("timeout").inc()
+            log.info("Connection dropped: handshake not completed in time", timeout_s=timeout)
+            await self.close_session()
 
     async def do_handshake(self, frame: bytes | None) -> None:
         from organizations.handshake import (
@@ -155,6 +185,24 @@ class ParsecConsumer(AsyncWebsocketConsumer):
             await self.send(bytes_data=handshake.result_message(failure.result, failure.help))
             await self.close_session()
             return
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise
+            log.warning("Connection dropped: database unavailable during the handshake", error=str(exc))
+            await self.close_session(code=limits.CLOSE_TRY_AGAIN_LATER, reason=limits.DATABASE_UNAVAILABLE)
+            return
+        if self.phase != "handshaking":
+            return  # closed meanwhile (handshake timeout, shutdown)
+        if not self.slot.join_organization(self.session.organization_pk, settings.PARSEC.max_connections_per_organization):
+            # Closed without a result: the client takes it as the server being unavailable and retries.
+            log.warning(
+                "Connection refused: organization at its connection limit",
+                organization_id=self.session.organization_id, limit=settings.PARSEC.max_connections_per_organization,
+            )
+            await self.close_session(code=limits.CLOSE_TRY_AGAIN_LATER, reason=limits.ORGANIZATION_FULL)
+            return
+        if self.handshake_deadline is not None:
+            self.handshake_deadline.cancel()
         for group in groups:
             await self.channel_layer.group_add(group, self.channel_name)
             self.groups_joined.append(group)
@@ -177,6 +225,9 @@ class ParsecConsumer(AsyncWebsocketConsumer):
     async def command_loop(self) -> None:
         while True:
             frame = await self.inbox.get()
+            delay = self.rate.delay()
+            if delay:
+                await asyncio.sleep(delay)  # over --max-commands-per-second: slowed down to it
             self.current_command = asyncio.create_task(self.process(frame))
             try:
                 await self.current_command
@@ -185,6 +236,10 @@ class ParsecConsumer(AsyncWebsocketConsumer):
                 if self.phase != "ready" or asyncio.current_task().cancelling():
                     raise
                 # The command was abandoned by a newer request; carry on with that one.
+            except DatabaseUnavailable:
+                # No status of this command says "try again": the close does (the client reconnects).
+                await self.close_session(code=limits.CLOSE_TRY_AGAIN_LATER, reason=limits.DATABASE_UNAVAILABLE)
+                return
             except Exception:
                 # Not a command's failure (those are answered by `process`): the session itself broke.
                 log.exception("Session crashed")
@@ -282,13 +337,13 @@ class ParsecConsumer(AsyncWebsocketConsumer):
         # 1001 "going away": the client reconnects, to another process or once this one is back.
         await self.close_session(code=1001)
 
-    async def close_session(self, code: int = 1000) -> None:
-        if self.phase == "closed":
+    async def close_session(self, code: int = 1000, reason: str | None = None) -> None:
+        if self.phase in ("closed", "closing"):
             return
         self.phase = "closing"
         if self.current_command is not None:
             self.current_command.cancel()
-        await self.close(code=code)
+        await self.close(code=code, reason=reason)
 
 
 # Apps add coroutines run right after a successful handshake (e.g. claimer marked READY).

@@ -33,6 +33,10 @@ class _StatementTracker:
 
 
 def _dead_before_any_statement(exc: Exception, tracker: _StatementTracker) -> bool:
+    from psycopg_pool import PoolTimeout
+
+    if isinstance(exc.__cause__, PoolTimeout):
+        return False  # no connection at all: the pool already waited its timeout for the database
     raw = connection.connection
     return (
         isinstance(exc, (OperationalError, InterfaceError))
@@ -61,6 +65,27 @@ def call_surviving_dead_connections(fn: Callable[..., T], /, *args: Any, **kwarg
             logger.warning("Database connection found dead, retrying on another one: %s", exc)
             connections.close_all()  # the pool discards the broken connection and replaces it
     raise AssertionError("unreachable")
+
+
+# Connection-level failures (SQLSTATE class 08, the server shutting down or starting) and failures with
+# no SQLSTATE at all (connection refused or cut, pool checkout timed out): the database is out of reach,
+# not the request at fault. Statement errors (constraints, timeouts, deadlocks) are not among them.
+_UNAVAILABLE_SQLSTATES = ("57P01", "57P02", "57P03")
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Did this call fail because PostgreSQL cannot be reached right now?"""
+    import psycopg
+
+    if not isinstance(exc, (OperationalError, InterfaceError)):
+        return False
+    cause = exc.__cause__
+    if isinstance(cause, psycopg.InterfaceError):
+        return True  # the connection was closed under us
+    if not isinstance(cause, psycopg.OperationalError):
+        return False  # e.g. SQLite's "database is locked": a busy database, not an absent one
+    sqlstate = cause.sqlstate
+    return sqlstate is None or sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES
 
 
 class StatementCancelled(OperationalError):

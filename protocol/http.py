@@ -38,7 +38,29 @@ def _empty(status: int, api_version: tuple[int, int] | None = None) -> HttpRespo
     return response
 
 
+def _database_outage_is_503(view):
+    """The database out of reach: 503 with Retry-After, which HTTP clients know to retry, not a 500."""
+    import functools
+
+    from protocol.db import database_unavailable
+    from protocol.registry import DatabaseUnavailable
+
+    @functools.wraps(view)
+    async def run(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        try:
+            return await view(request, *args, **kwargs)
+        except Exception as exc:
+            if not (isinstance(exc, DatabaseUnavailable) or database_unavailable(exc)):
+                raise
+            response = _empty(503)
+            response["Retry-After"] = "5"
+            return response
+
+    return run
+
+
 @csrf_exempt
+@_database_outage_is_503
 async def anonymous_rpc(request: HttpRequest, organization_id: str) -> HttpResponse:
     if request.method not in ("GET", "POST"):
         return HttpResponse(status=405)

@@ -7,7 +7,13 @@ memberships for expired entries, a cost that grows with the number of connected 
 
 * messages are not copied: ours are never mutated after sending (pre-encoded payload, plain fields);
 * a group send puts the message in each member's queue directly, in the caller's task;
-* expired messages and memberships are swept at most once per `SWEEP_INTERVAL` seconds.
+* expired messages are swept at most once per `SWEEP_INTERVAL` seconds, looking only at channels
+  holding messages; memberships are not swept at all: they last as long as their session, which
+  discards them at disconnect (settings.GROUP_MEMBERSHIP_LIFETIME). Channels' sweep walked every
+  membership each time: 25 ms of event loop every second with 5,000 sessions, a writer's p99 tripled;
+* a large group is filled `FANOUT_CHUNK` members at a time, yielding to the event loop in between, so
+  that the replies and requests of other sessions (the writer's own reply first) are not queued behind
+  the wake-ups of thousands of receivers.
 
 Everything else (API, capacity, expiry semantics, channel names) is Channels' own.
 """
@@ -21,6 +27,7 @@ from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer
 
 SWEEP_INTERVAL = 1.0
+FANOUT_CHUNK = 64
 
 
 class LocalChannelLayer(InMemoryChannelLayer):
@@ -46,15 +53,27 @@ class LocalChannelLayer(InMemoryChannelLayer):
         assert isinstance(message, dict), "message is not a dict"
         self.require_valid_group_name(group)
         self._clean_expired()
-        for channel in list(self.groups.get(group, ())):
-            try:
-                self._put(channel, message)
-            except ChannelFull:
-                pass  # as Channels does: a full channel misses the message
+        members = list(self.groups.get(group, ()))
+        for start in range(0, len(members), FANOUT_CHUNK):
+            if start:
+                # Concurrent sends to one group keep their order per member: each resumes in turn.
+                await asyncio.sleep(0)
+            for channel in members[start:start + FANOUT_CHUNK]:
+                try:
+                    self._put(channel, message)
+                except ChannelFull:
+                    pass  # as Channels does: a full channel misses the message
 
     def _clean_expired(self) -> None:
         now = time.monotonic()
         if now < self._next_sweep:
             return
         self._next_sweep = now + SWEEP_INTERVAL
-        super()._clean_expired()
+        wall = time.time()
+        for channel, queue in list(self.channels.items()):
+            # Channels' own rule: a message left unread past its expiry means a dead channel.
+            while queue._queue and queue._queue[0][0] < wall:
+                queue.get_nowait()
+                self._remove_from_groups(channel)
+                if not queue._queue:
+                    self.channels.pop(channel, None)

@@ -1,6 +1,8 @@
 """The command registry: one dispatch table per session family, filled by each app's `commands.py`."""
 from __future__ import annotations
 
+import functools
+import logging
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Awaitable, Callable
@@ -18,6 +20,37 @@ class Family(StrEnum):
 
 
 Handler = Callable[[Any, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+logger = logging.getLogger("parsec.protocol")
+
+# The commands whose reply schema has `timeout`, which the official client takes as "try again later"
+# (it retries the upload or the read at its next sync): what they answer when the database is out of
+# reach. The schema of every other command has no such status, and an unknown one would surface to the
+# user as an error: for those the connection is closed instead (1013), which the client takes as the
+# server being offline, reconnecting and retrying.
+TIMEOUT_REPLY_COMMANDS = frozenset({"vlob_create", "vlob_update", "block_create", "block_read"})
+
+
+class DatabaseUnavailable(Exception):
+    """A command could not run because the database is out of reach, and has no status to say so."""
+
+
+def _outage_aware(name: str, handler: Handler) -> Handler:
+    from protocol.db import database_unavailable
+
+    @functools.wraps(handler)
+    async def run(session: Any, req: dict[str, Any]) -> Any:
+        try:
+            return await handler(session, req)
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise
+            logger.warning("Database unavailable during %s: %s", name, exc)
+            if name in TIMEOUT_REPLY_COMMANDS:
+                return {"status": "timeout"}
+            raise DatabaseUnavailable(str(exc)) from exc
+
+    return run
 
 
 @dataclass(frozen=True)
@@ -55,7 +88,7 @@ def command(
                 name=name,
                 family=fam,
                 request=request or {},
-                handler=handler,
+                handler=_outage_aware(name, handler),
                 cancellable=cancellable,
                 debug_only=debug_only,
             )

@@ -1,7 +1,8 @@
 """Reaching live websocket sessions from anywhere (any process), through the channel layer.
 
 Sessions join groups named after what can end them: their organization, their user, their
-invitation. Messages are sent after the transaction that caused them commits.
+invitation; subscribed sessions also join one group per realm their user holds (realm events).
+Messages are sent after the transaction that caused them commits.
 """
 from __future__ import annotations
 
@@ -27,6 +28,11 @@ def user_group(user_pk: int) -> str:
 
 def invitation_group(invitation_pk: int) -> str:
     return f"parsec.invitation.{invitation_pk}"
+
+
+def realm_group(organization_pk: int, realm_hex: str) -> str:
+    """The subscribed connections of the realm's members: its events reach them and nobody else."""
+    return f"parsec.realm.{organization_pk}.{realm_hex}"
 
 
 _background_sends: set[asyncio.Task] = set()

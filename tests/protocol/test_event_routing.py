@@ -1,0 +1,81 @@
+"""Realm events reach the subscribed sessions of the realm's members through the realm's own group.
+
+Each test checks both what the listener gets and that the channel layer routes the event only to the
+realm's members (the group membership), not to every session of the organization.
+"""
+from __future__ import annotations
+
+import pytest
+from channels.layers import get_channel_layer
+
+from organizations.models import Organization
+from protocol.sessions import realm_group
+from tests.conftest import World, add_user, connect_as, create_realm
+from tests.realms.helpers import events_of, grant, subscribed
+from tests.vlobs.helpers import new_vlob
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+async def bob(world: World):
+    return await add_user(world, "bob")
+
+
+async def members(world: World, realm_id) -> int:
+    organization = await Organization.objects.aget(organization_id=world.organization_id)
+    return len(get_channel_layer().groups.get(realm_group(organization.pk, realm_id.hex), {}))
+
+
+def vlob_events(events: list[dict]) -> list:
+    return [event["realm_id"] for event in events if event["event"] == "realm.vlobs_updated"]
+
+
+async def test_events_of_held_realms_only(world: World, bob):
+    alice_ws = await connect_as(world.alice)
+    private = await create_realm(alice_ws, world.alice)
+    shared = await create_realm(alice_ws, world.alice)
+    await grant(alice_ws, world.alice, shared, "bob", "CONTRIBUTOR")
+    bob_listener = await subscribed(bob)
+    assert (await members(world, private), await members(world, shared)) == (0, 1)
+
+    await new_vlob(alice_ws, private)
+    await new_vlob(alice_ws, shared)
+    assert vlob_events(await events_of(bob_listener)) == [shared]
+
+
+async def test_events_after_being_shared_mid_session(world: World, bob):
+    alice_ws = await connect_as(world.alice)
+    realm_id = await create_realm(alice_ws, world.alice)
+    bob_listener = await subscribed(bob)
+    await new_vlob(alice_ws, realm_id)
+    assert await events_of(bob_listener) == []
+    assert await members(world, realm_id) == 0
+
+    await grant(alice_ws, world.alice, realm_id, "bob", "READER")
+    await new_vlob(alice_ws, realm_id)
+    events = await events_of(bob_listener)
+    assert [event["event"] for event in events] == ["realm.roles_updated", "realm.vlobs_updated"]
+    assert await members(world, realm_id) == 1
+
+
+async def test_no_events_after_being_unshared(world: World, bob):
+    alice_ws = await connect_as(world.alice)
+    realm_id = await create_realm(alice_ws, world.alice)
+    await grant(alice_ws, world.alice, realm_id, "bob", "READER")
+    bob_listener = await subscribed(bob)
+    await grant(alice_ws, world.alice, realm_id, "bob", None)
+    await new_vlob(alice_ws, realm_id)
+    events = await events_of(bob_listener)
+    assert [(event["event"], event.get("role")) for event in events] == [("realm.roles_updated", None)]
+    assert await members(world, realm_id) == 0
+
+
+async def test_closed_session_leaves_its_realm_groups(world: World, bob):
+    alice_ws = await connect_as(world.alice)
+    realm_id = await create_realm(alice_ws, world.alice)
+    await grant(alice_ws, world.alice, realm_id, "bob", "READER")
+    bob_listener = await subscribed(bob)
+    assert await members(world, realm_id) == 1
+    await bob_listener.communicator.disconnect()
+    assert await members(world, realm_id) == 0
