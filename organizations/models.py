@@ -125,3 +125,35 @@ class Device(models.Model):
 
     def __str__(self) -> str:
         return self.device_id
+
+
+class AuditEntry(models.Model):
+    """One change made by an operator (web console, administration API, management commands): who, what, when.
+
+    Kept apart from the organization's rows (no foreign key): the trail of an erased organization stays.
+    """
+
+    class Action(models.TextChoices):
+        ORGANIZATION_CREATED = "organization_created"
+        ORGANIZATION_PATCHED = "organization_patched"
+        ORGANIZATION_EXPIRED = "organization_expired"
+        ORGANIZATION_ERASED = "organization_erased"
+        USER_FROZEN = "user_frozen"
+        USER_UNFROZEN = "user_unfrozen"
+        INVITATION_CANCELLED = "invitation_cancelled"
+
+    timestamp = models.DateTimeField(db_index=True)
+    # "administration token", "console: <username>", "manage.py"...
+    actor = models.CharField(max_length=200)
+    action = models.CharField(max_length=32, choices=Action.choices)
+    organization_id = models.CharField(max_length=32, db_index=True)
+    # The user, invitation... the action was about; empty for the organization itself.
+    target = models.CharField(max_length=300, blank=True)
+    # What changed, e.g. {"active_users_limit": 10}, or counts and bytes of an erase.
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-timestamp", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.timestamp:%Y-%m-%d %H:%M:%S} {self.actor}: {self.action} {self.organization_id} {self.target}"
