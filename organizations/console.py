@@ -83,6 +83,9 @@ def monthly_usage(*, until: datetime | None = None) -> list[MonthPoint]:
     points: list[MonthPoint] = []
     users = revoked_users = data_size = 0
     month, last = _first_of_month(first), _first_of_month(until)
+    if month == last:
+        # A line needs two points: the month before the first organization, empty.
+        month = date(month.year - (month.month == 1), (month.month - 2) % 12 + 1, 1)
     while month <= last:
         users += created.get(month, 0)
         revoked_users += revoked.get(month, 0)
@@ -145,7 +148,7 @@ def usage_chart_svg(points: list[MonthPoint]) -> SafeString:
         line_y = _TOP + plot_height * (1 - fraction)
         parts.append(f'<line x1="{_LEFT}" x2="{_LEFT + plot_width}" y1="{line_y:.1f}" y2="{line_y:.1f}" '
                      'stroke="#eee"/>')
-        parts.append(f'<text x="{_LEFT - 6}" y="{line_y + 4:.1f}" text-anchor="end">{round(users_max * fraction)}</text>')
+        parts.append(f'<text x="{_LEFT - 6}" y="{line_y + 4:.1f}" text-anchor="end">{users_max * fraction:g}</text>')
         size = escape(filesizeformat(int(data_max * fraction)))
         parts.append(f'<text x="{_LEFT + plot_width + 6}" y="{line_y + 4:.1f}">{size}</text>')
     label_every = max(1, len(points) // 8)
