@@ -16,7 +16,7 @@ from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext, gettext_lazy as _
 
 from organizations import audit, services
@@ -32,6 +32,7 @@ DETAIL_FIELDS = (
     "bootstrap_url",
     "users_column",
     "users_total_column",
+    "users_table",
     "device_count_column",
     "realm_count_column",
     "data_size_column",
@@ -42,6 +43,7 @@ DETAIL_FIELDS = (
     "expired_on",
     "sequestered",
 )
+USERS_SHOWN = 50
 CREATION_FIELDS = ("organization_id", "user_profile_outsider_allowed", "active_users_limit", "minimum_archiving_period")
 
 
@@ -110,21 +112,6 @@ class BootstrappedFilter(admin.SimpleListFilter):
         return queryset
 
 
-class UserInline(admin.TabularInline):
-    """The organization's users on its page (read-only: they only change through certificates)."""
-
-    model = User
-    fk_name = "organization"
-    fields = ("user_id", "human_label", "human_email", "profile", "created_on", "revoked_on", "frozen")
-    readonly_fields = fields
-    extra = 0
-    max_num = 0
-    can_delete = False
-    show_change_link = True
-    verbose_name_plural = _("users (freeze or unfreeze them from the users list)")
-    ordering = ("created_on", "pk")
-
-
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
     list_display = (
@@ -144,13 +131,9 @@ class OrganizationAdmin(admin.ModelAdmin):
     search_help_text = _("Organization id, or the e-mail or name of one of its users")
     date_hierarchy = "created_on"
     ordering = ("organization_id",)
-    inlines = [UserInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Organization]:
         return with_figures(super().get_queryset(request))
-
-    def get_inline_instances(self, request: HttpRequest, obj: Organization | None = None) -> list:
-        return super().get_inline_instances(request, obj) if obj is not None else []
 
     @admin.display(boolean=True, description=_("Bootstrapped?"))
     def bootstrapped(self, organization: Organization) -> bool:
@@ -188,6 +171,24 @@ class OrganizationAdmin(admin.ModelAdmin):
             organization.users_total - organization.active_users,  # type: ignore[attr-defined]
             gettext("revoked"), url, gettext("list, freeze, unfreeze"),
         )
+
+    @admin.display(description=_("Its users"))
+    def users_table(self, organization: Organization) -> str:
+        """The first users, read-only (they change through certificates; freezing is on the users list)."""
+        users = list(User.objects.filter(organization=organization).order_by("created_on", "pk")[:USERS_SHOWN + 1])
+        rows = format_html_join(
+            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (user.human_label or "-", user.human_email or "-", user.profile,
+                 gettext("revoked") if user.revoked_on else gettext("active"),
+                 gettext("frozen") if user.frozen else "")
+                for user in users[:USERS_SHOWN]
+            ),
+        )
+        more = gettext("… and more, see the users list") if len(users) > USERS_SHOWN else ""
+        return format_html('<table id="organization-users"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th>'
+                           "<th></th></tr></thead><tbody>{}</tbody></table>{}",
+                           gettext("Name"), gettext("E-mail"), gettext("Profile"), gettext("Status"), rows, more)
 
     @admin.display(description=_("Pending invitations"))
     def pending_invitations(self, organization: Organization) -> str:

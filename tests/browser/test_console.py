@@ -98,7 +98,7 @@ def test_operator_journey(console_server: ServerInfo, browser, screenshot, parse
                .get_attribute("title")) > 0
     # The user's own realm (its user manifest) and the workspace's.
     assert field_text(browser, "realm_count_column") == "2"
-    assert EMAIL in browser.find_element(By.ID, "users-group").text
+    assert EMAIL in browser.find_element(By.ID, "organization-users").text
     screenshot("organization-after-sync")
 
     # The list shows the same figures.
