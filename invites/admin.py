@@ -65,7 +65,9 @@ class InvitationAdmin(admin.ModelAdmin):
 
     actions = ["cancel_invitations"]
 
-    @admin.action(description=_("Cancel the selected invitations (their claimers are disconnected)"), permissions=["cancel"])
+    @admin.action(
+        description=_("Cancel the selected invitations (their claimers are disconnected)"), permissions=["cancel"]
+    )
     def cancel_invitations(self, request: HttpRequest, queryset: QuerySet[Invitation]) -> None:
         cancelled = 0
         for invitation in queryset.select_related("organization"):

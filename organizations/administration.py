@@ -344,8 +344,9 @@ def administration_user_freeze(request: HttpRequest, organization_id: str) -> Ht
     )
     if isinstance(outcome, AdministrationError):
         return _error_response(outcome)
-    audit.record(actor=audit.API_ACTOR, action=audit.Action.USER_FROZEN if outcome.frozen else audit.Action.USER_UNFROZEN,
-                 organization_id=parsed_id, target=f"{outcome.user_id} <{outcome.user_email}>")
+    action = audit.Action.USER_FROZEN if outcome.frozen else audit.Action.USER_UNFROZEN
+    audit.record(actor=audit.API_ACTOR, action=action, organization_id=parsed_id,
+                 target=f"{outcome.user_id} <{outcome.user_email}>")
     return JsonResponse(
         {
             "frozen": outcome.frozen,

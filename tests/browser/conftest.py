@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -18,7 +20,14 @@ from typing import Iterator
 import pytest
 
 from tests.interop.conftest import _postgresql_database_for_interop, our_server_env, start_our_server
-from tests.interop.refclient import ParsecCli, ServerInfo, ensure_reference_client, free_port, stop_process, wait_http_ready
+from tests.interop.refclient import (
+    ParsecCli,
+    ServerInfo,
+    ensure_reference_client,
+    free_port,
+    stop_process,
+    wait_http_ready,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO_ROOT / ".test-logs" / "browser"
@@ -59,7 +68,8 @@ def console_database() -> str:
     return db_url
 
 
-def start_console_server(db_url: str, log_path: Path, port: int, *args: str, backend_addr: str) -> ServerInfo:
+def start_console_server(db_url: str, log_path: Path, port: int, *args: str, backend_addr: str,
+                         tls: bool = False) -> ServerInfo:
     admin_token = uuid.uuid4().hex
     proc = start_our_server(
         log_path, port, "--blockstore", "POSTGRESQL", "--administration-token", admin_token,
@@ -69,11 +79,26 @@ def start_console_server(db_url: str, log_path: Path, port: int, *args: str, bac
     info = ServerInfo(kind="ours", addr=f"parsec://127.0.0.1:{port}?no_ssl=true", admin_token=admin_token,
                       host="127.0.0.1", port=port, log_path=log_path, process=proc, db_url=db_url)
     try:
-        wait_http_ready(f"{info.http_url}/", proc, SERVER_START_TIMEOUT, log_path)
+        if tls:  # a self-signed certificate: only wait for the port
+            wait_listening(port, proc, log_path, SERVER_START_TIMEOUT)
+        else:
+            wait_http_ready(f"{info.http_url}/", proc, SERVER_START_TIMEOUT, log_path)
     except BaseException:
         stop_process(proc)
         raise
     return info
+
+
+def wait_listening(port: int, proc: subprocess.Popen, log_path: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"exited: {log_path.read_text() if log_path.exists() else ''}"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail(f"nothing listens on {port}: {log_path.read_text() if log_path.exists() else ''}")
 
 
 @pytest.fixture(scope="session")

@@ -6,9 +6,7 @@ import http.client
 import io
 import re
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.interop.refclient import ServerInfo, free_port, stop_process
 
-from .conftest import OPERATOR, OPERATOR_PASSWORD, REPO_ROOT, start_console_server
+from .conftest import OPERATOR, OPERATOR_PASSWORD, REPO_ROOT, start_console_server, wait_listening
 
 # Django's admin stylesheet paints the header with its --header-bg colour (#417690): only when it is applied.
 ADMIN_HEADER_BACKGROUND = "rgba(65, 118, 144, 1)"
@@ -166,18 +164,6 @@ def nginx_config(folder: Path, *, upstream_port: int, http_port: int, https_port
     return main
 
 
-def _wait_listening(port: int, proxy: subprocess.Popen, error_log: Path, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proxy.poll() is None, f"nginx exited: {error_log.read_text() if error_log.exists() else ''}"
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    pytest.fail(f"nginx does not listen on {port}: {error_log.read_text() if error_log.exists() else ''}")
-
-
 @pytest.fixture
 def nginx_tls_front(console_database: str, tmp_path: Path):
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -195,7 +181,7 @@ def nginx_tls_front(console_database: str, tmp_path: Path):
     conf = nginx_config(tmp_path, upstream_port=upstream_port, http_port=http_port, https_port=https_port)
     proxy = subprocess.Popen([nginx, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
-        _wait_listening(https_port, proxy, tmp_path / "error.log")
+        wait_listening(https_port, proxy, tmp_path / "error.log", 15)
         yield f"https://localhost:{https_port}", f"http://localhost:{http_port}"
     finally:
         proxy.terminate()
@@ -221,5 +207,44 @@ def test_login_through_nginx_with_tls_terminated_there(nginx_tls_front, browser,
     browser.get(f"{https_url}/admin/stats/")
     wait_for(browser, "#stats-totals")
     screenshot("nginx-statistics")
+    with capsys.disabled():
+        print(f"\nbrowser screenshots: {screenshot.folder}")
+
+
+# --- Over the server's own TLS, and on its own port -------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_server(console_database: str, tmp_path: Path):
+    """Our server serving HTTPS itself (`--ssl-*`), the console on its own port (`--admin-port`), TLS too."""
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-sha256", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+             "-addext", "subjectAltName=DNS:localhost", "-keyout", "server.key", "-out", "server.crt", cwd=tmp_path)
+    port, admin_port = free_port(), free_port()
+    server = start_console_server(
+        console_database, tmp_path / "server.log", port,
+        "--ssl-keyfile", str(tmp_path / "server.key"), "--ssl-certfile", str(tmp_path / "server.crt"),
+        "--admin-port", str(admin_port), "--admin-host", "127.0.0.1", "--admin-prefix", "ops/console",
+        backend_addr=f"parsec://localhost:{port}", tls=True,
+    )
+    try:
+        yield f"https://localhost:{port}", f"https://localhost:{admin_port}"
+    finally:
+        stop_process(server.process)
+
+
+def test_console_on_its_own_port_over_our_tls(tls_server, browser, screenshot, capsys) -> None:
+    client_url, console_url = tls_server
+    # Not on the clients' port...
+    browser.get(f"{client_url}/ops/console/login/")
+    assert "There is nothing at this address." in browser.page_source
+    screenshot("client-port-has-no-console")
+    # ...but on its own, styled, and the login passes the CSRF check over HTTPS.
+    browser.get(f"{console_url}/ops/console/login/")
+    assert_stylesheet_applied(browser)
+    log_in(browser, console_url, prefix="ops/console")
+    screenshot("own-port-logged-in")
+    browser.get(f"{console_url}/ops/console/stats/")
+    wait_for(browser, "#stats-totals")
+    screenshot("own-port-statistics")
     with capsys.disabled():
         print(f"\nbrowser screenshots: {screenshot.folder}")

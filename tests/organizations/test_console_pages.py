@@ -450,8 +450,8 @@ def test_console_in_french(admin_client, coolorg):
     audit.record(actor="x", action=audit.Action.USER_FROZEN, organization_id="CoolOrg")
     assert "Utilisateur gelé" in admin_client.get("/admin/organizations/auditentry/", **french).content.decode()
     bob = User.objects.get(organization=coolorg, user_id="bob")
-    response = admin_client.post("/admin/organizations/user/", {"action": "unfreeze_users", "_selected_action": [bob.pk]},
-                                 follow=True, **french)
+    response = admin_client.post("/admin/organizations/user/",
+                                 {"action": "unfreeze_users", "_selected_action": [bob.pk]}, follow=True, **french)
     assert "Bob &lt;bob@example.com&gt; : dégelé" in response.content.decode()
 
 
