@@ -17,6 +17,9 @@ COPY . .
 # Without settings: nothing of a deployment (secret key, data folder) is made inside the image.
 RUN /venv/bin/django-admin compilemessages --ignore '.venv*' \
     && find . -name '*.po' -delete
+# The web console's static files, compressed, into /app/staticfiles (served by the server, WhiteNoise).
+# A throwaway key and the in-memory database: nothing of a deployment is made here.
+RUN DJANGO_SECRET_KEY=collectstatic-only PARSEC_DB=MOCKED /venv/bin/python manage.py collectstatic --no-input
 
 FROM python:3.11-slim-bookworm
 

@@ -6,11 +6,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest
+from django.utils.translation import gettext, gettext_lazy as _
 
+from invites import services
 from invites.models import ClaimerSession, Invitation, InvitationType
+from organizations import audit
+
+
+class PendingFilter(admin.SimpleListFilter):
+    title = _("pending")
+    parameter_name = "pending"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", gettext("Yes")), ("no", gettext("No"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Invitation]) -> QuerySet[Invitation]:
+        if self.value() in ("yes", "no"):
+            return queryset.filter(deleted_on__isnull=self.value() == "yes")
+        return queryset
 
 
 @admin.register(Invitation)
@@ -26,7 +42,7 @@ class InvitationAdmin(admin.ModelAdmin):
         "deleted_on",
         "deleted_reason",
     )
-    list_filter = ("type", "deleted_reason", "organization")
+    list_filter = (PendingFilter, "type", "deleted_reason", "organization")
     list_select_related = ("organization", "greeter", "shamir_recovery__user")
     search_fields = ("claimer_email", "greeter__user_id", "greeter__human_email", "greeter__human_label")
     ordering = ("-created_on",)
@@ -47,14 +63,42 @@ class InvitationAdmin(admin.ModelAdmin):
         sessions = ClaimerSession.objects.filter(invitation=OuterRef("pk"))
         return super().get_queryset(request).annotate(claimer_connected=Exists(sessions))
 
-    @admin.display(description="Status")
+    actions = ["cancel_invitations"]
+
+    @admin.action(
+        description=_("Cancel the selected invitations (their claimers are disconnected)"), permissions=["cancel"]
+    )
+    def cancel_invitations(self, request: HttpRequest, queryset: QuerySet[Invitation]) -> None:
+        cancelled = 0
+        for invitation in queryset.select_related("organization"):
+            done = services.invitation_cancel(invitation_pk=invitation.pk)
+            if done is None:
+                continue
+            cancelled += 1
+            audit.record(
+                actor=audit.console_actor(request), action=audit.Action.INVITATION_CANCELLED,
+                organization_id=invitation.organization.organization_id,
+                target=f"{invitation.type} {self.claimer(invitation)}".strip(),
+                details={"invitation": invitation.pk},
+            )
+        skipped = len(queryset) - cancelled
+        self.message_user(request, gettext("%(count)d invitation(s) cancelled.") % {"count": cancelled})
+        if skipped:
+            self.message_user(request, gettext("%(count)d invitation(s) were already deleted.") % {"count": skipped},
+                              messages.WARNING)
+
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        # Cancelling goes through the protocol's own deletion, not a row edit: the view permission is enough.
+        return self.has_view_permission(request)
+
+    @admin.display(description=_("Status"))
     def status(self, invitation: Invitation) -> str:
         # As greeters see it (commands.md §4.1).
         if invitation.deleted_on is not None:
             return "DELETED"
         return "READY" if invitation.claimer_connected else "IDLE"  # type: ignore[attr-defined]
 
-    @admin.display(description="Claimer")
+    @admin.display(description=_("Claimer"))
     def claimer(self, invitation: Invitation) -> str:
         if invitation.type == InvitationType.USER:
             return invitation.claimer_email or ""

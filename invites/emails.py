@@ -20,6 +20,7 @@ from urllib.parse import quote
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.template.loader import render_to_string
+from django.utils import translation
 
 from invites.models import InvitationType
 from protocol.types import FieldError, HumanHandle, InvitationEmailSentStatus
@@ -98,8 +99,10 @@ def build_message(mail: InvitationEmail) -> InvitationMessage:
         "backend_url": config.backend_addr.to_http_url(),
     }
     name = TEMPLATE_NAMES[invitation_type]
-    text = render_to_string(f"email/{name}.txt", context)
-    html = render_to_string(f"email/{name}.html", context)
+    # The templates' sentences are gettext messages (locale/): rendered in the server's e-mail language.
+    with translation.override(language):
+        text = render_to_string(f"email/{name}.txt", context)
+        html = render_to_string(f"email/{name}.html", context)
     subject = SUBJECTS[language][invitation_type].format(
         greeter=mail.greeter_name, organization_id=mail.organization_id
     )

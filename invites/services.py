@@ -18,6 +18,7 @@ from invites import emails
 from invites.conduit import notify_conduit_updated_on_commit
 from invites.models import (
     ClaimerSession,
+    DeletedReason,
     Invitation,
     InvitationType,
     ShamirRecoveryConduit,
@@ -349,3 +350,17 @@ def claimer_disconnected(*, invitation_pk: int, channel_name: str) -> None:
             # Also after a deletion: greeters then get DELETED followed by IDLE, as from the reference.
             emit_status_changed_on_commit(invitation, InvitationStatus.IDLE)
 
+
+
+# Operators (web console) -------------------------------------------------------------------
+
+
+def invitation_cancel(*, invitation_pk: int, now: datetime | None = None) -> Invitation | None:
+    """Cancel a pending invitation as its greeter would (reason CANCELLED); None if it was already deleted."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        invitation = Invitation.objects.select_for_update().filter(pk=invitation_pk).first()
+        if invitation is None or invitation.deleted_on is not None:
+            return None
+        delete_invitation(invitation, reason=DeletedReason.CANCELLED.value, now=now)
+    return invitation

@@ -11,15 +11,39 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.db.models import Count, QuerySet
+from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest
+from django.template.defaultfilters import filesizeformat
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext, gettext_lazy as _
 
-from organizations import services
-from organizations.models import Device, Organization, User
+from organizations import audit, services
+from organizations.models import AuditEntry, Device, Organization, User
 from organizations.services import AdministrationError
 from protocol import types
 
 SETTINGS_FIELDS = ("is_expired", "user_profile_outsider_allowed", "active_users_limit", "minimum_archiving_period")
+# The organization's page: its figures (read-only), then its settings.
+DETAIL_FIELDS = (
+    "organization_id",
+    "bootstrapped",
+    "bootstrap_url",
+    "users_column",
+    "users_total_column",
+    "users_table",
+    "device_count_column",
+    "realm_count_column",
+    "data_size_column",
+    "metadata_size_column",
+    "pending_invitations",
+    "created_on",
+    "bootstrapped_on",
+    "expired_on",
+    "sequestered",
+)
+USERS_SHOWN = 50
 CREATION_FIELDS = ("organization_id", "user_profile_outsider_allowed", "active_users_limit", "minimum_archiving_period")
 
 
@@ -45,7 +69,7 @@ class OrganizationCreationForm(forms.ModelForm):
         except types.FieldError as exc:
             raise forms.ValidationError(str(exc)) from None
         if Organization.objects.filter(organization_id=organization_id, root_verify_key__isnull=False).exists():
-            raise forms.ValidationError("This organization already exists and is bootstrapped.")
+            raise forms.ValidationError(_("This organization already exists and is bootstrapped."))
         return organization_id
 
     def validate_unique(self) -> None:
@@ -54,43 +78,149 @@ class OrganizationCreationForm(forms.ModelForm):
         return None
 
 
+def _per_organization(queryset: QuerySet, value: Any) -> Coalesce:
+    """A correlated subquery per organization row: several Count/Sum over joins would multiply each other."""
+    rows = queryset.filter(organization=OuterRef("pk")).order_by().values("organization").annotate(value=value)
+    return Coalesce(Subquery(rows.values("value"), output_field=IntegerField()), 0)
+
+
+def with_figures(queryset: QuerySet[Organization]) -> QuerySet[Organization]:
+    """Organizations annotated with the list's figures, in a single query."""
+    from blocks.models import Block
+    from realms.models import Realm, VlobAtom
+
+    return queryset.annotate(
+        active_users=_per_organization(User.objects.filter(revoked_on__isnull=True), Count("pk")),
+        users_total=_per_organization(User.objects.all(), Count("pk")),
+        device_count=_per_organization(Device.objects.all(), Count("pk")),
+        realm_count=_per_organization(Realm.objects.all(), Count("pk")),
+        data_size=_per_organization(Block.objects.all(), Sum("size")),
+        metadata_size=_per_organization(VlobAtom.objects.all(), Sum("size")),
+    )
+
+
+class BootstrappedFilter(admin.SimpleListFilter):
+    title = _("bootstrapped")
+    parameter_name = "bootstrapped"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", gettext("Yes")), ("no", gettext("No"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Organization]) -> QuerySet[Organization]:
+        if self.value() in ("yes", "no"):
+            return queryset.filter(root_verify_key__isnull=self.value() == "no")
+        return queryset
+
+
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
     list_display = (
         "organization_id",
+        "users_column",
+        "device_count_column",
+        "realm_count_column",
+        "data_size_column",
+        "metadata_size_column",
         "bootstrapped",
-        "user_count",
         "is_expired",
         "created_on",
-        "bootstrapped_on",
     )
-    list_filter = ("is_expired",)
-    search_fields = ("organization_id",)
+    list_filter = (BootstrappedFilter, "is_expired", "user_profile_outsider_allowed", "created_on")
+    # An organization by its id, or by the e-mail or name of one of its users.
+    search_fields = ("organization_id", "users__human_email", "users__human_label")
+    search_help_text = _("Organization id, or the e-mail or name of one of its users")
+    date_hierarchy = "created_on"
     ordering = ("organization_id",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Organization]:
-        return super().get_queryset(request).annotate(user_count=Count("users"))
+        return with_figures(super().get_queryset(request))
 
-    @admin.display(boolean=True, description="Bootstrapped?")
+    @admin.display(boolean=True, description=_("Bootstrapped?"))
     def bootstrapped(self, organization: Organization) -> bool:
         return organization.is_bootstrapped
 
-    @admin.display(description="Users", ordering="user_count")
-    def user_count(self, organization: Organization) -> int:
-        return organization.user_count  # type: ignore[attr-defined]
+    @admin.display(description=_("Users (active / limit)"), ordering="active_users")
+    def users_column(self, organization: Organization) -> str:
+        limit = organization.active_users_limit
+        shown_limit = "∞" if limit is None else str(limit)
+        return f"{organization.active_users} / {shown_limit}"  # type: ignore[attr-defined]
 
-    @admin.display(boolean=True, description="Sequestered?")
+    @admin.display(description=_("Devices"), ordering="device_count")
+    def device_count_column(self, organization: Organization) -> int:
+        return organization.device_count  # type: ignore[attr-defined]
+
+    @admin.display(description=_("Realms"), ordering="realm_count")
+    def realm_count_column(self, organization: Organization) -> int:
+        return organization.realm_count  # type: ignore[attr-defined]
+
+    @admin.display(description=_("Data size"), ordering="data_size")
+    def data_size_column(self, organization: Organization) -> str:
+        return format_html('<span title="{}">{}</span>', organization.data_size,  # type: ignore[attr-defined]
+                           filesizeformat(organization.data_size))  # type: ignore[attr-defined]
+
+    @admin.display(description=_("Metadata size"), ordering="metadata_size")
+    def metadata_size_column(self, organization: Organization) -> str:
+        return format_html('<span title="{}">{}</span>', organization.metadata_size,  # type: ignore[attr-defined]
+                           filesizeformat(organization.metadata_size))  # type: ignore[attr-defined]
+
+    @admin.display(description=_("Users"))
+    def users_total_column(self, organization: Organization) -> str:
+        url = reverse("admin:organizations_user_changelist") + f"?organization__id__exact={organization.pk}"
+        return format_html(
+            '{} ({} {}) &mdash; <a href="{}">{}</a>', organization.users_total,  # type: ignore[attr-defined]
+            organization.users_total - organization.active_users,  # type: ignore[attr-defined]
+            gettext("revoked"), url, gettext("list, freeze, unfreeze"),
+        )
+
+    @admin.display(description=_("Its users"))
+    def users_table(self, organization: Organization) -> str:
+        """The first users, read-only (they change through certificates; freezing is on the users list)."""
+        users = list(User.objects.filter(organization=organization).order_by("created_on", "pk")[:USERS_SHOWN + 1])
+        rows = format_html_join(
+            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (user.human_label or "-", user.human_email or "-", user.profile,
+                 gettext("revoked") if user.revoked_on else gettext("active"),
+                 gettext("frozen") if user.frozen else "")
+                for user in users[:USERS_SHOWN]
+            ),
+        )
+        more = gettext("… and more, see the users list") if len(users) > USERS_SHOWN else ""
+        return format_html('<table id="organization-users"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th>'
+                           "<th></th></tr></thead><tbody>{}</tbody></table>{}",
+                           gettext("Name"), gettext("E-mail"), gettext("Profile"), gettext("Status"), rows, more)
+
+    @admin.display(description=_("Pending invitations"))
+    def pending_invitations(self, organization: Organization) -> str:
+        from invites.models import Invitation
+
+        count = Invitation.objects.filter(organization=organization, deleted_on__isnull=True).count()
+        url = (reverse("admin:invites_invitation_changelist")
+               + f"?organization__id__exact={organization.pk}&pending=yes")
+        return format_html('<span id="pending-invitations">{}</span> &mdash; <a href="{}">{}</a>', count, url,
+                           gettext("list, cancel"))
+
+    @admin.display(boolean=True, description=_("Sequestered?"))
     def sequestered(self, organization: Organization) -> bool:
         return organization.sequester_authority_certificate is not None
 
-    @admin.display(description="Bootstrap URL")
+    @admin.display(description=_("Bootstrap URL"))
     def bootstrap_url(self, organization: Organization) -> str:
         if organization.is_bootstrapped:
-            return "Already bootstrapped"
+            return gettext("Already bootstrapped")
         url = bootstrap_url_for(organization)
         if url is None:
-            return "Unknown: the server has no backend address (set PARSEC_BACKEND_ADDR)"
-        return url
+            return gettext("Unknown: the server has no backend address (set PARSEC_BACKEND_ADDR)")
+        # The copy button needs no script file: the Clipboard API, else the selected text and execCommand.
+        return format_html(
+            '<input type="text" id="bootstrap-url" readonly value="{}" size="90" onclick="this.select()"> '
+            '<button type="button" class="button" id="copy-bootstrap-url" onclick="'
+            "var f=document.getElementById('bootstrap-url');f.select();"
+            "if(navigator.clipboard&&window.isSecureContext){{navigator.clipboard.writeText(f.value);}}"
+            "else{{document.execCommand('copy');}}this.textContent='{}';"
+            '">{}</button>',
+            url, gettext("Copied"), gettext("Copy"),
+        )
 
     def get_form(self, request: HttpRequest, obj: Organization | None = None, change: bool = False, **kwargs: Any):
         if obj is None:
@@ -100,29 +230,12 @@ class OrganizationAdmin(admin.ModelAdmin):
     def get_fields(self, request: HttpRequest, obj: Organization | None = None) -> tuple[str, ...]:
         if obj is None:
             return CREATION_FIELDS
-        return (
-            "organization_id",
-            "bootstrapped",
-            "bootstrap_url",
-            "created_on",
-            "bootstrapped_on",
-            "expired_on",
-            "sequestered",
-            *SETTINGS_FIELDS,
-        )
+        return (*DETAIL_FIELDS, *SETTINGS_FIELDS)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Organization | None = None) -> tuple[str, ...]:
         if obj is None:
             return ()
-        return (
-            "organization_id",
-            "bootstrapped",
-            "bootstrap_url",
-            "created_on",
-            "bootstrapped_on",
-            "expired_on",
-            "sequestered",
-        )
+        return DETAIL_FIELDS
 
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
         initial = super().get_changeform_initial_data(request)
@@ -137,6 +250,9 @@ class OrganizationAdmin(admin.ModelAdmin):
             outcome = services.organization_update(organization_id=obj.organization_id, **changed)
             if isinstance(outcome, AdministrationError):
                 raise Organization.DoesNotExist(obj.organization_id)
+            if changed:
+                audit.record(actor=audit.console_actor(request), action=audit.organization_patch_action(changed),
+                             organization_id=obj.organization_id, details=changed)
             return
 
         created = services.organization_create(
@@ -149,8 +265,13 @@ class OrganizationAdmin(admin.ModelAdmin):
             # Bootstrapped between the form's check and now.
             existing = Organization.objects.get(organization_id=form.cleaned_data["organization_id"])
             obj.pk = existing.pk
-            messages.error(request, "This organization was bootstrapped meanwhile; nothing was changed.")
+            messages.error(request, gettext("This organization was bootstrapped meanwhile; nothing was changed."))
             return
+        audit.record(
+            actor=audit.console_actor(request), action=audit.Action.ORGANIZATION_CREATED,
+            organization_id=created.organization.organization_id,
+            details={name: form.cleaned_data[name] for name in CREATION_FIELDS if name != "organization_id"},
+        )
         obj.pk = created.organization.pk
         obj.bootstrap_token = created.bootstrap_token
         obj.created_on = created.organization.created_on
@@ -158,11 +279,17 @@ class OrganizationAdmin(admin.ModelAdmin):
         if url is None:
             messages.warning(
                 request,
-                "Organization created, but its bootstrap URL cannot be built: the server has no backend address "
-                "(set PARSEC_BACKEND_ADDR).",
+                gettext(
+                    "Organization created, but its bootstrap URL cannot be built: the server has no backend address "
+                    "(set PARSEC_BACKEND_ADDR)."
+                ),
             )
         else:
-            messages.success(request, f"Bootstrap URL of {created.organization.organization_id}: {url}")
+            messages.success(
+                request,
+                gettext("Bootstrap URL of %(organization)s: %(url)s")
+                % {"organization": created.organization.organization_id, "url": url},
+            )
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -209,7 +336,7 @@ class UserAdmin(ReadOnlyAdmin):
     )
     readonly_fields = fields
 
-    @admin.display(boolean=True, description="Revoked?")
+    @admin.display(boolean=True, description=_("Revoked?"))
     def revoked(self, user: User) -> bool:
         return user.revoked_on is not None
 
@@ -222,18 +349,24 @@ class UserAdmin(ReadOnlyAdmin):
                 organization_id=user.organization.organization_id, frozen=frozen, user_id=user.user_id
             )
             if isinstance(outcome, AdministrationError):
-                self.message_user(
-                    request, f"{user.user_id}: cannot be {'frozen' if frozen else 'unfrozen'} "
-                    "(revoked, or without a human handle)", messages.WARNING,
-                )
+                message = (gettext("%(user)s: cannot be frozen (revoked, or without a human handle)") if frozen
+                           else gettext("%(user)s: cannot be unfrozen (revoked, or without a human handle)"))
+                self.message_user(request, message % {"user": user.user_id}, messages.WARNING)
             else:
-                self.message_user(request, f"{outcome.user_name} <{outcome.user_email}>: frozen={frozen}")
+                audit.record(
+                    actor=audit.console_actor(request),
+                    action=audit.Action.USER_FROZEN if frozen else audit.Action.USER_UNFROZEN,
+                    organization_id=user.organization.organization_id,
+                    target=f"{outcome.user_id} <{outcome.user_email}>",
+                )
+                message = gettext("%(user)s: frozen") if frozen else gettext("%(user)s: unfrozen")
+                self.message_user(request, message % {"user": f"{outcome.user_name} <{outcome.user_email}>"})
 
-    @admin.action(description="Freeze the selected users (closes their sessions)")
+    @admin.action(description=_("Freeze the selected users (closes their sessions)"))
     def freeze_users(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         self._set_frozen(request, queryset, True)
 
-    @admin.action(description="Unfreeze the selected users")
+    @admin.action(description=_("Unfreeze the selected users"))
     def unfreeze_users(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         self._set_frozen(request, queryset, False)
 
@@ -246,3 +379,15 @@ class DeviceAdmin(ReadOnlyAdmin):
     search_fields = ("device_id", "device_label")
     fields = ("organization", "user", "device_id", "device_label", "created_on", "device_certifier")
     readonly_fields = fields
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyAdmin):
+    """The audit trail: read-only, newest first."""
+
+    list_display = ("timestamp", "actor", "action", "organization_id", "target", "details")
+    list_filter = ("action", "timestamp")
+    search_fields = ("organization_id", "actor", "target")
+    date_hierarchy = "timestamp"
+    fields = list_display
+    readonly_fields = list_display

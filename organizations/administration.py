@@ -20,7 +20,7 @@ from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from organizations import services
+from organizations import audit, services
 from organizations.services import AdministrationError, HumanUserItem, OrganizationStats
 from protocol import types
 from protocol.db import call_surviving_dead_connections
@@ -179,6 +179,18 @@ def administration_view(*methods: str) -> Callable[[View], View]:
     return decorate
 
 
+def server_stats_csv(all_stats: list[OrganizationStats]) -> str:
+    """The reference's CSV of `GET /administration/stats` (also the console's download)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(CSV_HEADER)
+    for stats in all_stats:
+        per_profile = [value for item in stats.users_per_profile_detail for value in (item.active, item.revoked)]
+        totals = [stats.data_size, stats.metadata_size, stats.realms, stats.active_users]
+        writer.writerow([stats.organization_id, *totals, *per_profile])
+    return buffer.getvalue()
+
+
 def _stats_json(stats: OrganizationStats) -> dict[str, Any]:
     return {
         "active_users": stats.active_users,
@@ -211,6 +223,9 @@ def administration_organization_create(request: HttpRequest) -> HttpResponse:
     outcome = services.organization_create(**body)
     if isinstance(outcome, AdministrationError):
         return _error_response(outcome)
+    settings_given = {name: value for name, value in body.items() if name != "organization_id"}
+    audit.record(actor=audit.API_ACTOR, action=audit.Action.ORGANIZATION_CREATED,
+                 organization_id=body["organization_id"], details=settings_given)
     return JsonResponse({"bootstrap_token": outcome.bootstrap_token})
 
 
@@ -245,6 +260,9 @@ def administration_organization_item(request: HttpRequest, organization_id: str)
     outcome = services.organization_update(organization_id=parsed_id, **body)
     if isinstance(outcome, AdministrationError):
         return _error_response(outcome)
+    if body:
+        audit.record(actor=audit.API_ACTOR, action=audit.organization_patch_action(body), organization_id=parsed_id,
+                     details=body)
     return JsonResponse({})
 
 
@@ -290,14 +308,7 @@ def administration_server_stats(request: HttpRequest) -> HttpResponse:
             }
         )
 
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(CSV_HEADER)
-    for stats in all_stats:
-        per_profile = [value for item in stats.users_per_profile_detail for value in (item.active, item.revoked)]
-        totals = [stats.data_size, stats.metadata_size, stats.realms, stats.active_users]
-        writer.writerow([stats.organization_id, *totals, *per_profile])
-    return HttpResponse(buffer.getvalue(), content_type="text/csv")
+    return HttpResponse(server_stats_csv(all_stats), content_type="text/csv")
 
 
 @administration_view("GET")
@@ -333,6 +344,9 @@ def administration_user_freeze(request: HttpRequest, organization_id: str) -> Ht
     )
     if isinstance(outcome, AdministrationError):
         return _error_response(outcome)
+    action = audit.Action.USER_FROZEN if outcome.frozen else audit.Action.USER_UNFROZEN
+    audit.record(actor=audit.API_ACTOR, action=action, organization_id=parsed_id,
+                 target=f"{outcome.user_id} <{outcome.user_email}>")
     return JsonResponse(
         {
             "frozen": outcome.frozen,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 
 class Profile(models.TextChoices):
@@ -125,3 +126,37 @@ class Device(models.Model):
 
     def __str__(self) -> str:
         return self.device_id
+
+
+class AuditEntry(models.Model):
+    """One change made by an operator (web console, administration API, management commands): who, what, when.
+
+    Kept apart from the organization's rows (no foreign key): the trail of an erased organization stays.
+    """
+
+    class Action(models.TextChoices):
+        ORGANIZATION_CREATED = "organization_created", _("Organization created")
+        ORGANIZATION_PATCHED = "organization_patched", _("Organization changed")
+        ORGANIZATION_EXPIRED = "organization_expired", _("Organization expired")
+        ORGANIZATION_ERASED = "organization_erased", _("Organization erased")
+        USER_FROZEN = "user_frozen", _("User frozen")
+        USER_UNFROZEN = "user_unfrozen", _("User unfrozen")
+        INVITATION_CANCELLED = "invitation_cancelled", _("Invitation cancelled")
+
+    timestamp = models.DateTimeField(_("when"), db_index=True)
+    # "administration token", "console: <username>", "manage.py <command>"
+    actor = models.CharField(_("who"), max_length=200)
+    action = models.CharField(_("action"), max_length=32, choices=Action.choices)
+    organization_id = models.CharField(_("organization"), max_length=32, db_index=True)
+    # The user, invitation... the action was about; empty for the organization itself.
+    target = models.CharField(_("target"), max_length=300, blank=True)
+    # What changed, e.g. {"active_users_limit": 10}, or counts and bytes of an erase.
+    details = models.JSONField(_("details"), default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-timestamp", "-pk"]
+        verbose_name = _("audit entry")
+        verbose_name_plural = _("audit trail")
+
+    def __str__(self) -> str:
+        return f"{self.timestamp:%Y-%m-%d %H:%M:%S} {self.actor}: {self.action} {self.organization_id} {self.target}"

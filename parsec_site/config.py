@@ -7,6 +7,7 @@ the command line parser, the error messages and docs/configuration.md all follow
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import tempfile
 from dataclasses import dataclass, field
@@ -431,6 +432,22 @@ OPTIONS: tuple[Option, ...] = (
         "PATH",
     ),
     Option(("--debug",), "DEBUG", "switch", "off", "debug mode: `ping` command, verbose `server` header"),
+    Option(
+        ("--admin",), "PARSEC_ADMIN", "value", "on",
+        "the operators' web console (Django admin): on or off (ours)", "BOOLEAN",
+    ),
+    Option(
+        ("--admin-prefix",), "PARSEC_ADMIN_PREFIX", "value", "admin",
+        "URL path of the web console, e.g. `ops/console` (ours)", "PATH",
+    ),
+    Option(
+        ("--admin-port",), "PARSEC_ADMIN_PORT", "value", "none (the client port)",
+        "serve the web console only on this port, not on the clients' --port (ours)", "PORT",
+    ),
+    Option(
+        ("--admin-host",), "PARSEC_ADMIN_HOST", "value", "--host",
+        "listen address of --admin-port, e.g. 127.0.0.1 to keep the console local (ours)", "HOST",
+    ),
 )
 
 OPTIONS_BY_ENV: dict[str, Option] = {option.env: option for option in OPTIONS}
@@ -442,6 +459,9 @@ FALSE_STRINGS = frozenset({"0", "false", "f", "no", "n", "off"})
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("CONSOLE", "JSON")
 EMAIL_LANGUAGES = ("en", "fr")
+# First path segments the clients, the pages and the API use: the console cannot take them.
+RESERVED_PATHS = frozenset({"ws", "anonymous", "authenticated", "invited", "redirect", "health", "metrics",
+                            "administration", "static"})
 
 
 def option_error(env_name: str, message: str) -> ImproperlyConfigured:
@@ -523,6 +543,16 @@ class ServerConfig:
     data_dir: Path
     debug: bool
     blockstore_config: BlockstoreConfig
+    # The web console (ours): off, or at its own prefix, or only on its own port.
+    admin_enabled: bool = True
+    admin_prefix: str = "admin"
+    admin_host: str | None = None
+    admin_port: int | None = None
+
+    @property
+    def admin_url_prefix(self) -> str | None:
+        """`<prefix>/` where the console is routed, None when it is off."""
+        return f"{self.admin_prefix}/" if self.admin_enabled else None
 
     @property
     def db_kind(self) -> str:
@@ -575,6 +605,18 @@ def _validate_sentry_dsn(dsn: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.username or not parts.hostname or not parts.path.strip("/"):
         raise ValueError("expected https://<key>@<host>/<project>")
     return dsn
+
+
+_ADMIN_PREFIX = re.compile(r"[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*")
+
+
+def _validate_admin_prefix(raw: str) -> str:
+    prefix = raw.strip().strip("/")
+    if not _ADMIN_PREFIX.fullmatch(prefix):
+        raise ValueError("expected a URL path such as `admin` or `ops/console` (letters, digits, . _ ~ - and /)")
+    if prefix.split("/", 1)[0] in RESERVED_PATHS:
+        raise ValueError(f"`{prefix.split('/', 1)[0]}` is a route of the server itself")
+    return prefix
 
 
 def _validate_forward_header(raw: str) -> tuple[str, str]:
@@ -665,6 +707,16 @@ def load_server_config(env: environ.Env) -> ServerConfig:
 
     log_file = get("PARSEC_LOG_FILE", str, None)
 
+    admin_port = get("PARSEC_ADMIN_PORT", port, None)
+    if admin_port is not None and admin_port == listen_port:
+        raise option_error("PARSEC_ADMIN_PORT", "must differ from --port (leave it unset to serve the console there)")
+    metrics_port_value = get("PARSEC_METRICS_PORT", port, None)
+    if admin_port is not None and admin_port == metrics_port_value:
+        raise option_error("PARSEC_ADMIN_PORT", "must differ from --metrics-port")
+    admin_host = get("PARSEC_ADMIN_HOST", str.strip, None)
+    if admin_host is not None and admin_port is None:
+        raise option_error("PARSEC_ADMIN_HOST", "goes with --admin-port")
+
     return ServerConfig(
         host=host,
         port=listen_port,
@@ -714,10 +766,14 @@ def load_server_config(env: environ.Env) -> ServerConfig:
         ),
         max_commands_per_second=get("PARSEC_MAX_COMMANDS_PER_SECOND", then(_parse_float, at_least(1)), 1000.0),
         metrics_token=raw("PARSEC_METRICS_TOKEN"),
-        metrics_port=get("PARSEC_METRICS_PORT", port, None),
+        metrics_port=metrics_port_value,
         data_dir=data_dir,
         debug=get("DEBUG", parse_bool, False),
         blockstore_config=blockstore_config,
+        admin_enabled=get("PARSEC_ADMIN", parse_bool, True),
+        admin_prefix=get("PARSEC_ADMIN_PREFIX", _validate_admin_prefix, "admin"),
+        admin_host=admin_host,
+        admin_port=admin_port,
     )
 
 
@@ -743,10 +799,33 @@ def check_supported(config: ServerConfig) -> None:
             raise option_error("PARSEC_WORKERS", "several processes need --redis-url (the Redis channel layer)")
         if config.fd is not None:
             raise option_error("PARSEC_FD", "--fd serves one process; --workers binds --host/--port itself")
+    if config.admin_port is not None and config.admin_enabled and (config.workers > 1 or config.fd is not None):
+        # Its socket would have to be handed to every worker too; not built yet.
+        raise option_error("PARSEC_ADMIN_PORT", "not supported with --workers or --fd yet (use --admin-prefix and "
+                           "restrict the prefix in the proxy, see deploy/nginx.conf)")
 
 
 def _blockstore_kinds(store: BlockstoreConfig) -> set[str]:
     return {node.kind for node in store.nodes} if isinstance(store, RaidBlockstore) else {store.kind}
+
+
+def proxy_ssl_header(config: ServerConfig) -> tuple[str, str] | None:
+    """Django's SECURE_PROXY_SSL_HEADER from `--forward-proto-enforce-https`: which requests came over HTTPS.
+
+    Behind a proxy that terminates TLS, Django would otherwise take every request for plain HTTP, and the
+    console's login POST (its Origin `https://...`) would fail the CSRF origin check.
+    """
+    if config.forward_proto_enforce_https is None:
+        return None
+    header, value = config.forward_proto_enforce_https
+    return "HTTP_" + header.upper().replace("-", "_"), value
+
+
+def csrf_trusted_origins(config: ServerConfig) -> list[str]:
+    """The public origin of `--backend-addr`: proxies that rewrite `Host` (dropping the port) still pass."""
+    if config.backend_addr is None:
+        return []
+    return [config.backend_addr.to_http_url()]
 
 
 SECRET_KEY_FILE = "django_secret_key"

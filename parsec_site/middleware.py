@@ -7,9 +7,11 @@ import time
 from typing import Any, Awaitable, Callable
 
 import structlog
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponsePermanentRedirect
+
+from whitenoise.middleware import WhiteNoiseMiddleware
 
 from parsec_site import metrics
 
@@ -66,6 +68,47 @@ class ForwardProtoMiddleware(_Middleware):
         if value is None or value == expected or request.scheme != "http":
             return None
         return HttpResponsePermanentRedirect(f"https://{request.get_host()}{request.get_full_path()}")
+
+
+class StaticFilesMiddleware(WhiteNoiseMiddleware):
+    """WhiteNoise, able to run on the async path: other requests (the HTTP RPC) keep away from threads.
+
+    WhiteNoise's middleware is sync-only, so Django would hop every request through a worker thread.
+    The lookup of a static path is a dict lookup; only serving a file (opening it) goes to a thread.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: GetResponse) -> None:
+        super().__init__(get_response)
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self.__acall__(request)
+        return super().__call__(request)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        if self.autorefresh:
+            static_file = await sync_to_async(self.find_file, thread_sensitive=False)(request.path_info)
+        else:
+            static_file = self.files.get(request.path_info)
+        if static_file is not None:
+            return await sync_to_async(self.serve, thread_sensitive=False)(static_file, request)
+        return await self.get_response(request)
+
+
+class AdminPortMiddleware(_Middleware):
+    """`--admin-port`: a request that came in on the console's port is routed to the console's URLs only."""
+
+    def before(self, request: HttpRequest) -> HttpResponseBase | None:
+        admin_port = settings.PARSEC.admin_port
+        if admin_port is not None and request.META.get("SERVER_PORT") == str(admin_port):
+            request.urlconf = "parsec_site.admin_urls"
+        return None
 
 
 class RequestLogMiddleware(_Middleware):

@@ -26,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -88,6 +88,9 @@ class ServeOptions:
     server_name: str = "parsec"
     action_logger: Callable[[str, str, dict[str, Any]], None] | None = None
     on_ready: list[Callable[[], None]] = field(default_factory=list)
+    # `--admin-port`: a second listener, same application and TLS; the console answers only there.
+    admin_host: str | None = None
+    admin_port: int | None = None
 
 
 def build_server(application: Any, options: ServeOptions) -> Any:
@@ -119,6 +122,9 @@ def build_server(application: Any, options: ServeOptions) -> Any:
         bound_requests(server.http_factory, options.request_timeout, reactor)
         try:
             port = _listen(reactor, server.http_factory, options, tls)
+            if options.admin_port is not None:
+                admin = replace(options, host=options.admin_host or options.host, port=options.admin_port, fd=None)
+                ports.append(_listen(reactor, server.http_factory, admin, tls))
         except Exception as exc:  # bind refused, bad fd...: daphne's own failure path stops the reactor
             from twisted.python.failure import Failure
 

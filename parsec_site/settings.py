@@ -13,7 +13,13 @@ from pathlib import Path
 import environ
 
 from parsec_site import logging as parsec_logging
-from parsec_site.config import ServerConfig, django_secret_key, load_server_config
+from parsec_site.config import (
+    ServerConfig,
+    csrf_trusted_origins,
+    django_secret_key,
+    load_server_config,
+    proxy_ssl_header,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -47,6 +53,10 @@ MIDDLEWARE = [
     "parsec_site.middleware.RequestLogMiddleware",
     "parsec_site.middleware.ForwardProtoMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # The console's stylesheets and scripts (WhiteNoise), before anything that needs a session.
+    "parsec_site.middleware.StaticFilesMiddleware",
+    # `--admin-port`: requests on that port see the console's URLs only.
+    "parsec_site.middleware.AdminPortMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     # The HTML pages in the visitor's language (Accept-Language).
     "django.middleware.locale.LocaleMiddleware",
@@ -179,6 +189,19 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# WhiteNoise serves them: from STATIC_ROOT once `collectstatic` ran (scripts/start.sh, the Docker image),
+# straight from the apps' folders (Django's finders) in debug/--dev or when nothing was collected.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = PARSEC.debug or not STATIC_ROOT.is_dir()
+WHITENOISE_AUTOREFRESH = PARSEC.debug
+
+# Behind a TLS-terminating proxy (`--forward-proto-enforce-https`) Django must know the request was HTTPS,
+# and the public origin (`--backend-addr`) is trusted by the console's CSRF check.
+SECURE_PROXY_SSL_HEADER = proxy_ssl_header(PARSEC)
+CSRF_TRUSTED_ORIGINS = csrf_trusted_origins(PARSEC)
 
 # The HTTP RPC routes answer 413 themselves above 1 MiB; let Django hand them the body.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024 * 1024

@@ -24,6 +24,10 @@ if $want_tests; then
     command -v memcached >/dev/null 2>&1 || packages+=(memcached)
     # nginx: the deploy/nginx.conf example is checked with `nginx -t`.
     command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || packages+=(nginx-light)
+
+    # The web console's browser tests (tests/browser): headless Chromium driven by selenium.
+    command -v chromium >/dev/null 2>&1 || packages+=(chromium)
+    command -v chromedriver >/dev/null 2>&1 || packages+=(chromium-driver)
 fi
 # msgfmt, to compile the French catalogue of the HTML pages (locale/).
 command -v msgfmt >/dev/null 2>&1 || packages+=(gettext)

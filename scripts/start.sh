@@ -5,4 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# The web console's stylesheets and scripts, compressed, into ./staticfiles (served by the server).
+.venv/bin/python manage.py collectstatic --no-input >/dev/null
 exec .venv/bin/python manage.py run "$@"

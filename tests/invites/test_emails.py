@@ -341,6 +341,10 @@ async def test_french(world: World, smtp_server):
     assert "Alice vous invite à rejoindre l'organisation CoolOrg sur Parsec." in text
     assert "Les prochaines étapes" in text and link(reply["token"]) in text
     assert 'lang="fr"' in html and "Accepter l'invitation" in html
+    # Every sentence of the templates is a gettext message: none is left in English.
+    for english in ("next steps", "download the Parsec client", "Get in touch", "For more information"):
+        assert english not in text and english not in html
+    assert "Prenez contact avec Alice" in text and "documentation de Parsec</a>" in html
     await invite(world.alice, "DEVICE")
     assert mailbox.received[1].message["Subject"] == "[Parsec] Invitation à ajouter un appareil à CoolOrg"
     assert "ajouter un nouvel appareil" in parts(mailbox.received[1].message)[0]

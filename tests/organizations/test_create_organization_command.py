@@ -51,6 +51,15 @@ def test_local_settings(db):
     assert organization.user_profile_outsider_allowed is False
 
 
+def test_local_creation_is_audited(db):
+    from organizations.models import AuditEntry
+
+    run("NewOrg", "--active-users-limit", "3")
+    entry = AuditEntry.objects.get()
+    assert (entry.actor, entry.action, entry.organization_id, entry.details) == (
+        "manage.py create_organization", "organization_created", "NewOrg", {"active_users_limit": 3})
+
+
 def test_local_recreate_not_bootstrapped(db):
     first = bootstrap_token_in(run("NewOrg"), "NewOrg", "parsec.example.com:6777")
     second = bootstrap_token_in(run("NewOrg"), "NewOrg", "parsec.example.com:6777")

@@ -14,7 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from organizations import services
+from organizations import audit, services
 from organizations.services import UNSET, AdministrationError
 from parsec_site.config import BackendAddr
 from protocol import types
@@ -103,6 +103,9 @@ class Command(BaseCommand):
         if outcome is AdministrationError.ALREADY_EXISTS:
             raise CommandError(f"Organization {organization_id} already exists and is already bootstrapped.")
         assert not isinstance(outcome, AdministrationError), outcome
+        # Through the API (`--addr`), the server records it; here, on the database directly, we do.
+        audit.record(actor=audit.command_actor("create_organization"), action=audit.Action.ORGANIZATION_CREATED,
+                     organization_id=organization_id, details=settings_fields)
         return backend_addr, outcome.bootstrap_token
 
     def _remote_create(

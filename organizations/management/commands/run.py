@@ -81,6 +81,10 @@ class Command(BaseCommand):
             f"blockstore={config.blockstore_config.kind} email={config.email_kind} "
             f"backend_addr={config.backend_addr.to_url()})"
         )
+        if config.admin_port is not None and config.admin_enabled:
+            self.stdout.write(
+                f"Web console on {config.admin_host or config.host}:{config.admin_port}/{config.admin_url_prefix}"
+            )
         if not has_organization and config.fd is None:
             self.stdout.write(self._first_organization_hint(config, startup))
         self.stdout.flush()
@@ -100,6 +104,8 @@ class Command(BaseCommand):
             # transport.md §1: `server: parsec/v2.17.0` in debug mode, `server: parsec` otherwise.
             server_name="parsec/v2.17.0" if config.debug else "parsec",
             action_logger=log_action,
+            admin_host=config.admin_host,
+            admin_port=config.admin_port if config.admin_enabled else None,
         ))
         try:
             server.run()
