@@ -9,7 +9,8 @@ with the same id and data, and the store may already hold them.
 the values parsed by `parsec_site.config` (the one parser of the grammar): MOCKED, POSTGRESQL,
 LOCAL:<path>, S3 (`blocks.s3`), Swift (`blocks.swift`) and RAID0/1/5 over any of them (`blocks.raid`).
 
-Besides `create` and `read`, stores may have `check()` (start-up check: S3 bucket / Swift container
+Besides `create` and `read`, every store has `delete` (erasing an organization, `organizations.erase`),
+and stores may have `check()` (start-up check: S3 bucket / Swift container
 reachable) and `scrub()` (used by `manage.py blockstore_check`: is every part of a block where it
 should be, and optionally rewrite it); `check_blockstore` and `scrub_block` fall back to defaults.
 """
@@ -47,6 +48,10 @@ class BlockStore(Protocol):
         """The block's data; raise BlockNotFound if absent, BlockStoreError on any other failure."""
         ...
 
+    def delete(self, organization_id: str, block_id: uuid.UUID) -> None:
+        """Remove the block; already absent is success (an interrupted erase is re-run); BlockStoreError."""
+        ...
+
 
 def object_name(organization_id: str, block_id: uuid.UUID) -> str:
     """`<organization_id>/<block uuid with dashes>`, the S3 key / Swift object name of the reference."""
@@ -81,6 +86,10 @@ class MockedBlockStore:
         if data is None:
             raise BlockNotFound(f"block {block_id} not found")
         return data
+
+    def delete(self, organization_id: str, block_id: uuid.UUID) -> None:
+        with self._lock:
+            self._blocks.pop((organization_id, block_id), None)
 
 
 class DatabaseBlockStore:
@@ -125,6 +134,12 @@ class DatabaseBlockStore:
         if data is None:
             raise BlockNotFound(f"block {block_id} not found")
         return bytes(data)  # PostgreSQL gives a memoryview
+
+    def delete(self, organization_id: str, block_id: uuid.UUID) -> None:
+        try:
+            BlockData.objects.filter(organization_id=organization_id, block_id=block_id).delete()
+        except DatabaseError as exc:
+            raise BlockStoreError(f"cannot delete block {block_id}: {type(exc).__name__}") from exc
 
     @staticmethod
     def _execute_binary(sql: str, params: tuple, fetch: bool = False) -> tuple | None:
@@ -184,6 +199,12 @@ class LocalFolderBlockStore:
             raise BlockNotFound(f"block {block_id} not found") from exc
         except OSError as exc:
             raise BlockStoreError(f"cannot read block {block_id}: {exc.strerror or exc}") from exc
+
+    def delete(self, organization_id: str, block_id: uuid.UUID) -> None:
+        try:
+            self.path_of(organization_id, block_id).unlink(missing_ok=True)
+        except OSError as exc:
+            raise BlockStoreError(f"cannot delete block {block_id}: {exc.strerror or exc}") from exc
 
 
 def _fsync_directory(folder: Path) -> None:

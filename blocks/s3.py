@@ -4,7 +4,7 @@ boto3 directly rather than django-storages' S3Storage: a block is written once a
 key, as bytes. S3Storage is a file-storage API (names made unique or overwritten, File objects,
 multipart transfers through s3transfer, a client configured from Django settings, one per storage)
 and hides the error we must tell apart: "no such key" (`BlockNotFound`) from "S3 is unreachable"
-(`BlockStoreError`). Two boto3 calls (put_object / get_object) are all we need.
+(`BlockStoreError`). Three boto3 calls (put_object / get_object / delete_object) are all we need.
 
 One client per store, shared by every worker thread (botocore clients are thread-safe), with an
 HTTP connection pool sized for the server's concurrency, explicit timeouts and a bounded number of
@@ -109,3 +109,10 @@ class S3BlockStore:
             raise BlockStoreError(f"S3 {self.endpoint}: cannot read block {block_id}: {_describe(exc)}") from exc
         except (BotoCoreError, urllib3.exceptions.HTTPError, OSError) as exc:
             raise BlockStoreError(f"S3 {self.endpoint}: cannot read block {block_id}: {_describe(exc)}") from exc
+
+    def delete(self, organization_id: str, block_id: uuid.UUID) -> None:
+        # S3 answers 204 whether or not the key existed: deleting twice is not an error.
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=object_name(organization_id, block_id))
+        except (BotoCoreError, ClientError, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise BlockStoreError(f"S3 {self.endpoint}: cannot delete block {block_id}: {_describe(exc)}") from exc

@@ -2,8 +2,8 @@
 
 python-swiftclient directly rather than django-storage-swift: the latter is a Django file storage
 (unique names, File objects, settings-wide credentials) over the same swiftclient, and it turns a
-missing object and an unreachable Swift into the same failure. We need two calls, put_object and
-get_object, and the difference between "not found" (`BlockNotFound`) and "down" (`BlockStoreError`).
+missing object and an unreachable Swift into the same failure. We need three calls, put_object,
+get_object and delete_object, and the difference between "not found" (`BlockNotFound`) and "down" (`BlockStoreError`).
 
 Like the reference: auth v1 as user `<user>:<tenant>` with key `<password>`, object name
 `<organization_id>/<block uuid with dashes>`, container HEADed at start-up. Unlike it: explicit
@@ -130,3 +130,14 @@ class SwiftBlockStore:
             raise BlockStoreError(f"Swift {self.endpoint}: cannot read block {block_id}: {_describe(exc)}") from exc
         except (requests.exceptions.RequestException, OSError) as exc:
             raise BlockStoreError(f"Swift {self.endpoint}: cannot read block {block_id}: {_describe(exc)}") from exc
+
+    def delete(self, organization_id: str, block_id: uuid.UUID) -> None:
+        try:
+            with self._connection() as connection:
+                connection.delete_object(self.container, object_name(organization_id, block_id))
+        except ClientException as exc:
+            if exc.http_status == 404:
+                return  # already gone: an interrupted erase is being re-run
+            raise BlockStoreError(f"Swift {self.endpoint}: cannot delete block {block_id}: {_describe(exc)}") from exc
+        except (requests.exceptions.RequestException, OSError) as exc:
+            raise BlockStoreError(f"Swift {self.endpoint}: cannot delete block {block_id}: {_describe(exc)}") from exc

@@ -86,6 +86,29 @@ def test_one_mebibyte(store: BlockStore) -> None:
     assert store.read(ORG, block_id) == data
 
 
+def test_delete(store: BlockStore) -> None:
+    block_id, other_id = uuid.uuid4(), uuid.uuid4()
+    store.create(ORG, block_id, b"data")
+    store.create(ORG, other_id, b"other")
+    store.create("OtherOrg", block_id, b"same id, other organization")
+    store.delete(ORG, block_id)
+    with pytest.raises(BlockNotFound):
+        store.read(ORG, block_id)
+    assert store.read(ORG, other_id) == b"other"
+    assert store.read("OtherOrg", block_id) == b"same id, other organization"
+
+
+def test_delete_missing_is_done(store: BlockStore) -> None:
+    # An interrupted erase is run again: what is already gone counts as deleted.
+    block_id = uuid.uuid4()
+    store.create(ORG, block_id, b"data")
+    store.delete(ORG, block_id)
+    store.delete(ORG, block_id)
+    store.delete(ORG, uuid.uuid4())
+    with pytest.raises(BlockNotFound):
+        store.read(ORG, block_id)
+
+
 # --- Store specifics -------------------------------------------------------------------------------
 
 
