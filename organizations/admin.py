@@ -15,6 +15,7 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
 from organizations import services
+from organizations.admin_erase import erase_organization_action
 from organizations.models import Device, Organization, User
 from organizations.services import AdministrationError
 from protocol import types
@@ -67,6 +68,7 @@ class OrganizationAdmin(admin.ModelAdmin):
     list_filter = ("is_expired",)
     search_fields = ("organization_id",)
     ordering = ("organization_id",)
+    actions = [erase_organization_action]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Organization]:
         return super().get_queryset(request).annotate(user_count=Count("users"))
