@@ -357,3 +357,50 @@ def test_console_erase_needs_a_superuser(client, django_user_model, populated: P
     assert "Only a superuser may erase an organization." in response.content.decode()
     assert Organization.objects.filter(organization_id=ERASED).exists()
     assert VlobAtom.objects.filter(organization=organization).exists()
+
+
+# --- A block recorded while the erase runs -----------------------------------------------------------------
+
+
+class RecordsALateBlock:
+    """A MOCKED store in which, during the first delete, a `block_create` that passed its checks before the
+    organization expired stores its block and records it (the race step 3 of the erase closes)."""
+
+    def __init__(self, organization_id: str) -> None:
+        from blocks.blockstores import MockedBlockStore
+
+        self.inner = MockedBlockStore()
+        self.organization_id = organization_id
+        self.late_id: uuid.UUID | None = None
+
+    def create(self, organization_id: str, block_id: uuid.UUID, data: bytes) -> None:
+        self.inner.create(organization_id, block_id, data)
+
+    def read(self, organization_id: str, block_id: uuid.UUID) -> bytes:
+        return self.inner.read(organization_id, block_id)
+
+    def delete(self, organization_id: str, block_id: uuid.UUID) -> None:
+        if self.late_id is None:
+            existing = Block.objects.filter(organization__organization_id=self.organization_id).first()
+            self.late_id = uuid.uuid4()
+            self.inner.create(self.organization_id, self.late_id, b"late")
+            Block.objects.create(
+                organization_id=existing.organization_id, realm_id=existing.realm_id, author_id=existing.author_id,
+                block_id=self.late_id, size=4, created_on=existing.created_on,
+            )
+        self.inner.delete(organization_id, block_id)
+
+
+async def test_a_block_recorded_during_the_erase_is_deleted_too(monkeypatch, concurrent_writers) -> None:
+    from blocks import blockstores
+
+    store = RecordsALateBlock(ERASED)
+    monkeypatch.setattr(blockstores, "get_blockstore", lambda: store)
+    erased = await populate(ERASED)
+    report = await sync_to_async(erase_organization)(ERASED, dry_run=False, jobs=1)
+    assert isinstance(report, EraseReport) and report.complete
+    assert store.late_id is not None
+    assert report.blocks == report.blocks_deleted == BLOCKS_PER_ORGANIZATION + 1
+    for block_id in [*erased.block_ids, store.late_id]:
+        assert store.inner._blocks.get((ERASED, block_id)) is None
+    assert set((await sync_to_async(rows_of)(ERASED)).values()) == {0}
