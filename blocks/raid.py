@@ -215,6 +215,21 @@ class _RaidBlockStore:
     def delete(self, organization_id: str, block_id: uuid.UUID) -> None:
         self._delete_on(range(len(self.nodes)), organization_id, block_id)
 
+    def list_blocks(self, organization_id: str) -> set[uuid.UUID]:
+        """Blocks with a part on any node: every node must answer (a node down may hold parts of any block)."""
+        futures = [self._submit(index, "list_blocks", organization_id) for index in range(len(self.nodes))]
+        found: set[uuid.UUID] = set()
+        failures = []
+        for index, future in enumerate(futures):
+            exc = future.exception()
+            if exc is None:
+                found |= future.result()
+            else:
+                failures.append(f"node {index}: {exc}")
+        if failures:
+            raise BlockStoreError(f"{self.mode} listing failed on {'; '.join(failures)}")
+        return found
+
     @staticmethod
     def _failure(mode: str, errors: Sequence[BlockStoreError], what: str) -> BlockStoreError:
         text = f"{mode} {what}: " + "; ".join(str(error) for error in errors)

@@ -6,7 +6,9 @@ action call `erase_organization`. The order makes an interrupted erase safe to r
 1. The organization is expired first (through `organization_update`, which closes its sessions), so no
    client adds blocks or rows while it is being erased.
 2. Its blocks are deleted from the blockstore, every one the `Block` table knows, several at once. A
-   store's `delete` treats an absent block as done, so a re-run deletes what is left and no more.
+   store's `delete` treats an absent block as done, so a re-run deletes what is left and no more. Then
+   the store is listed for the organization: blocks stored but never recorded (a `block_create`
+   interrupted between the store and the database) go too.
 3. Only if every block went, the rows are deleted in one transaction (the organization row locked
    first). If a store failed (a RAID node down...), the rows stay: they are the list of blocks that a
    re-run, once the store is back, still has to delete. Deleting them first would lose that list and
@@ -90,7 +92,8 @@ class EraseReport:
     data_bytes: int = 0  # their total size
     metadata_bytes: int = 0  # size of the vlob versions
     blocks_deleted: int = 0
-    failures: list[tuple[uuid.UUID, str]] = field(default_factory=list)  # (block, store error)
+    unrecorded_blocks_deleted: int = 0  # found by listing the store, unknown to the database
+    failures: list[tuple[uuid.UUID | None, str]] = field(default_factory=list)  # (block or None, store error)
     complete: bool = False
 
     @property
@@ -116,8 +119,10 @@ class EraseReport:
             f"  blocks: {verb} {done} of {self.blocks} in the blockstore ({_size(self.data_bytes)} of data, "
             f"{_size(self.metadata_bytes)} of metadata)"
         )
+        if self.unrecorded_blocks_deleted:
+            lines.append(f"  and {self.unrecorded_blocks_deleted} block(s) found in the blockstore without metadata")
         for block_id, error in self.failures[:SHOWN_FAILURES]:
-            lines.append(f"  failed: block {block_id}: {error}")
+            lines.append(f"  failed: block {block_id}: {error}" if block_id else f"  failed: {error}")
         if len(self.failures) > SHOWN_FAILURES:
             lines.append(f"  ... and {len(self.failures) - SHOWN_FAILURES} more failed block(s)")
         if self.dry_run or self.complete:
@@ -171,7 +176,6 @@ def _delete_blocks(
             in_flight[executor.submit(delete, block_id)] = block_id
             drain(jobs * 4)
         drain(0)
-    report.blocks_deleted += len(deleted)
     return deleted
 
 
@@ -217,6 +221,16 @@ def erase_organization(
     # 2. The blocks, outside any transaction: store I/O may take long.
     block_ids = Block.objects.filter(organization=organization).values_list("block_id", flat=True)
     deleted = _delete_blocks(store, organization_id, block_ids.iterator(chunk_size=1000), report, jobs)
+    report.blocks_deleted = len(deleted)
+    if not report.failures:
+        try:
+            unrecorded = store.list_blocks(organization_id) - deleted
+        except BlockStoreError as exc:
+            report.failures.append((None, f"cannot list the blocks left in the blockstore: {exc}"))
+        else:
+            swept = _delete_blocks(store, organization_id, unrecorded, report, jobs)
+            report.unrecorded_blocks_deleted = len(swept)
+            deleted |= swept
     if report.failures:
         logger.warning(
             "Erase of organization %s incomplete: %d block(s) not deleted from the blockstore",

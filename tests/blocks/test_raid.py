@@ -53,6 +53,10 @@ class FlakyStore:
         self._enter("delete")
         self.inner.delete(organization_id, block_id)
 
+    def list_blocks(self, organization_id: str) -> set[uuid.UUID]:
+        self._enter("list_blocks")
+        return self.inner.list_blocks(organization_id)
+
     def part(self, block_id: uuid.UUID) -> bytes | None:
         return self.inner._blocks.get((ORG, block_id))
 
@@ -474,3 +478,18 @@ def test_raid5_delete_with_a_node_down_names_it_and_a_retry_finishes(down: int) 
     members[down].down = False
     store.delete(ORG, block_id)
     assert [node.part(block_id) for node in members] == [None] * 3
+
+
+@pytest.mark.parametrize("store_class", [Raid0BlockStore, Raid1BlockStore, Raid5BlockStore])
+def test_list_blocks_is_the_union_of_the_nodes(store_class) -> None:
+    members = nodes(3)
+    store = store_class(members)
+    ids = {uuid.uuid4() for _ in range(6)}
+    for block_id in ids:
+        store.create(ORG, block_id, b"data")
+    only_on_node_2 = uuid.uuid4()
+    members[2].inner.create(ORG, only_on_node_2, b"a part left behind")
+    assert store.list_blocks(ORG) == ids | {only_on_node_2}
+    members[1].down = True
+    with pytest.raises(BlockStoreError, match=f"{store.mode} listing failed on node 1: node down"):
+        store.list_blocks(ORG)

@@ -66,8 +66,11 @@ def test_delete_then_delete_again(object_store) -> None:
     block_id, kept_id = uuid.uuid4(), uuid.uuid4()
     store.create(ORG, block_id, b"data")
     store.create(ORG, kept_id, b"kept")
+    store.create("CoolOrg2", block_id, b"an organization id that starts the same")
+    assert store.list_blocks(ORG) == {block_id, kept_id}
     store.delete(ORG, block_id)
-    assert names() == [f"{ORG}/{kept_id}"]
+    assert store.list_blocks(ORG) == {kept_id}
+    assert names() == [f"CoolOrg2/{block_id}", f"{ORG}/{kept_id}"]
     with pytest.raises(BlockNotFound):
         store.read(ORG, block_id)
     # Already gone (an interrupted erase run again): not an error.
@@ -192,7 +195,7 @@ def test_s3_server_down_is_a_store_error_not_a_missing_block(s3_servers) -> None
     started = time.monotonic()
     for call in (
         lambda: store.read(ORG, block_id), lambda: store.create(ORG, uuid.uuid4(), b"x"),
-        lambda: store.delete(ORG, block_id), store.check,
+        lambda: store.delete(ORG, block_id), lambda: store.list_blocks(ORG), store.check,
     ):
         with pytest.raises(BlockStoreError) as caught:
             call()
@@ -237,6 +240,8 @@ def test_swift_down_then_back(swift_cluster: SwiftCluster, swift_store: str) -> 
             store.create(ORG, uuid.uuid4(), b"x")
         with pytest.raises(BlockStoreError, match="cannot delete block"):
             store.delete(ORG, block_id)
+        with pytest.raises(BlockStoreError, match="cannot list the blocks of CoolOrg"):
+            store.list_blocks(ORG)
         assert time.monotonic() - started < 15  # 2 retries, 0.2 + 0.4 s of backoff each, per call
     finally:
         swift_cluster.start()

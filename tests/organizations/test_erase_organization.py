@@ -115,6 +115,10 @@ async def test_erase_deletes_every_row_and_block_and_nothing_else(blockstore_spe
     erased = await populate(ERASED)
     kept = await populate(KEPT)
     store = await sync_to_async(get_blockstore)()
+    # Blocks stored but never recorded (a block_create interrupted between the store and the database).
+    unrecorded, kept_unrecorded = uuid.uuid4(), uuid.uuid4()
+    await sync_to_async(store.create)(ERASED, unrecorded, b"never recorded")
+    await sync_to_async(store.create)(KEPT, kept_unrecorded, b"never recorded either")
     before = await sync_to_async(rows_of)(ERASED)
     kept_before = await sync_to_async(rows_of)(KEPT)
     # Every table the protocol fills has rows (the populated world exercises the whole plan).
@@ -127,6 +131,8 @@ async def test_erase_deletes_every_row_and_block_and_nothing_else(blockstore_spe
     assert isinstance(report, EraseReport)
     assert report.complete and not report.failures
     assert report.blocks == report.blocks_deleted == BLOCKS_PER_ORGANIZATION
+    assert report.unrecorded_blocks_deleted == 1
+    assert "  and 1 block(s) found in the blockstore without metadata" in report.describe()
     assert report.data_bytes == sum(map(len, erased.block_data.values()))
     assert report.metadata_bytes == len(b"<vlob v1>") + len(b"<vlob v2>")
     # The POSTGRESQL store's own rows (`BlockData`) went with the blocks, before the other rows.
@@ -134,8 +140,10 @@ async def test_erase_deletes_every_row_and_block_and_nothing_else(blockstore_spe
         label: count for label, count in before.items() if count and label != "blocks.BlockData"
     }
     assert set((await sync_to_async(rows_of)(ERASED)).values()) == {0}
-    for block_id in erased.block_ids:
+    for block_id in [*erased.block_ids, unrecorded]:
         assert await sync_to_async(in_store)(store, ERASED, block_id) is None
+    assert await sync_to_async(store.list_blocks)(ERASED) == set()
+    assert await sync_to_async(in_store)(store, KEPT, kept_unrecorded) == b"never recorded either"
     # The other organization: same rows, same blocks, and its users still work.
     assert await sync_to_async(rows_of)(KEPT) == kept_before
     for block_id, data in kept.block_data.items():
@@ -363,8 +371,8 @@ def test_console_erase_needs_a_superuser(client, django_user_model, populated: P
 
 
 class RecordsALateBlock:
-    """A MOCKED store in which, during the first delete, a `block_create` that passed its checks before the
-    organization expired stores its block and records it (the race step 3 of the erase closes)."""
+    """A MOCKED store in which, right after the erase lists it, a `block_create` that passed its checks before
+    the organization expired stores its block and records it (the race step 3 of the erase closes)."""
 
     def __init__(self, organization_id: str) -> None:
         from blocks.blockstores import MockedBlockStore
@@ -380,15 +388,20 @@ class RecordsALateBlock:
         return self.inner.read(organization_id, block_id)
 
     def delete(self, organization_id: str, block_id: uuid.UUID) -> None:
-        if self.late_id is None:
-            existing = Block.objects.filter(organization__organization_id=self.organization_id).first()
-            self.late_id = uuid.uuid4()
-            self.inner.create(self.organization_id, self.late_id, b"late")
-            Block.objects.create(
-                organization_id=existing.organization_id, realm_id=existing.realm_id, author_id=existing.author_id,
-                block_id=self.late_id, size=4, created_on=existing.created_on,
-            )
         self.inner.delete(organization_id, block_id)
+
+    def list_blocks(self, organization_id: str) -> set[uuid.UUID]:
+        listed = self.inner.list_blocks(organization_id)
+        assert listed == set() and self.late_id is None  # the recorded blocks are gone already
+        existing = Organization.objects.get(organization_id=self.organization_id)
+        realm_id, author_id = VlobAtom.objects.filter(organization=existing).values_list("realm", "author").first()
+        self.late_id = uuid.uuid4()
+        self.inner.create(self.organization_id, self.late_id, b"late")
+        Block.objects.create(
+            organization=existing, realm_id=realm_id, author_id=author_id, block_id=self.late_id, size=4,
+            created_on=existing.created_on,
+        )
+        return listed
 
 
 async def test_a_block_recorded_during_the_erase_is_deleted_too(monkeypatch, concurrent_writers) -> None:
@@ -401,6 +414,7 @@ async def test_a_block_recorded_during_the_erase_is_deleted_too(monkeypatch, con
     assert isinstance(report, EraseReport) and report.complete
     assert store.late_id is not None
     assert report.blocks == report.blocks_deleted == BLOCKS_PER_ORGANIZATION + 1
+    assert report.unrecorded_blocks_deleted == 0
     for block_id in [*erased.block_ids, store.late_id]:
         assert store.inner._blocks.get((ERASED, block_id)) is None
     assert set((await sync_to_async(rows_of)(ERASED)).values()) == {0}
