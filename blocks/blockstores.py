@@ -9,7 +9,9 @@ with the same id and data, and the store may already hold them.
 the values parsed by `parsec_site.config` (the one parser of the grammar): MOCKED, POSTGRESQL,
 LOCAL:<path>, S3 (`blocks.s3`), Swift (`blocks.swift`) and RAID0/1/5 over any of them (`blocks.raid`).
 
-Besides `create` and `read`, stores may have `check()` (start-up check: S3 bucket / Swift container
+Besides `create` and `read`, every store has `delete` and `list_blocks` (erasing an organization,
+`organizations.erase`: the blocks the database knows, then whatever else the store holds for it), and
+stores may have `check()` (start-up check: S3 bucket / Swift container
 reachable) and `scrub()` (used by `manage.py blockstore_check`: is every part of a block where it
 should be, and optionally rewrite it); `check_blockstore` and `scrub_block` fall back to defaults.
 """
@@ -21,7 +23,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Iterable, Protocol
 
 from django.conf import settings
 from django.db import DatabaseError, connection
@@ -45,6 +47,14 @@ class BlockStore(Protocol):
 
     def read(self, organization_id: str, block_id: uuid.UUID) -> bytes:
         """The block's data; raise BlockNotFound if absent, BlockStoreError on any other failure."""
+        ...
+
+    def delete(self, organization_id: str, block_id: uuid.UUID) -> None:
+        """Remove the block; already absent is success (an interrupted erase is re-run); BlockStoreError."""
+        ...
+
+    def list_blocks(self, organization_id: str) -> set[uuid.UUID]:
+        """Every block the store holds for the organization (metadata or not); BlockStoreError."""
         ...
 
 
@@ -81,6 +91,14 @@ class MockedBlockStore:
         if data is None:
             raise BlockNotFound(f"block {block_id} not found")
         return data
+
+    def delete(self, organization_id: str, block_id: uuid.UUID) -> None:
+        with self._lock:
+            self._blocks.pop((organization_id, block_id), None)
+
+    def list_blocks(self, organization_id: str) -> set[uuid.UUID]:
+        with self._lock:
+            return {block_id for organization, block_id in self._blocks if organization == organization_id}
 
 
 class DatabaseBlockStore:
@@ -125,6 +143,18 @@ class DatabaseBlockStore:
         if data is None:
             raise BlockNotFound(f"block {block_id} not found")
         return bytes(data)  # PostgreSQL gives a memoryview
+
+    def delete(self, organization_id: str, block_id: uuid.UUID) -> None:
+        try:
+            BlockData.objects.filter(organization_id=organization_id, block_id=block_id).delete()
+        except DatabaseError as exc:
+            raise BlockStoreError(f"cannot delete block {block_id}: {type(exc).__name__}") from exc
+
+    def list_blocks(self, organization_id: str) -> set[uuid.UUID]:
+        try:
+            return set(BlockData.objects.filter(organization_id=organization_id).values_list("block_id", flat=True))
+        except DatabaseError as exc:
+            raise BlockStoreError(f"cannot list blocks: {type(exc).__name__}") from exc
 
     @staticmethod
     def _execute_binary(sql: str, params: tuple, fetch: bool = False) -> tuple | None:
@@ -184,6 +214,32 @@ class LocalFolderBlockStore:
             raise BlockNotFound(f"block {block_id} not found") from exc
         except OSError as exc:
             raise BlockStoreError(f"cannot read block {block_id}: {exc.strerror or exc}") from exc
+
+    def delete(self, organization_id: str, block_id: uuid.UUID) -> None:
+        try:
+            self.path_of(organization_id, block_id).unlink(missing_ok=True)
+        except OSError as exc:
+            raise BlockStoreError(f"cannot delete block {block_id}: {exc.strerror or exc}") from exc
+
+    def list_blocks(self, organization_id: str) -> set[uuid.UUID]:
+        try:
+            names = [path.name for path in (self.root / organization_id).iterdir()]
+        except FileNotFoundError:
+            return set()
+        except OSError as exc:
+            raise BlockStoreError(f"cannot list blocks: {exc.strerror or exc}") from exc
+        return block_ids_of(names)
+
+
+def block_ids_of(names: Iterable[str]) -> set[uuid.UUID]:
+    """The block ids among object or file names (a LOCAL store's half-written `.<id>-….tmp` files are not blocks)."""
+    found = set()
+    for name in names:
+        try:
+            found.add(uuid.UUID(name))
+        except ValueError:
+            continue
+    return found
 
 
 def _fsync_directory(folder: Path) -> None:

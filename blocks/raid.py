@@ -199,6 +199,37 @@ class _RaidBlockStore:
         if errors:
             raise BlockStoreError("; ".join(errors))
 
+    def _delete_on(self, indexes: Sequence[int], organization_id: str, block_id: uuid.UUID) -> None:
+        """Delete the block's part on these nodes, concurrently; BlockStoreError naming every node that failed.
+
+        Unlike a write, a delete waits for every node: the nodes that did answer are done for good, and a
+        re-run (once the failed node is back) only has the others left to do.
+        """
+        futures = {self._submit(index, "delete", organization_id, block_id): index for index in indexes}
+        failures = [
+            f"node {futures[future]}: {future.exception()}" for future in futures if future.exception() is not None
+        ]
+        if failures:
+            raise BlockStoreError(f"{self.mode} delete of block {block_id} failed on {'; '.join(failures)}")
+
+    def delete(self, organization_id: str, block_id: uuid.UUID) -> None:
+        self._delete_on(range(len(self.nodes)), organization_id, block_id)
+
+    def list_blocks(self, organization_id: str) -> set[uuid.UUID]:
+        """Blocks with a part on any node: every node must answer (a node down may hold parts of any block)."""
+        futures = [self._submit(index, "list_blocks", organization_id) for index in range(len(self.nodes))]
+        found: set[uuid.UUID] = set()
+        failures = []
+        for index, future in enumerate(futures):
+            exc = future.exception()
+            if exc is None:
+                found |= future.result()
+            else:
+                failures.append(f"node {index}: {exc}")
+        if failures:
+            raise BlockStoreError(f"{self.mode} listing failed on {'; '.join(failures)}")
+        return found
+
     @staticmethod
     def _failure(mode: str, errors: Sequence[BlockStoreError], what: str) -> BlockStoreError:
         text = f"{mode} {what}: " + "; ".join(str(error) for error in errors)
@@ -219,6 +250,9 @@ class Raid0BlockStore(_RaidBlockStore):
 
     def read(self, organization_id: str, block_id: uuid.UUID) -> bytes:
         return self.nodes[self.node_index(block_id)].read(organization_id, block_id)
+
+    def delete(self, organization_id: str, block_id: uuid.UUID) -> None:
+        self._delete_on([self.node_index(block_id)], organization_id, block_id)
 
     def scrub(self, organization_id: str, block_id: uuid.UUID, size: int, *, repair: bool) -> ScrubResult:
         index = self.node_index(block_id)

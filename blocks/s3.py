@@ -4,7 +4,8 @@ boto3 directly rather than django-storages' S3Storage: a block is written once a
 key, as bytes. S3Storage is a file-storage API (names made unique or overwritten, File objects,
 multipart transfers through s3transfer, a client configured from Django settings, one per storage)
 and hides the error we must tell apart: "no such key" (`BlockNotFound`) from "S3 is unreachable"
-(`BlockStoreError`). Two boto3 calls (put_object / get_object) are all we need.
+(`BlockStoreError`). put_object / get_object are all a block command needs (erasing
+an organization adds delete_object and list_objects_v2).
 
 One client per store, shared by every worker thread (botocore clients are thread-safe), with an
 HTTP connection pool sized for the server's concurrency, explicit timeouts and a bounded number of
@@ -19,7 +20,7 @@ import urllib3.exceptions
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from blocks.blockstores import BlockNotFound, BlockStoreError, object_name, store_concurrency
+from blocks.blockstores import BlockNotFound, BlockStoreError, block_ids_of, object_name, store_concurrency
 from parsec_site.config import S3Blockstore
 
 CONNECT_TIMEOUT = 5.0  # seconds to open a connection
@@ -109,3 +110,21 @@ class S3BlockStore:
             raise BlockStoreError(f"S3 {self.endpoint}: cannot read block {block_id}: {_describe(exc)}") from exc
         except (BotoCoreError, urllib3.exceptions.HTTPError, OSError) as exc:
             raise BlockStoreError(f"S3 {self.endpoint}: cannot read block {block_id}: {_describe(exc)}") from exc
+
+    def delete(self, organization_id: str, block_id: uuid.UUID) -> None:
+        # S3 answers 204 whether or not the key existed: deleting twice is not an error.
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=object_name(organization_id, block_id))
+        except (BotoCoreError, ClientError, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise BlockStoreError(f"S3 {self.endpoint}: cannot delete block {block_id}: {_describe(exc)}") from exc
+
+    def list_blocks(self, organization_id: str) -> set[uuid.UUID]:
+        prefix = f"{organization_id}/"
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+            keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
+        except (BotoCoreError, ClientError, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise BlockStoreError(
+                f"S3 {self.endpoint}: cannot list the blocks of {organization_id}: {_describe(exc)}"
+            ) from exc
+        return block_ids_of(key[len(prefix):] for key in keys)

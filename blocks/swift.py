@@ -2,8 +2,9 @@
 
 python-swiftclient directly rather than django-storage-swift: the latter is a Django file storage
 (unique names, File objects, settings-wide credentials) over the same swiftclient, and it turns a
-missing object and an unreachable Swift into the same failure. We need two calls, put_object and
-get_object, and the difference between "not found" (`BlockNotFound`) and "down" (`BlockStoreError`).
+missing object and an unreachable Swift into the same failure. A block command needs two calls,
+put_object and get_object (erasing an organization adds delete_object and a listing), and the
+difference between "not found" (`BlockNotFound`) and "down" (`BlockStoreError`).
 
 Like the reference: auth v1 as user `<user>:<tenant>` with key `<password>`, object name
 `<organization_id>/<block uuid with dashes>`, container HEADed at start-up. Unlike it: explicit
@@ -25,7 +26,7 @@ import requests
 import swiftclient
 from swiftclient.exceptions import ClientException
 
-from blocks.blockstores import BlockNotFound, BlockStoreError, object_name, store_concurrency
+from blocks.blockstores import BlockNotFound, BlockStoreError, block_ids_of, object_name, store_concurrency
 from parsec_site.config import SwiftBlockstore
 
 TIMEOUT = 30.0  # seconds, connect and read (passed to requests)
@@ -130,3 +131,25 @@ class SwiftBlockStore:
             raise BlockStoreError(f"Swift {self.endpoint}: cannot read block {block_id}: {_describe(exc)}") from exc
         except (requests.exceptions.RequestException, OSError) as exc:
             raise BlockStoreError(f"Swift {self.endpoint}: cannot read block {block_id}: {_describe(exc)}") from exc
+
+    def delete(self, organization_id: str, block_id: uuid.UUID) -> None:
+        try:
+            with self._connection() as connection:
+                connection.delete_object(self.container, object_name(organization_id, block_id))
+        except ClientException as exc:
+            if exc.http_status == 404:
+                return  # already gone: an interrupted erase is being re-run
+            raise BlockStoreError(f"Swift {self.endpoint}: cannot delete block {block_id}: {_describe(exc)}") from exc
+        except (requests.exceptions.RequestException, OSError) as exc:
+            raise BlockStoreError(f"Swift {self.endpoint}: cannot delete block {block_id}: {_describe(exc)}") from exc
+
+    def list_blocks(self, organization_id: str) -> set[uuid.UUID]:
+        prefix = f"{organization_id}/"
+        try:
+            with self._connection() as connection:
+                _, objects = connection.get_container(self.container, prefix=prefix, full_listing=True)
+        except (ClientException, requests.exceptions.RequestException, OSError) as exc:
+            raise BlockStoreError(
+                f"Swift {self.endpoint}: cannot list the blocks of {organization_id}: {_describe(exc)}"
+            ) from exc
+        return block_ids_of(item["name"][len(prefix):] for item in objects)

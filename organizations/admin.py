@@ -20,6 +20,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext, gettext_lazy as _
 
 from organizations import audit, services
+from organizations.admin_erase import erase_organization_action
 from organizations.models import AuditEntry, Device, Organization, User
 from organizations.services import AdministrationError
 from protocol import types
@@ -131,6 +132,7 @@ class OrganizationAdmin(admin.ModelAdmin):
     search_help_text = _("Organization id, or the e-mail or name of one of its users")
     date_hierarchy = "created_on"
     ordering = ("organization_id",)
+    actions = [erase_organization_action]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Organization]:
         return with_figures(super().get_queryset(request))

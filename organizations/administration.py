@@ -142,7 +142,7 @@ def _parse_organization_id(raw: str) -> str | None:
         return None
 
 
-def _parse_rfc3339(raw: str) -> datetime | None:
+def parse_rfc3339(raw: str) -> datetime | None:
     if not _RFC3339.fullmatch(raw):
         return None
     normalized = raw.replace("t", "T").replace(" ", "T").replace("z", "+00:00").replace("Z", "+00:00")
@@ -179,19 +179,7 @@ def administration_view(*methods: str) -> Callable[[View], View]:
     return decorate
 
 
-def server_stats_csv(all_stats: list[OrganizationStats]) -> str:
-    """The reference's CSV of `GET /administration/stats` (also the console's download)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(CSV_HEADER)
-    for stats in all_stats:
-        per_profile = [value for item in stats.users_per_profile_detail for value in (item.active, item.revoked)]
-        totals = [stats.data_size, stats.metadata_size, stats.realms, stats.active_users]
-        writer.writerow([stats.organization_id, *totals, *per_profile])
-    return buffer.getvalue()
-
-
-def _stats_json(stats: OrganizationStats) -> dict[str, Any]:
+def organization_stats_json(stats: OrganizationStats) -> dict[str, Any]:
     return {
         "active_users": stats.active_users,
         "data_size": stats.data_size,
@@ -202,8 +190,36 @@ def _stats_json(stats: OrganizationStats) -> dict[str, Any]:
     }
 
 
-def _user_json(user: HumanUserItem) -> dict[str, Any]:
+def user_json(user: HumanUserItem) -> dict[str, Any]:
     return {"user_id": user.user_id, "user_email": user.user_email, "user_name": user.user_name, "frozen": user.frozen}
+
+
+def server_stats_json(all_stats: list[OrganizationStats]) -> dict[str, Any]:
+    return {
+        "stats": [
+            {
+                "organization_id": stats.organization_id,
+                "data_size": stats.data_size,
+                "metadata_size": stats.metadata_size,
+                "realms": stats.realms,
+                "active_users": stats.active_users,
+                "users_per_profile_detail": [item.as_dict() for item in stats.users_per_profile_detail],
+            }
+            for stats in all_stats
+        ]
+    }
+
+
+def server_stats_csv(all_stats: list[OrganizationStats]) -> str:
+    """The reference's CSV of `GET /administration/stats`; also the console's download and `server_stats`."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(CSV_HEADER)
+    for stats in all_stats:
+        per_profile = [value for item in stats.users_per_profile_detail for value in (item.active, item.revoked)]
+        totals = [stats.data_size, stats.metadata_size, stats.realms, stats.active_users]
+        writer.writerow([stats.organization_id, *totals, *per_profile])
+    return buffer.getvalue()
 
 
 # --- views ---------------------------------------------------------------------------------------------------------
@@ -274,7 +290,7 @@ def administration_organization_stats(request: HttpRequest, organization_id: str
     outcome = services.organization_stats(organization_id=parsed_id)
     if isinstance(outcome, AdministrationError):
         return _error_response(outcome)
-    return JsonResponse(_stats_json(outcome))
+    return JsonResponse(organization_stats_json(outcome))
 
 
 @administration_view("GET")
@@ -285,29 +301,14 @@ def administration_server_stats(request: HttpRequest) -> HttpResponse:
     raw_at = request.GET.get("at")
     at = None
     if raw_at:
-        at = _parse_rfc3339(raw_at)
+        at = parse_rfc3339(raw_at)
         if at is None:
             return _bad_data("Invalid `at` query argument (expected RFC3339 datetime)")
 
     all_stats = services.server_stats(at=at)
 
     if output_format == "json":
-        return JsonResponse(
-            {
-                "stats": [
-                    {
-                        "organization_id": stats.organization_id,
-                        "data_size": stats.data_size,
-                        "metadata_size": stats.metadata_size,
-                        "realms": stats.realms,
-                        "active_users": stats.active_users,
-                        "users_per_profile_detail": [item.as_dict() for item in stats.users_per_profile_detail],
-                    }
-                    for stats in all_stats
-                ]
-            }
-        )
-
+        return JsonResponse(server_stats_json(all_stats))
     return HttpResponse(server_stats_csv(all_stats), content_type="text/csv")
 
 
@@ -319,7 +320,7 @@ def administration_organization_users(request: HttpRequest, organization_id: str
     outcome = services.organization_users(organization_id=parsed_id)
     if isinstance(outcome, AdministrationError):
         return _error_response(outcome)
-    return JsonResponse({"users": [_user_json(user) for user in outcome]})
+    return JsonResponse({"users": [user_json(user) for user in outcome]})
 
 
 @administration_view("POST")

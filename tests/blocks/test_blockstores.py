@@ -86,6 +86,49 @@ def test_one_mebibyte(store: BlockStore) -> None:
     assert store.read(ORG, block_id) == data
 
 
+def test_delete(store: BlockStore) -> None:
+    block_id, other_id = uuid.uuid4(), uuid.uuid4()
+    store.create(ORG, block_id, b"data")
+    store.create(ORG, other_id, b"other")
+    store.create("OtherOrg", block_id, b"same id, other organization")
+    store.delete(ORG, block_id)
+    with pytest.raises(BlockNotFound):
+        store.read(ORG, block_id)
+    assert store.read(ORG, other_id) == b"other"
+    assert store.read("OtherOrg", block_id) == b"same id, other organization"
+
+
+def test_delete_missing_is_done(store: BlockStore) -> None:
+    # An interrupted erase is run again: what is already gone counts as deleted.
+    block_id = uuid.uuid4()
+    store.create(ORG, block_id, b"data")
+    store.delete(ORG, block_id)
+    store.delete(ORG, block_id)
+    store.delete(ORG, uuid.uuid4())
+    with pytest.raises(BlockNotFound):
+        store.read(ORG, block_id)
+
+
+def test_list_blocks(store: BlockStore) -> None:
+    assert store.list_blocks(ORG) == set()
+    ids = {uuid.uuid4() for _ in range(3)}
+    for block_id in ids:
+        store.create(ORG, block_id, b"data")
+    store.create("OtherOrg", uuid.uuid4(), b"other")
+    store.create("CoolOrg2", uuid.uuid4(), b"an id that starts the same")
+    assert store.list_blocks(ORG) == ids
+    store.delete(ORG, min(ids))
+    assert store.list_blocks(ORG) == ids - {min(ids)}
+
+
+def test_local_list_blocks_skips_half_written_files(tmp_path: Path) -> None:
+    store = LocalFolderBlockStore(tmp_path)
+    block_id = uuid.uuid4()
+    store.create(ORG, block_id, b"data")
+    (tmp_path / ORG / f".{uuid.uuid4()}-x1y2.tmp").write_bytes(b"half")
+    assert store.list_blocks(ORG) == {block_id}
+
+
 # --- Store specifics -------------------------------------------------------------------------------
 
 

@@ -49,6 +49,14 @@ class FlakyStore:
         self._enter("read")
         return self.inner.read(organization_id, block_id)
 
+    def delete(self, organization_id: str, block_id: uuid.UUID) -> None:
+        self._enter("delete")
+        self.inner.delete(organization_id, block_id)
+
+    def list_blocks(self, organization_id: str) -> set[uuid.UUID]:
+        self._enter("list_blocks")
+        return self.inner.list_blocks(organization_id)
+
     def part(self, block_id: uuid.UUID) -> bytes | None:
         return self.inner._blocks.get((ORG, block_id))
 
@@ -426,3 +434,62 @@ def test_config_store_is_built_once_even_by_concurrent_threads(tmp_path) -> None
     for thread in threads:
         thread.join()
     assert len({id(store) for store in built}) == 1
+
+
+# --- delete (erasing an organization) ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("store_class", [Raid1BlockStore, Raid5BlockStore])
+def test_delete_removes_every_part(store_class) -> None:
+    members = nodes(3)
+    store = store_class(members)
+    block_id, kept_id = uuid.uuid4(), uuid.uuid4()
+    store.create(ORG, block_id, b"data" * 10)
+    store.create(ORG, kept_id, b"kept" * 10)
+    store.delete(ORG, block_id)
+    assert [node.part(block_id) for node in members] == [None] * 3
+    assert store.read(ORG, kept_id) == b"kept" * 10
+    store.delete(ORG, block_id)  # again: nothing left, not an error
+
+
+def test_raid0_delete_asks_the_node_holding_the_block() -> None:
+    members = nodes(3)
+    store = Raid0BlockStore(members)
+    block_id = uuid.uuid4()
+    store.create(ORG, block_id, b"data")
+    for node in members:
+        node.calls.clear()
+    store.delete(ORG, block_id)
+    assert [node.calls for node in members] == [["delete"] if i == block_id.int % 3 else [] for i in range(3)]
+    assert members[block_id.int % 3].part(block_id) is None
+
+
+@pytest.mark.parametrize("down", [0, 2])
+def test_raid5_delete_with_a_node_down_names_it_and_a_retry_finishes(down: int) -> None:
+    members = nodes(3)
+    store = Raid5BlockStore(members)
+    block_id = uuid.uuid4()
+    store.create(ORG, block_id, b"data" * 10)
+    members[down].down = True
+    with pytest.raises(BlockStoreError, match=f"RAID5 delete of block {block_id} failed on node {down}: node down"):
+        store.delete(ORG, block_id)
+    # The nodes that answered are done; the one that was down still holds its part.
+    assert [node.part(block_id) is None for node in members] == [index != down for index in range(3)]
+    members[down].down = False
+    store.delete(ORG, block_id)
+    assert [node.part(block_id) for node in members] == [None] * 3
+
+
+@pytest.mark.parametrize("store_class", [Raid0BlockStore, Raid1BlockStore, Raid5BlockStore])
+def test_list_blocks_is_the_union_of_the_nodes(store_class) -> None:
+    members = nodes(3)
+    store = store_class(members)
+    ids = {uuid.uuid4() for _ in range(6)}
+    for block_id in ids:
+        store.create(ORG, block_id, b"data")
+    only_on_node_2 = uuid.uuid4()
+    members[2].inner.create(ORG, only_on_node_2, b"a part left behind")
+    assert store.list_blocks(ORG) == ids | {only_on_node_2}
+    members[1].down = True
+    with pytest.raises(BlockStoreError, match=f"{store.mode} listing failed on node 1: node down"):
+        store.list_blocks(ORG)

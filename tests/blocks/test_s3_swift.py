@@ -61,6 +61,23 @@ def test_round_trip_and_object_name(object_store) -> None:
     assert names() == [f"{ORG}/{block_id}"]
 
 
+def test_delete_then_delete_again(object_store) -> None:
+    store, names = object_store
+    block_id, kept_id = uuid.uuid4(), uuid.uuid4()
+    store.create(ORG, block_id, b"data")
+    store.create(ORG, kept_id, b"kept")
+    store.create("CoolOrg2", block_id, b"an organization id that starts the same")
+    assert store.list_blocks(ORG) == {block_id, kept_id}
+    store.delete(ORG, block_id)
+    assert store.list_blocks(ORG) == {kept_id}
+    assert names() == [f"CoolOrg2/{block_id}", f"{ORG}/{kept_id}"]
+    with pytest.raises(BlockNotFound):
+        store.read(ORG, block_id)
+    # Already gone (an interrupted erase run again): not an error.
+    store.delete(ORG, block_id)
+    assert store.read(ORG, kept_id) == b"kept"
+
+
 @pytest.mark.parametrize("size", [0, 1, 1024 * 1024])
 def test_sizes(object_store, size: int) -> None:
     store, _ = object_store
@@ -176,7 +193,10 @@ def test_s3_server_down_is_a_store_error_not_a_missing_block(s3_servers) -> None
     store.create(ORG, block_id, b"data")
     server.stop()
     started = time.monotonic()
-    for call in (lambda: store.read(ORG, block_id), lambda: store.create(ORG, uuid.uuid4(), b"x"), store.check):
+    for call in (
+        lambda: store.read(ORG, block_id), lambda: store.create(ORG, uuid.uuid4(), b"x"),
+        lambda: store.delete(ORG, block_id), lambda: store.list_blocks(ORG), store.check,
+    ):
         with pytest.raises(BlockStoreError) as caught:
             call()
         assert not isinstance(caught.value, BlockNotFound)
@@ -218,7 +238,11 @@ def test_swift_down_then_back(swift_cluster: SwiftCluster, swift_store: str) -> 
         assert not isinstance(caught.value, BlockNotFound)
         with pytest.raises(BlockStoreError):
             store.create(ORG, uuid.uuid4(), b"x")
-        assert time.monotonic() - started < 10  # 2 retries, 0.2 + 0.4 s of backoff each
+        with pytest.raises(BlockStoreError, match="cannot delete block"):
+            store.delete(ORG, block_id)
+        with pytest.raises(BlockStoreError, match="cannot list the blocks of CoolOrg"):
+            store.list_blocks(ORG)
+        assert time.monotonic() - started < 15  # 2 retries, 0.2 + 0.4 s of backoff each, per call
     finally:
         swift_cluster.start()
     # New memcached, so new tokens: the pooled connections log in again by themselves.
