@@ -22,7 +22,7 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
 
 from organizations import services
-from organizations.administration import _parse_rfc3339, server_stats_csv
+from organizations.administration import parse_rfc3339, server_stats_csv
 from organizations.models import Organization, User
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -37,7 +37,7 @@ def parse_at(raw: str) -> datetime | None:
         except ValueError:
             return None
         return datetime.combine(day, time.max, tzinfo=dt_timezone.utc)
-    return _parse_rfc3339(raw)
+    return parse_rfc3339(raw)
 
 
 # --- Monthly usage -----------------------------------------------------------------------------------------------

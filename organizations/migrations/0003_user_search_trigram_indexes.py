@@ -49,6 +49,6 @@ def drop_indexes(apps, schema_editor) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = [("organizations", "0001_initial")]
+    dependencies = [("organizations", "0002_audit_trail")]
 
     operations = [migrations.RunPython(create_indexes, drop_indexes)]
