@@ -49,6 +49,11 @@ WEBSOCKET_SESSIONS = Gauge(
     multiprocess_mode="livesum",
 )
 HANDSHAKE_FAILURES = Counter("parsec_handshake_failures", "Refused websocket handshakes, by result", ["result"])
+CONNECTIONS_CLOSED_BY_LIMIT = Counter(
+    "parsec_connections_closed_by_limit",
+    "Websocket connections closed by a bound (server_full, organization_full, too_many_queued, database_unavailable)",
+    ["reason"],
+)
 EVENTS_SENT = Counter("parsec_events_sent", "Events delivered to clients (`events_listen` replies with an event)")
 BLOCKSTORE_OPERATIONS = Counter(
     "parsec_blockstore_operations", "Blockstore reads and writes of block commands, by outcome",

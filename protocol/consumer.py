@@ -69,6 +69,7 @@ class ParsecConsumer(AsyncWebsocketConsumer):
         structlog.contextvars.bind_contextvars(conn_id=secrets.token_hex(6))
         if not self.slot.acquire(settings.PARSEC.max_connections):
             log.warning("Connection refused: server at its connection limit", limit=settings.PARSEC.max_connections)
+            metrics.CONNECTIONS_CLOSED_BY_LIMIT.labels("server_full").inc()
             await self.accept()
             self.phase = "closing"
             await self.close(code=limits.CLOSE_TRY_AGAIN_LATER, reason=limits.SERVER_FULL)
@@ -110,6 +111,7 @@ class ParsecConsumer(AsyncWebsocketConsumer):
                 self.current_command.cancel()
             if self.inbox.qsize() >= limits.MAX_QUEUED_REQUESTS:
                 log.warning("Connection dropped: too many queued requests", queued=self.inbox.qsize())
+                metrics.CONNECTIONS_CLOSED_BY_LIMIT.labels("too_many_queued").inc()
                 await self.close_session(code=limits.CLOSE_POLICY_VIOLATION, reason=limits.TOO_MANY_QUEUED)
                 return
             self.inbox.put_nowait(bytes_data)
@@ -189,6 +191,7 @@ class ParsecConsumer(AsyncWebsocketConsumer):
             if not database_unavailable(exc):
                 raise
             log.warning("Connection dropped: database unavailable during the handshake", error=str(exc))
+            metrics.CONNECTIONS_CLOSED_BY_LIMIT.labels("database_unavailable").inc()
             await self.close_session(code=limits.CLOSE_TRY_AGAIN_LATER, reason=limits.DATABASE_UNAVAILABLE)
             return
         if self.phase != "handshaking":
@@ -199,6 +202,7 @@ class ParsecConsumer(AsyncWebsocketConsumer):
                 "Connection refused: organization at its connection limit",
                 organization_id=self.session.organization_id, limit=settings.PARSEC.max_connections_per_organization,
             )
+            metrics.CONNECTIONS_CLOSED_BY_LIMIT.labels("organization_full").inc()
             await self.close_session(code=limits.CLOSE_TRY_AGAIN_LATER, reason=limits.ORGANIZATION_FULL)
             return
         if self.handshake_deadline is not None:
@@ -238,6 +242,7 @@ class ParsecConsumer(AsyncWebsocketConsumer):
                 # The command was abandoned by a newer request; carry on with that one.
             except DatabaseUnavailable:
                 # No status of this command says "try again": the close does (the client reconnects).
+                metrics.CONNECTIONS_CLOSED_BY_LIMIT.labels("database_unavailable").inc()
                 await self.close_session(code=limits.CLOSE_TRY_AGAIN_LATER, reason=limits.DATABASE_UNAVAILABLE)
                 return
             except Exception:

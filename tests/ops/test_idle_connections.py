@@ -2,7 +2,8 @@
 
 * a websocket that gets the challenge and never answers is closed after `--handshake-timeout`;
 * a connection trickling its websocket upgrade (or an HTTP request) a byte at a time is dropped after
-  `--request-timeout`, while a normal request on a kept-alive connection is not;
+  `--request-timeout`, while a normal request on a kept-alive connection is not; so is a TLS handshake
+  that never finishes;
 * past `--max-connections`, a websocket is closed at once with 1013 and the reason.
 
 The bounds are short here (seconds); what is checked is that the server does drop, not how fast.
@@ -10,6 +11,8 @@ The bounds are short here (seconds); what is checked is that the server does dro
 from __future__ import annotations
 
 import socket
+import ssl
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,3 +141,42 @@ def test_websocket_past_the_connection_limit_is_closed_with_a_reason(server: int
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    folder = tmp_path_factory.mktemp("idle-tls")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-keyout", str(folder / "key.pem"), "-out", str(folder / "cert.pem")],
+        check=True, capture_output=True, timeout=60,
+    )
+    log = folder / "server.log"
+    port = free_port()
+    process = start_our_server(
+        log, port, "--dev", "--ssl-keyfile", str(folder / "key.pem"), "--ssl-certfile", str(folder / "cert.pem"),
+        env=our_server_env(PARSEC_REQUEST_TIMEOUT=str(REQUEST_TIMEOUT)),
+    )
+    try:
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        deadline = time.monotonic() + 60
+        while True:  # ready once it answers over TLS
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=2) as raw:
+                    with context.wrap_socket(raw) as tls:
+                        tls.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                        if tls.recv(100).startswith(b"HTTP/1.1 200"):
+                            break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
+                time.sleep(0.2)
+        yield port
+    finally:
+        stop_process(process)
+
+
+def test_unfinished_tls_handshake_is_dropped(tls_server: int):
+    with socket.create_connection(("127.0.0.1", tls_server), timeout=10) as sock:
+        sock.sendall(b"\x16\x03\x01")  # the start of a ClientHello record, and nothing more
+        assert closed_within(sock, REQUEST_TIMEOUT + MARGIN)

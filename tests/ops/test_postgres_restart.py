@@ -8,7 +8,7 @@ few seconds and comes back. What must hold (issue 11):
   the database: no session is closed, none with 1011, and no traceback is logged;
 * writes succeed again within `RECOVERY_BOUND` seconds of the database's start, in the same process;
 * a command that has no retriable status, caught by the outage, closes its session with 1013 (the
-  client reconnects), never 1011 — checked in `test_command_without_retriable_status`.
+  client reconnects), never 1011 — checked in `test_commands_caught_by_an_outage`.
 """
 from __future__ import annotations
 
@@ -168,17 +168,23 @@ def anonymous_status(port: int, organization_id: str) -> tuple[int, str | None]:
         return error.code, error.headers.get("Retry-After")
 
 
-async def test_command_without_retriable_status(running: Running):
+async def test_commands_caught_by_an_outage(running: Running):
     """Caught by the outage: `realm_status` (no `timeout` status) closes its session with 1013, a
-    handshake too (it reads the device), and the anonymous HTTP route answers 503 with Retry-After."""
+    handshake too (it reads the device), the anonymous HTTP route answers 503 with Retry-After, and
+    `vlob_create` answers `timeout` on a session that stays open."""
     call = asyncio.to_thread
     alice: TestDevice = await call(cross_process.create_organization, running.port, "OutageOrg")
     ws = await cross_process.authenticated(running.port, alice)
     realm_id = await realm_create(ws, alice)
+    writer = await cross_process.authenticated(running.port, alice)
     await call(stop_postgresql, running.cluster)
     try:
         handshaking, challenge = await cross_process.Ws.open(running.port)
         http = asyncio.create_task(call(anonymous_status, running.port, "OutageOrg"))
+        write = asyncio.create_task(writer.command(
+            "vlob_create", realm_id=realm_id, encryption_revision=1, vlob_id=uuid.uuid4(),
+            timestamp=certs.now(), blob=b"during the outage", sequester_blob=None,
+        ))
         await ws.send({"cmd": "realm_status", "realm_id": realm_id})
         await handshaking.send(alice.authenticated_answer(challenge["challenge"]))
         for session in (ws, handshaking):
@@ -188,8 +194,15 @@ async def test_command_without_retriable_status(running: Running):
                 1013, "Database unavailable, try again later"
             )
         assert await http == (503, "5")
+        # `vlob_create` has a retriable status: it answers `timeout`, and its session stays open.
+        assert await asyncio.wait_for(write, REPLY_TIMEOUT) == {"status": "timeout"}
     finally:
         await call(start_postgresql, running.cluster)
+    vlob_id = uuid.uuid4()
+    reply = await writer.command("vlob_create", realm_id=realm_id, encryption_revision=1, vlob_id=vlob_id,
+                                 timestamp=certs.now(), blob=b"after", sequester_blob=None)
+    assert reply == {"status": "ok"}
+    await writer.connection.close()
     # The client reconnects: served again.
     again = await cross_process.authenticated(running.port, alice)
     reply = await again.command("realm_status", realm_id=realm_id)

@@ -13,6 +13,7 @@ import pytest
 from organizations.models import Organization
 from protocol import codec, limits
 from tests.conftest import World, add_user, bootstrap_organization, connect_as
+from tests.ops.conftest import metric
 from tests.testkit.ws import WsClient
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -29,10 +30,12 @@ async def test_connection_past_the_process_cap_is_closed_with_a_reason(world: Wo
     parsec_settings(max_connections=limits.open_connections() + 2)
     first = await connect_as(world.alice)
     second = await WsClient.connect()
-    communicator_refused = (await _refused_connection())
+    before = metric("parsec_connections_closed_by_limit_total", reason="server_full")
+    communicator_refused = await _refused_connection()
     assert communicator_refused == {
         "type": "websocket.close", "code": limits.CLOSE_TRY_AGAIN_LATER, "reason": limits.SERVER_FULL,
     }
+    assert metric("parsec_connections_closed_by_limit_total", reason="server_full") == before + 1
     await second.close()
     # The slot is back: one more connection is served.
     third = await connect_as(world.alice)

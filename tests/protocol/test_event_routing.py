@@ -5,6 +5,8 @@ realm's members (the group membership), not to every session of the organization
 """
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from channels.layers import get_channel_layer
 
@@ -79,3 +81,26 @@ async def test_closed_session_leaves_its_realm_groups(world: World, bob):
     assert await members(world, realm_id) == 1
     await bob_listener.communicator.disconnect()
     assert await members(world, realm_id) == 0
+
+
+async def test_writer_reply_does_not_wait_for_the_fan_out(world: World, bob, monkeypatch):
+    """The fan-out runs beside the writer's command: a group send that never ends delays no reply."""
+    layer = get_channel_layer()
+    original = layer.group_send
+    stuck = asyncio.Event()
+
+    async def group_send(group, message):
+        if group.startswith("parsec.realm."):
+            await stuck.wait()  # e.g. a Redis server that stopped answering
+        await original(group, message)
+
+    monkeypatch.setattr(layer, "group_send", group_send)
+    alice_ws = await connect_as(world.alice)
+    realm_id = await create_realm(alice_ws, world.alice)
+    await grant(alice_ws, world.alice, realm_id, "bob", "CONTRIBUTOR")
+    bob_listener = await subscribed(bob)
+    for _ in range(3):
+        await asyncio.wait_for(new_vlob(alice_ws, realm_id), 5)
+    assert vlob_events(await events_of(bob_listener)) == []
+    stuck.set()  # the sends resume: the events arrive, after the replies
+    assert vlob_events(await events_of(bob_listener)) == [realm_id] * 3
