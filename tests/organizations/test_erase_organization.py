@@ -17,7 +17,8 @@ from django.apps import apps
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from blocks.blockstores import BlockNotFound, BlockStore, get_blockstore
+from blocks import blockstores
+from blocks.blockstores import BlockNotFound, BlockStore
 from blocks.models import Block, BlockData
 from organizations.erase import ERASE_PLAN, ERASED_BY_ORGANIZATION_ID, EraseReport, erase_organization
 from organizations.models import Organization
@@ -96,8 +97,14 @@ def in_store(store: BlockStore, organization_id: str, block_id: uuid.UUID) -> by
 
 
 @pytest.fixture(params=["MOCKED", "POSTGRESQL", "LOCAL", "s3", "swift"])
-def blockstore_spec(request: pytest.FixtureRequest, tmp_path: Path, parsec_settings) -> tuple[str, ...]:
+def blockstore_spec(
+    request: pytest.FixtureRequest, tmp_path: Path, parsec_settings, monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, ...]:
     """The server's `--blockstore` for this test: blocks written through the protocol land there."""
+    if request.param == "MOCKED":
+        # A store of its own: the process-wide MOCKED store holds other tests' CoolOrg blocks.
+        store = blockstores.MockedBlockStore()
+        monkeypatch.setattr(blockstores, "get_blockstore", lambda: store)
     if request.param == "LOCAL":
         spec = f"LOCAL:{tmp_path / 'blocks'}"
     elif request.param == "s3":
@@ -114,7 +121,7 @@ def blockstore_spec(request: pytest.FixtureRequest, tmp_path: Path, parsec_setti
 async def test_erase_deletes_every_row_and_block_and_nothing_else(blockstore_spec) -> None:
     erased = await populate(ERASED)
     kept = await populate(KEPT)
-    store = await sync_to_async(get_blockstore)()
+    store = await sync_to_async(blockstores.get_blockstore)()
     # Blocks stored but never recorded (a block_create interrupted between the store and the database).
     unrecorded, kept_unrecorded = uuid.uuid4(), uuid.uuid4()
     await sync_to_async(store.create)(ERASED, unrecorded, b"never recorded")
@@ -168,7 +175,7 @@ async def test_dry_run_changes_nothing(parsec_settings) -> None:
     assert report.blocks == BLOCKS_PER_ORGANIZATION and report.blocks_deleted == 0
     assert await sync_to_async(rows_of)(ERASED) == before
     assert not (await Organization.objects.aget(organization_id=ERASED)).is_expired
-    store = await sync_to_async(get_blockstore)()
+    store = await sync_to_async(blockstores.get_blockstore)()
     for block_id, data in erased.block_data.items():
         assert await sync_to_async(in_store)(store, ERASED, block_id) == data
     assert report.describe()[0].startswith("Dry run: nothing changed.")
@@ -199,7 +206,7 @@ async def test_raid5_node_down_is_reported_then_a_rerun_completes(parsec_setting
     parsec_settings(blockstore=tuple(f"RAID5:{i}:{server.blockstore(bucket)}" for i, server in enumerate(s3_servers)))
     erased = await populate(ERASED)
     kept = await populate(KEPT)
-    store = await sync_to_async(get_blockstore)()
+    store = await sync_to_async(blockstores.get_blockstore)()
     before = await sync_to_async(rows_of)(ERASED)
 
     def keys(server: MotoServer, organization_id: str) -> set[str]:
@@ -405,8 +412,6 @@ class RecordsALateBlock:
 
 
 async def test_a_block_recorded_during_the_erase_is_deleted_too(monkeypatch, concurrent_writers) -> None:
-    from blocks import blockstores
-
     store = RecordsALateBlock(ERASED)
     monkeypatch.setattr(blockstores, "get_blockstore", lambda: store)
     erased = await populate(ERASED)
