@@ -467,3 +467,20 @@ def test_french_catalogue_is_complete():
                             text=True)
     assert result.returncode == 0, result.stderr
     assert "untranslated" not in result.stderr and "fuzzy" not in result.stderr, result.stderr
+
+
+def test_realm_list_with_members_and_sizes(admin_client, coolorg):
+    from realms.models import RealmUserRole
+
+    realm = Realm.objects.filter(organization=coolorg).order_by("pk").first()
+    alice = User.objects.get(organization=coolorg, user_id="alice")
+    bob = User.objects.get(organization=coolorg, user_id="bob")
+    for user, role, seconds in ((alice, "OWNER", 0), (bob, "READER", 1), (bob, None, 2)):
+        RealmUserRole.objects.create(realm=realm, user=user, role=role, certificate=b"x",
+                                     certified_on=NOW + timedelta(seconds=seconds))
+    content = admin_client.get(f"/admin/realms/realm/?organization__id__exact={coolorg.pk}").content.decode()
+    row = next(row for row in re.findall(r"<tr>.*?</tr>", content, re.S) if str(realm.realm_id) in row)
+    assert cell(row, "members") == "1"  # bob's role was removed
+    assert cell(row, "vlobs") == "3" and 'title="3000"' in row and 'title="120"' in row
+    assert admin_client.get(f"/admin/realms/realm/{realm.pk}/change/").status_code == 200
+    assert admin_client.get("/admin/realms/realm/add/").status_code == 403
