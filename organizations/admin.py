@@ -150,8 +150,22 @@ class OrganizationAdmin(admin.ModelAdmin):
         return organization.device_count  # type: ignore[attr-defined]
 
     @admin.display(description=_("Realms"), ordering="realm_count")
-    def realm_count_column(self, organization: Organization) -> int:
-        return organization.realm_count  # type: ignore[attr-defined]
+    def realm_count_column(self, organization: Organization) -> str:
+        url = reverse("admin:realms_realm_changelist") + f"?organization__id__exact={organization.pk}"
+        return format_html('<a href="{}">{}</a>', url, organization.realm_count)  # type: ignore[attr-defined]
+
+    actions = ["expire_organizations"]
+
+    @admin.action(description=_("Expire the selected organizations (closes their sessions)"),
+                  permissions=["change"])
+    def expire_organizations(self, request: HttpRequest, queryset: QuerySet[Organization]) -> None:
+        for organization in queryset.filter(is_expired=False):
+            outcome = services.organization_update(organization_id=organization.organization_id, is_expired=True)
+            if isinstance(outcome, AdministrationError):  # erased meanwhile
+                continue
+            audit.record(actor=audit.console_actor(request), action=audit.Action.ORGANIZATION_EXPIRED,
+                         organization_id=organization.organization_id, details={"is_expired": True})
+            self.message_user(request, gettext("%(organization)s: expired") % {"organization": organization})
 
     @admin.display(description=_("Data size"), ordering="data_size")
     def data_size_column(self, organization: Organization) -> str:

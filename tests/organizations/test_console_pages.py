@@ -484,3 +484,19 @@ def test_realm_list_with_members_and_sizes(admin_client, coolorg):
     assert cell(row, "vlobs") == "3" and 'title="3000"' in row and 'title="120"' in row
     assert admin_client.get(f"/admin/realms/realm/{realm.pk}/change/").status_code == 200
     assert admin_client.get("/admin/realms/realm/add/").status_code == 403
+
+
+def test_expire_action(admin_client, coolorg, django_capture_on_commit_callbacks):
+    other = Organization.objects.get(organization_id="OtherOrg")
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = admin_client.post("/admin/organizations/organization/", {
+            "action": "expire_organizations", "_selected_action": [coolorg.pk, other.pk]}, follow=True)
+    assert "CoolOrg: expired" in response.content.decode()
+    assert len(callbacks) == 2  # each one's sessions are closed
+    assert Organization.objects.filter(is_expired=True, expired_on__isnull=False).count() == 2
+    assert sorted(AuditEntry.objects.filter(action="organization_expired").values_list("organization_id", flat=True)) \
+        == ["CoolOrg", "OtherOrg"]
+    # Already expired: nothing to do, nothing recorded.
+    admin_client.post("/admin/organizations/organization/", {
+        "action": "expire_organizations", "_selected_action": [coolorg.pk]})
+    assert AuditEntry.objects.count() == 2
