@@ -38,6 +38,7 @@ DETAIL_FIELDS = (
     "data_size_column",
     "metadata_size_column",
     "pending_invitations",
+    "audit_trail",
     "created_on",
     "bootstrapped_on",
     "expired_on",
@@ -213,6 +214,15 @@ class OrganizationAdmin(admin.ModelAdmin):
                + f"?organization__id__exact={organization.pk}&pending=yes")
         return format_html('<span id="pending-invitations">{}</span> &mdash; <a href="{}">{}</a>', count, url,
                            gettext("list, cancel"))
+
+    @admin.display(description=_("Audit trail"))
+    def audit_trail(self, organization: Organization) -> str:
+        entries = AuditEntry.objects.filter(organization_id=organization.organization_id)
+        url = reverse("admin:organizations_auditentry_changelist") + f"?q={organization.organization_id}"
+        latest = entries.first()
+        summary = "-" if latest is None else f"{latest.timestamp:%Y-%m-%d %H:%M} {latest.get_action_display()}"
+        return format_html('{} &mdash; <a href="{}">{}</a>', summary, url,
+                           gettext("%(count)d change(s)") % {"count": entries.count()})
 
     @admin.display(boolean=True, description=_("Sequestered?"))
     def sequestered(self, organization: Organization) -> bool:

@@ -252,6 +252,8 @@ def test_console_changes_are_audited(admin_client, coolorg, parsec_settings):
     ]
     trail = admin_client.get("/admin/organizations/auditentry/").content.decode()
     assert "Organization expired" in trail and "User unfrozen" in trail and "console: admin" in trail
+    page = admin_client.get(url).content.decode()
+    assert "User unfrozen" in page and ">3 change(s)</a>" in page and "/admin/organizations/auditentry/?q=CoolOrg" in page
 
 
 def test_administration_api_changes_are_audited(client, coolorg, parsec_settings):
