@@ -11,7 +11,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import BigIntegerField, Count, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.template.defaultfilters import filesizeformat
@@ -82,7 +82,7 @@ class OrganizationCreationForm(forms.ModelForm):
 def _per_organization(queryset: QuerySet, value: Any) -> Coalesce:
     """A correlated subquery per organization row: several Count/Sum over joins would multiply each other."""
     rows = queryset.filter(organization=OuterRef("pk")).order_by().values("organization").annotate(value=value)
-    return Coalesce(Subquery(rows.values("value"), output_field=IntegerField()), 0)
+    return Coalesce(Subquery(rows.values("value"), output_field=BigIntegerField()), 0)
 
 
 def with_figures(queryset: QuerySet[Organization]) -> QuerySet[Organization]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Sum
+from django.db.models import BigIntegerField, Count, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.template.defaultfilters import filesizeformat
@@ -19,7 +19,7 @@ from realms.models import Realm, VlobAtom
 
 def _per_realm(queryset: QuerySet, value: Any) -> Coalesce:
     rows = queryset.filter(realm=OuterRef("pk")).order_by().values("realm").annotate(value=value)
-    return Coalesce(Subquery(rows.values("value"), output_field=IntegerField()), 0)
+    return Coalesce(Subquery(rows.values("value"), output_field=BigIntegerField()), 0)
 
 
 @admin.register(Realm)

@@ -3,6 +3,7 @@ chart, invitation cancel, the audit trail, static files, HTTPS behind a proxy, `
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib
 import io
 import re
@@ -318,9 +319,8 @@ def _login_form(client: Client, path: str = "/admin/login/", **headers) -> str:
 
 def test_login_behind_a_tls_proxy(db, settings, django_user_model):
     django_user_model.objects.create_superuser("operator", "op@example.com", "s3cret-passw0rd")
-    config = parsec_config.load_server_config(parsec_config.environ.Env())
-    config = config.__class__(**{**config.__dict__, "forward_proto_enforce_https": ("X-Forwarded-Proto", "https"),
-                                 "backend_addr": BackendAddr.parse("parsec://parsec.example.com:8443")})
+    config = dataclasses.replace(settings.PARSEC, forward_proto_enforce_https=("X-Forwarded-Proto", "https"),
+                                 backend_addr=BackendAddr.parse("parsec://parsec.example.com:8443"))
     settings.PARSEC = config
     settings.SECURE_PROXY_SSL_HEADER = parsec_config.proxy_ssl_header(config)
     settings.CSRF_TRUSTED_ORIGINS = parsec_config.csrf_trusted_origins(config)
@@ -350,11 +350,10 @@ def test_login_behind_a_tls_proxy_fails_without_the_derived_settings(db, setting
     assert response.status_code == 403
 
 
-def test_derived_proxy_settings_without_options():
-    config = parsec_config.load_server_config(parsec_config.environ.Env())
-    bare = config.__class__(**{**config.__dict__, "forward_proto_enforce_https": None, "backend_addr": None})
+def test_derived_proxy_settings_without_options(settings):
+    bare = dataclasses.replace(settings.PARSEC, forward_proto_enforce_https=None, backend_addr=None)
     assert parsec_config.proxy_ssl_header(bare) is None and parsec_config.csrf_trusted_origins(bare) == []
-    plain = config.__class__(**{**config.__dict__, "backend_addr": BackendAddr.parse("parsec://h:6777?no_ssl=true")})
+    plain = dataclasses.replace(settings.PARSEC, backend_addr=BackendAddr.parse("parsec://h:6777?no_ssl=true"))
     assert parsec_config.csrf_trusted_origins(plain) == ["http://h:6777"]
 
 
@@ -370,8 +369,7 @@ def reload_urls(settings):
         clear_url_caches()
 
     yield reload
-    settings.PARSEC = settings.PARSEC.__class__(**{**settings.PARSEC.__dict__, "admin_enabled": True,
-                                                   "admin_prefix": "admin", "admin_port": None})
+    settings.PARSEC = dataclasses.replace(settings.PARSEC, admin_enabled=True, admin_prefix="admin", admin_port=None)
     reload()
 
 
