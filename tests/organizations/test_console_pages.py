@@ -421,17 +421,19 @@ def test_bad_admin_options(variables, message):
         parsec_config.load_server_config(cli.environ_reader(variables))
 
 
-def test_admin_port_is_refused_with_workers():
+def test_admin_port_with_an_inherited_socket_needs_its_own():
     from django.core.exceptions import ImproperlyConfigured
 
     from parsec_site import cli
 
-    config = parsec_config.load_server_config(cli.environ_reader({
-        "PARSEC_ADMIN_PORT": "6778", "PARSEC_WORKERS": "2", "PARSEC_DB": "postgresql://h/db",
-        "PARSEC_BLOCKSTORE": "POSTGRESQL", "PARSEC_REDIS_URL": "redis://r",
-    }))
-    with pytest.raises(ImproperlyConfigured, match="PARSEC_ADMIN_PORT: not supported with --workers"):
+    config = parsec_config.load_server_config(cli.environ_reader({"PARSEC_ADMIN_PORT": "6778", "PARSEC_FD": "3"}))
+    with pytest.raises(ImproperlyConfigured, match="PARSEC_ADMIN_PORT: with --fd, give the console's inherited"):
         parsec_config.check_supported(config)
+    config = parsec_config.load_server_config(
+        cli.environ_reader({"PARSEC_ADMIN_PORT": "6778", "PARSEC_FD": "3", "PARSEC_ADMIN_FD": "4"}))
+    parsec_config.check_supported(config)
+    with pytest.raises(ImproperlyConfigured, match="PARSEC_ADMIN_FD: goes with --admin-port"):
+        parsec_config.load_server_config(cli.environ_reader({"PARSEC_ADMIN_FD": "4"}))
 
 
 # --- French ---------------------------------------------------------------------------------------------------------
