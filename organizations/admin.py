@@ -238,10 +238,11 @@ class OrganizationAdmin(admin.ModelAdmin):
         # The copy button needs no script file: the Clipboard API, else the selected text and execCommand.
         return format_html(
             '<input type="text" id="bootstrap-url" readonly value="{}" size="90" onclick="this.select()"> '
-            '<button type="button" class="button" id="copy-bootstrap-url" onclick="'
+            '<button type="button" class="button" id="copy-bootstrap-url" data-copied="{}" onclick="'
             "var f=document.getElementById('bootstrap-url');f.select();"
-            "if(navigator.clipboard&&window.isSecureContext){{navigator.clipboard.writeText(f.value);}}"
-            "else{{document.execCommand('copy');}}this.textContent='{}';"
+            "if(navigator.clipboard&&window.isSecureContext){{navigator.clipboard.writeText(f.value)"
+            ".catch(function(){{document.execCommand('copy');}});}}"
+            "else{{document.execCommand('copy');}}this.textContent=this.dataset.copied;"
             '">{}</button>',
             url, gettext("Copied"), gettext("Copy"),
         )
