@@ -11,7 +11,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import BigIntegerField, Count, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.template.defaultfilters import filesizeformat
@@ -39,6 +39,7 @@ DETAIL_FIELDS = (
     "data_size_column",
     "metadata_size_column",
     "pending_invitations",
+    "audit_trail",
     "created_on",
     "bootstrapped_on",
     "expired_on",
@@ -82,7 +83,7 @@ class OrganizationCreationForm(forms.ModelForm):
 def _per_organization(queryset: QuerySet, value: Any) -> Coalesce:
     """A correlated subquery per organization row: several Count/Sum over joins would multiply each other."""
     rows = queryset.filter(organization=OuterRef("pk")).order_by().values("organization").annotate(value=value)
-    return Coalesce(Subquery(rows.values("value"), output_field=IntegerField()), 0)
+    return Coalesce(Subquery(rows.values("value"), output_field=BigIntegerField()), 0)
 
 
 def with_figures(queryset: QuerySet[Organization]) -> QuerySet[Organization]:
@@ -152,8 +153,22 @@ class OrganizationAdmin(admin.ModelAdmin):
         return organization.device_count  # type: ignore[attr-defined]
 
     @admin.display(description=_("Realms"), ordering="realm_count")
-    def realm_count_column(self, organization: Organization) -> int:
-        return organization.realm_count  # type: ignore[attr-defined]
+    def realm_count_column(self, organization: Organization) -> str:
+        url = reverse("admin:realms_realm_changelist") + f"?organization__id__exact={organization.pk}"
+        return format_html('<a href="{}">{}</a>', url, organization.realm_count)  # type: ignore[attr-defined]
+
+    actions = ["expire_organizations"]
+
+    @admin.action(description=_("Expire the selected organizations (closes their sessions)"),
+                  permissions=["change"])
+    def expire_organizations(self, request: HttpRequest, queryset: QuerySet[Organization]) -> None:
+        for organization in queryset.filter(is_expired=False):
+            outcome = services.organization_update(organization_id=organization.organization_id, is_expired=True)
+            if isinstance(outcome, AdministrationError):  # erased meanwhile
+                continue
+            audit.record(actor=audit.console_actor(request), action=audit.Action.ORGANIZATION_EXPIRED,
+                         organization_id=organization.organization_id, details={"is_expired": True})
+            self.message_user(request, gettext("%(organization)s: expired") % {"organization": organization})
 
     @admin.display(description=_("Data size"), ordering="data_size")
     def data_size_column(self, organization: Organization) -> str:
@@ -202,6 +217,15 @@ class OrganizationAdmin(admin.ModelAdmin):
         return format_html('<span id="pending-invitations">{}</span> &mdash; <a href="{}">{}</a>', count, url,
                            gettext("list, cancel"))
 
+    @admin.display(description=_("Audit trail"))
+    def audit_trail(self, organization: Organization) -> str:
+        entries = AuditEntry.objects.filter(organization_id=organization.organization_id)
+        url = reverse("admin:organizations_auditentry_changelist") + f"?q={organization.organization_id}"
+        latest = entries.first()
+        summary = "-" if latest is None else f"{latest.timestamp:%Y-%m-%d %H:%M} {latest.get_action_display()}"
+        return format_html('{} &mdash; <a href="{}">{}</a>', summary, url,
+                           gettext("%(count)d change(s)") % {"count": entries.count()})
+
     @admin.display(boolean=True, description=_("Sequestered?"))
     def sequestered(self, organization: Organization) -> bool:
         return organization.sequester_authority_certificate is not None
@@ -216,10 +240,11 @@ class OrganizationAdmin(admin.ModelAdmin):
         # The copy button needs no script file: the Clipboard API, else the selected text and execCommand.
         return format_html(
             '<input type="text" id="bootstrap-url" readonly value="{}" size="90" onclick="this.select()"> '
-            '<button type="button" class="button" id="copy-bootstrap-url" onclick="'
+            '<button type="button" class="button" id="copy-bootstrap-url" data-copied="{}" onclick="'
             "var f=document.getElementById('bootstrap-url');f.select();"
-            "if(navigator.clipboard&&window.isSecureContext){{navigator.clipboard.writeText(f.value);}}"
-            "else{{document.execCommand('copy');}}this.textContent='{}';"
+            "if(navigator.clipboard&&window.isSecureContext){{navigator.clipboard.writeText(f.value)"
+            ".catch(function(){{document.execCommand('copy');}});}}"
+            "else{{document.execCommand('copy');}}this.textContent=this.dataset.copied;"
             '">{}</button>',
             url, gettext("Copied"), gettext("Copy"),
         )

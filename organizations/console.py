@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone as dt_timezone
+from datetime import date, datetime, time, timezone as dt_timezone
 
 from django.contrib import admin
 from django.db.models import Count, Min, Sum

@@ -448,6 +448,10 @@ OPTIONS: tuple[Option, ...] = (
         ("--admin-host",), "PARSEC_ADMIN_HOST", "value", "--host",
         "listen address of --admin-port, e.g. 127.0.0.1 to keep the console local (ours)", "HOST",
     ),
+    Option(
+        ("--admin-fd",), "PARSEC_ADMIN_FD", "value", "none",
+        "serve --admin-port on this inherited listening socket (ours; used by --workers, or with --fd)", "FD",
+    ),
 )
 
 OPTIONS_BY_ENV: dict[str, Option] = {option.env: option for option in OPTIONS}
@@ -548,6 +552,7 @@ class ServerConfig:
     admin_prefix: str = "admin"
     admin_host: str | None = None
     admin_port: int | None = None
+    admin_fd: int | None = None
 
     @property
     def admin_url_prefix(self) -> str | None:
@@ -716,6 +721,9 @@ def load_server_config(env: environ.Env) -> ServerConfig:
     admin_host = get("PARSEC_ADMIN_HOST", str.strip, None)
     if admin_host is not None and admin_port is None:
         raise option_error("PARSEC_ADMIN_HOST", "goes with --admin-port")
+    admin_fd = get("PARSEC_ADMIN_FD", then(_parse_int, at_least(0)), None)
+    if admin_fd is not None and admin_port is None:
+        raise option_error("PARSEC_ADMIN_FD", "goes with --admin-port (the port the socket listens on)")
 
     return ServerConfig(
         host=host,
@@ -774,6 +782,7 @@ def load_server_config(env: environ.Env) -> ServerConfig:
         admin_prefix=get("PARSEC_ADMIN_PREFIX", _validate_admin_prefix, "admin"),
         admin_host=admin_host,
         admin_port=admin_port,
+        admin_fd=admin_fd,
     )
 
 
@@ -799,10 +808,9 @@ def check_supported(config: ServerConfig) -> None:
             raise option_error("PARSEC_WORKERS", "several processes need --redis-url (the Redis channel layer)")
         if config.fd is not None:
             raise option_error("PARSEC_FD", "--fd serves one process; --workers binds --host/--port itself")
-    if config.admin_port is not None and config.admin_enabled and (config.workers > 1 or config.fd is not None):
-        # Its socket would have to be handed to every worker too; not built yet.
-        raise option_error("PARSEC_ADMIN_PORT", "not supported with --workers or --fd yet (use --admin-prefix and "
-                           "restrict the prefix in the proxy, see deploy/nginx.conf)")
+    if config.admin_port is not None and config.fd is not None and config.admin_fd is None:
+        # The clients' socket is inherited: the console's must be too.
+        raise option_error("PARSEC_ADMIN_PORT", "with --fd, give the console's inherited socket with --admin-fd")
 
 
 def _blockstore_kinds(store: BlockstoreConfig) -> set[str]:

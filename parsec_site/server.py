@@ -91,6 +91,7 @@ class ServeOptions:
     # `--admin-port`: a second listener, same application and TLS; the console answers only there.
     admin_host: str | None = None
     admin_port: int | None = None
+    admin_fd: int | None = None
 
 
 def build_server(application: Any, options: ServeOptions) -> Any:
@@ -123,7 +124,8 @@ def build_server(application: Any, options: ServeOptions) -> Any:
         try:
             port = _listen(reactor, server.http_factory, options, tls)
             if options.admin_port is not None:
-                admin = replace(options, host=options.admin_host or options.host, port=options.admin_port, fd=None)
+                admin = replace(options, host=options.admin_host or options.host, port=options.admin_port,
+                                fd=options.admin_fd)
                 ports.append(_listen(reactor, server.http_factory, admin, tls))
         except Exception as exc:  # bind refused, bad fd...: daphne's own failure path stops the reactor
             from twisted.python.failure import Failure
@@ -364,6 +366,7 @@ class Supervisor:
     def __init__(
         self, *, count: int, host: str, port: int, command: list[str], environ: dict[str, str],
         shutdown_grace: float, write: Callable[[str], None] = print,
+        admin_host: str | None = None, admin_port: int | None = None,
     ) -> None:
         self.count = count
         self.host = host
@@ -372,17 +375,28 @@ class Supervisor:
         self.shutdown_grace = shutdown_grace
         self.write = write
         self.sock = bind_listening_socket(host, port)
+        # `--admin-port`: the console's socket, bound here once and inherited by every worker too.
+        self.admin_sock = None
+        if admin_port is not None:
+            try:
+                self.admin_sock = bind_listening_socket(admin_host or host, admin_port)
+            except OSError:
+                self.sock.close()
+                raise
         self.metrics_dir = tempfile.mkdtemp(prefix="parsec-metrics-")
         self.env = {name: value for name, value in environ.items() if name != "PARSEC_CMD_ARGS"}
         # Every option was already exported to its variable; the workers serve the inherited socket and
         # write their metrics where a scrape of any of them (or of `--metrics-port`, here) adds them up.
         self.env.update(PARSEC_FD=str(self.sock.fileno()), PARSEC_WORKERS="1", PROMETHEUS_MULTIPROC_DIR=self.metrics_dir)
+        if self.admin_sock is not None:
+            self.env["PARSEC_ADMIN_FD"] = str(self.admin_sock.fileno())
         self.workers: list[Worker] = []
         self.stop_requested_at: float | None = None
         self.exit_code = 0
 
     def spawn(self, index: int) -> Worker:
-        process = subprocess.Popen(self.command, env=self.env, pass_fds=(self.sock.fileno(),))
+        fds = (self.sock.fileno(),) if self.admin_sock is None else (self.sock.fileno(), self.admin_sock.fileno())
+        process = subprocess.Popen(self.command, env=self.env, pass_fds=fds)
         return Worker(index=index, process=process, started=time.monotonic())
 
     def request_stop(self, signum: int = signal.SIGTERM, frame: Any = None) -> None:
@@ -420,6 +434,8 @@ class Supervisor:
             if metrics_server is not None:
                 metrics_server.shutdown()
             self.sock.close()
+            if self.admin_sock is not None:
+                self.admin_sock.close()
             shutil.rmtree(self.metrics_dir, ignore_errors=True)
         return self.exit_code
 

@@ -77,6 +77,7 @@ SAMPLES: dict[str, tuple[str, str, Any]] = {
     "PARSEC_ADMIN_PREFIX": ("/ops/console/", "admin_prefix", "ops/console"),
     "PARSEC_ADMIN_PORT": ("6778", "admin_port", 6778),
     "PARSEC_ADMIN_HOST": ("127.0.0.1", "admin_host", "127.0.0.1"),
+    "PARSEC_ADMIN_FD": ("4", "admin_fd", 4),
 }
 
 
@@ -102,7 +103,7 @@ def test_samples_cover_the_whole_table() -> None:
 def test_every_option_from_its_flag_and_its_variable(option, tmp_path: Path) -> None:
     raw, field_name, expected = sample(option.env, tmp_path)
     companions = {"PARSEC_SSL_KEYFILE": "PARSEC_SSL_CERTFILE", "PARSEC_SSL_CERTFILE": "PARSEC_SSL_KEYFILE",
-                  "PARSEC_ADMIN_HOST": "PARSEC_ADMIN_PORT"}
+                  "PARSEC_ADMIN_HOST": "PARSEC_ADMIN_PORT", "PARSEC_ADMIN_FD": "PARSEC_ADMIN_PORT"}
     extra = {}
     if option.env in companions:
         extra[companions[option.env]] = sample(companions[option.env], tmp_path)[0]

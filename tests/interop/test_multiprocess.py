@@ -432,3 +432,47 @@ def _is_our_worker(pid: int, port: int) -> bool:
     except OSError:
         return False
     return b"manage.py" in cmdline and f"PARSEC_PORT={port}".encode() in environ
+
+
+def _http_status(url: str) -> int:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=20) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_workers_serve_the_console_on_its_own_port(cluster: Cluster, tmp_path: Path) -> None:
+    port, admin_port = free_port(), free_port()
+    log_path = tmp_path / "workers.log"
+    proc = start_our_server(log_path, port, "--workers", "2", "--shutdown-grace", "3",
+                            "--admin-port", str(admin_port), "--admin-host", "127.0.0.1",
+                            *cluster.server_args(port), env=cluster.env())
+    worker_pids: set[int] = set()
+    try:
+        wait_http_ready(f"http://127.0.0.1:{admin_port}/admin/login/", proc, SERVER_START_TIMEOUT, log_path)
+        banner = next((line for line in log_path.read_text().splitlines() if line.startswith("Started 2 server")), "")
+        worker_pids = {int(p) for p in banner.split("(pids ", 1)[1].rstrip(")").split(", ")}
+        assert f"Web console on 127.0.0.1:{admin_port}/admin/" in log_path.read_text()
+        # Every worker serves the console's port (the socket is inherited), and not on the clients' port.
+        answered_by: set[int] = set()
+        deadline = time.monotonic() + 60
+        with ThreadPoolExecutor(8) as pool:
+            while answered_by != worker_pids and time.monotonic() < deadline:
+                statuses = set(pool.map(lambda _: _http_status(f"http://127.0.0.1:{admin_port}/admin/login/"),
+                                        range(16)))
+                assert statuses == {200}
+                time.sleep(0.3)
+                answered_by = {r["pid"] for r in log_records(log_path)
+                               if r.get("event") == "HTTP request" and r.get("path") == "/admin/login/"}
+        assert answered_by == worker_pids, (answered_by, worker_pids)
+        assert _http_status(f"http://127.0.0.1:{admin_port}/static/admin/css/base.css") == 200
+        assert _http_status(f"http://127.0.0.1:{port}/admin/login/") == 404
+        assert _http_status(f"http://127.0.0.1:{port}/health/live") == 200
+    finally:
+        stop_process(proc, timeout=30)
+        for pid in worker_pids:
+            if _is_our_worker(pid, port):
+                os.kill(pid, 9)
+    assert proc.returncode == 0, log_path.read_text()[-3000:]

@@ -3,6 +3,7 @@ chart, invitation cancel, the audit trail, static files, HTTPS behind a proxy, `
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib
 import io
 import re
@@ -252,6 +253,8 @@ def test_console_changes_are_audited(admin_client, coolorg, parsec_settings):
     ]
     trail = admin_client.get("/admin/organizations/auditentry/").content.decode()
     assert "Organization expired" in trail and "User unfrozen" in trail and "console: admin" in trail
+    page = admin_client.get(url).content.decode()
+    assert "User unfrozen" in page and ">3 change(s)</a>" in page and "/admin/organizations/auditentry/?q=CoolOrg" in page
 
 
 def test_administration_api_changes_are_audited(client, coolorg, parsec_settings):
@@ -316,9 +319,8 @@ def _login_form(client: Client, path: str = "/admin/login/", **headers) -> str:
 
 def test_login_behind_a_tls_proxy(db, settings, django_user_model):
     django_user_model.objects.create_superuser("operator", "op@example.com", "s3cret-passw0rd")
-    config = parsec_config.load_server_config(parsec_config.environ.Env())
-    config = config.__class__(**{**config.__dict__, "forward_proto_enforce_https": ("X-Forwarded-Proto", "https"),
-                                 "backend_addr": BackendAddr.parse("parsec://parsec.example.com:8443")})
+    config = dataclasses.replace(settings.PARSEC, forward_proto_enforce_https=("X-Forwarded-Proto", "https"),
+                                 backend_addr=BackendAddr.parse("parsec://parsec.example.com:8443"))
     settings.PARSEC = config
     settings.SECURE_PROXY_SSL_HEADER = parsec_config.proxy_ssl_header(config)
     settings.CSRF_TRUSTED_ORIGINS = parsec_config.csrf_trusted_origins(config)
@@ -348,11 +350,10 @@ def test_login_behind_a_tls_proxy_fails_without_the_derived_settings(db, setting
     assert response.status_code == 403
 
 
-def test_derived_proxy_settings_without_options():
-    config = parsec_config.load_server_config(parsec_config.environ.Env())
-    bare = config.__class__(**{**config.__dict__, "forward_proto_enforce_https": None, "backend_addr": None})
+def test_derived_proxy_settings_without_options(settings):
+    bare = dataclasses.replace(settings.PARSEC, forward_proto_enforce_https=None, backend_addr=None)
     assert parsec_config.proxy_ssl_header(bare) is None and parsec_config.csrf_trusted_origins(bare) == []
-    plain = config.__class__(**{**config.__dict__, "backend_addr": BackendAddr.parse("parsec://h:6777?no_ssl=true")})
+    plain = dataclasses.replace(settings.PARSEC, backend_addr=BackendAddr.parse("parsec://h:6777?no_ssl=true"))
     assert parsec_config.csrf_trusted_origins(plain) == ["http://h:6777"]
 
 
@@ -368,8 +369,7 @@ def reload_urls(settings):
         clear_url_caches()
 
     yield reload
-    settings.PARSEC = settings.PARSEC.__class__(**{**settings.PARSEC.__dict__, "admin_enabled": True,
-                                                   "admin_prefix": "admin", "admin_port": None})
+    settings.PARSEC = dataclasses.replace(settings.PARSEC, admin_enabled=True, admin_prefix="admin", admin_port=None)
     reload()
 
 
@@ -421,17 +421,19 @@ def test_bad_admin_options(variables, message):
         parsec_config.load_server_config(cli.environ_reader(variables))
 
 
-def test_admin_port_is_refused_with_workers():
+def test_admin_port_with_an_inherited_socket_needs_its_own():
     from django.core.exceptions import ImproperlyConfigured
 
     from parsec_site import cli
 
-    config = parsec_config.load_server_config(cli.environ_reader({
-        "PARSEC_ADMIN_PORT": "6778", "PARSEC_WORKERS": "2", "PARSEC_DB": "postgresql://h/db",
-        "PARSEC_BLOCKSTORE": "POSTGRESQL", "PARSEC_REDIS_URL": "redis://r",
-    }))
-    with pytest.raises(ImproperlyConfigured, match="PARSEC_ADMIN_PORT: not supported with --workers"):
+    config = parsec_config.load_server_config(cli.environ_reader({"PARSEC_ADMIN_PORT": "6778", "PARSEC_FD": "3"}))
+    with pytest.raises(ImproperlyConfigured, match="PARSEC_ADMIN_PORT: with --fd, give the console's inherited"):
         parsec_config.check_supported(config)
+    config = parsec_config.load_server_config(
+        cli.environ_reader({"PARSEC_ADMIN_PORT": "6778", "PARSEC_FD": "3", "PARSEC_ADMIN_FD": "4"}))
+    parsec_config.check_supported(config)
+    with pytest.raises(ImproperlyConfigured, match="PARSEC_ADMIN_FD: goes with --admin-port"):
+        parsec_config.load_server_config(cli.environ_reader({"PARSEC_ADMIN_FD": "4"}))
 
 
 # --- French ---------------------------------------------------------------------------------------------------------
@@ -467,3 +469,36 @@ def test_french_catalogue_is_complete():
                             text=True)
     assert result.returncode == 0, result.stderr
     assert "untranslated" not in result.stderr and "fuzzy" not in result.stderr, result.stderr
+
+
+def test_realm_list_with_members_and_sizes(admin_client, coolorg):
+    from realms.models import RealmUserRole
+
+    realm = Realm.objects.filter(organization=coolorg).order_by("pk").first()
+    alice = User.objects.get(organization=coolorg, user_id="alice")
+    bob = User.objects.get(organization=coolorg, user_id="bob")
+    for user, role, seconds in ((alice, "OWNER", 0), (bob, "READER", 1), (bob, None, 2)):
+        RealmUserRole.objects.create(realm=realm, user=user, role=role, certificate=b"x",
+                                     certified_on=NOW + timedelta(seconds=seconds))
+    content = admin_client.get(f"/admin/realms/realm/?organization__id__exact={coolorg.pk}").content.decode()
+    row = next(row for row in re.findall(r"<tr>.*?</tr>", content, re.S) if str(realm.realm_id) in row)
+    assert cell(row, "members") == "1"  # bob's role was removed
+    assert cell(row, "vlobs") == "3" and 'title="3000"' in row and 'title="120"' in row
+    assert admin_client.get(f"/admin/realms/realm/{realm.pk}/change/").status_code == 200
+    assert admin_client.get("/admin/realms/realm/add/").status_code == 403
+
+
+def test_expire_action(admin_client, coolorg, django_capture_on_commit_callbacks):
+    other = Organization.objects.get(organization_id="OtherOrg")
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = admin_client.post("/admin/organizations/organization/", {
+            "action": "expire_organizations", "_selected_action": [coolorg.pk, other.pk]}, follow=True)
+    assert "CoolOrg: expired" in response.content.decode()
+    assert len(callbacks) == 2  # each one's sessions are closed
+    assert Organization.objects.filter(is_expired=True, expired_on__isnull=False).count() == 2
+    assert sorted(AuditEntry.objects.filter(action="organization_expired").values_list("organization_id", flat=True)) \
+        == ["CoolOrg", "OtherOrg"]
+    # Already expired: nothing to do, nothing recorded.
+    admin_client.post("/admin/organizations/organization/", {
+        "action": "expire_organizations", "_selected_action": [coolorg.pk]})
+    assert AuditEntry.objects.count() == 2

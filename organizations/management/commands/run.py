@@ -81,7 +81,7 @@ class Command(BaseCommand):
             f"blockstore={config.blockstore_config.kind} email={config.email_kind} "
             f"backend_addr={config.backend_addr.to_url()})"
         )
-        if config.admin_port is not None and config.admin_enabled:
+        if config.admin_port is not None and config.admin_enabled and config.admin_fd is None:
             self.stdout.write(
                 f"Web console on {config.admin_host or config.host}:{config.admin_port}/{config.admin_url_prefix}"
             )
@@ -106,6 +106,7 @@ class Command(BaseCommand):
             action_logger=log_action,
             admin_host=config.admin_host,
             admin_port=config.admin_port if config.admin_enabled else None,
+            admin_fd=config.admin_fd,
         ))
         try:
             server.run()
@@ -134,9 +135,17 @@ class Command(BaseCommand):
                 count=config.workers, host=config.host, port=config.port, command=serving.manage_py_command(),
                 environ=dict(os.environ), shutdown_grace=config.shutdown_grace,
                 write=lambda line: (self.stdout.write(line), self.stdout.flush()),
+                admin_host=config.admin_host,
+                admin_port=config.admin_port if config.admin_enabled else None,
             )
         except OSError as exc:
-            raise CommandError(f"Could not listen on {config.host}:{config.port}: {exc.strerror or exc}") from None
+            raise CommandError(f"Could not listen on {config.host}:{config.port}"
+                               f"{'' if config.admin_port is None else f' and {config.admin_port}'}: "
+                               f"{exc.strerror or exc}") from None
+        if config.admin_port is not None and config.admin_enabled:
+            self.stdout.write(
+                f"Web console on {config.admin_host or config.host}:{config.admin_port}/{config.admin_url_prefix}"
+            )
         if supervisor.run(metrics_port=config.metrics_port) != 0:
             raise CommandError("A server process could not start (see the log above).")
         self.stdout.write("Parsec Backend stopped.")
