@@ -133,7 +133,6 @@ class OrganizationAdmin(admin.ModelAdmin):
     search_help_text = _("Organization id, or the e-mail or name of one of its users")
     date_hierarchy = "created_on"
     ordering = ("organization_id",)
-    actions = [erase_organization_action]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Organization]:
         return with_figures(super().get_queryset(request))
@@ -157,7 +156,7 @@ class OrganizationAdmin(admin.ModelAdmin):
         url = reverse("admin:realms_realm_changelist") + f"?organization__id__exact={organization.pk}"
         return format_html('<a href="{}">{}</a>', url, organization.realm_count)  # type: ignore[attr-defined]
 
-    actions = ["expire_organizations"]
+    actions = ["expire_organizations", erase_organization_action]
 
     @admin.action(description=_("Expire the selected organizations (closes their sessions)"),
                   permissions=["change"])

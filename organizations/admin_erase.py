@@ -11,6 +11,9 @@ from django.contrib.admin import helpers
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
+from django.utils.translation import gettext, gettext_lazy as _
+
+from organizations import audit
 
 from organizations.erase import erase_organization
 from organizations.models import Organization
@@ -18,7 +21,7 @@ from organizations.services import AdministrationError
 
 
 class EraseConfirmationForm(forms.Form):
-    confirmation = forms.CharField(label="Organization id", max_length=64, strip=True)
+    confirmation = forms.CharField(label=_("Organization id"), max_length=64, strip=True)
 
     def __init__(self, *args, organization_id: str, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -27,18 +30,20 @@ class EraseConfirmationForm(forms.Form):
     def clean_confirmation(self) -> str:
         value = self.cleaned_data["confirmation"]
         if value != self.organization_id:
-            raise forms.ValidationError(f"Type {self.organization_id} exactly to erase this organization.")
+            raise forms.ValidationError(
+                gettext("Type %(organization)s exactly to erase this organization.") % {"organization": self.organization_id}
+            )
         return value
 
 
-@admin.action(description="Erase the selected organization and all its data (asks for confirmation)")
+@admin.action(description=_("Erase the selected organization and all its data (asks for confirmation)"))
 def erase_organization_action(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Organization]):
     if not request.user.is_superuser:
-        modeladmin.message_user(request, "Only a superuser may erase an organization.", messages.ERROR)
+        modeladmin.message_user(request, gettext("Only a superuser may erase an organization."), messages.ERROR)
         return None
     organizations = list(queryset[:2])
     if len(organizations) != 1:
-        modeladmin.message_user(request, "Select exactly one organization to erase.", messages.ERROR)
+        modeladmin.message_user(request, gettext("Select exactly one organization to erase."), messages.ERROR)
         return None
     [organization] = organizations
     organization_id = organization.organization_id
@@ -47,9 +52,9 @@ def erase_organization_action(modeladmin: admin.ModelAdmin, request: HttpRequest
         request.POST if "confirm_erase" in request.POST else None, organization_id=organization_id
     )
     if form.is_bound and form.is_valid():
-        report = erase_organization(organization_id, dry_run=False, actor=f"console user {request.user.get_username()}")
+        report = erase_organization(organization_id, dry_run=False, actor=audit.console_actor(request))
         if report is AdministrationError.NOT_FOUND:
-            modeladmin.message_user(request, f"{organization_id} was erased meanwhile.", messages.WARNING)
+            modeladmin.message_user(request, gettext("%(organization)s was erased meanwhile.") % {"organization": organization_id}, messages.WARNING)
             return None
         lines = report.describe()
         modeladmin.message_user(request, " ".join(lines), messages.SUCCESS if report.complete else messages.ERROR)
@@ -57,11 +62,11 @@ def erase_organization_action(modeladmin: admin.ModelAdmin, request: HttpRequest
 
     preview = erase_organization(organization_id, dry_run=True)
     if preview is AdministrationError.NOT_FOUND:
-        modeladmin.message_user(request, f"{organization_id} no longer exists.", messages.WARNING)
+        modeladmin.message_user(request, gettext("%(organization)s no longer exists.") % {"organization": organization_id}, messages.WARNING)
         return None
     context = {
         **modeladmin.admin_site.each_context(request),
-        "title": f"Erase organization {organization_id}",
+        "title": gettext("Erase organization %(organization)s") % {"organization": organization_id},
         "opts": modeladmin.model._meta,
         "organization": organization,
         "preview": preview.describe()[1:],

@@ -31,8 +31,8 @@ from blocks import blockstores
 from blocks.blockstores import BlockStore, BlockStoreError
 from blocks.models import Block, BlockData
 from invites.models import ClaimerSession, Invitation, ShamirRecoveryConduit, ShamirRecoveryShare, ShamirRecoverySetup
-from organizations import services
-from organizations.models import Device, Organization, User
+from organizations import audit, services
+from organizations.models import AuditEntry, Device, Organization, User
 from organizations.services import AdministrationError
 from protocol import sessions
 from realms.models import (
@@ -75,6 +75,8 @@ ERASE_PLAN: tuple[tuple[type[models.Model], str], ...] = (
 # `BlockData` (the POSTGRESQL store's table) names the organization by its id, without a foreign key: its
 # rows go with the blocks, and in step 3 by organization id (blocks whose metadata was never recorded).
 ERASED_BY_ORGANIZATION_ID: tuple[type[models.Model], ...] = (BlockData,)
+# Kept on purpose: the audit trail names organizations by id, and must outlive the erase it records.
+KEPT_AFTER_ERASE: tuple[type[models.Model], ...] = (AuditEntry,)
 
 
 def _label(model: type[models.Model]) -> str:
@@ -180,11 +182,18 @@ def _delete_blocks(
 
 
 def record_erasure_in_audit_trail(report: EraseReport, *, actor: str) -> None:
-    """AUDIT HOOK: called once an organization is erased (never for a dry run or an incomplete erase).
-
-    The audit trail (issue 14, item 6) is built on another branch; at merge, this calls its record function
-    with the actor ("administration token", a console user, "manage.py") and the report's figures.
-    """
+    """Called once an organization is erased (never for a dry run or an incomplete erase)."""
+    audit.record(
+        actor=actor,
+        action=audit.Action.ORGANIZATION_ERASED,
+        organization_id=report.organization_id,
+        details={
+            "rows": report.rows,
+            "blocks_deleted": report.blocks_deleted + report.unrecorded_blocks_deleted,
+            "data_bytes": report.data_bytes,
+            "metadata_bytes": report.metadata_bytes,
+        },
+    )
 
 
 def erase_organization(

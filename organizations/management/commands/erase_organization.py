@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from blocks.blockstores import blockstore_from_config
+from organizations import audit
 from organizations.erase import DEFAULT_JOBS, erase_organization
 from organizations.services import AdministrationError
 
@@ -57,7 +58,7 @@ class Command(BaseCommand):
                 raise CommandError("Not confirmed: nothing was erased.")
 
         report = erase_organization(
-            organization_id, dry_run=False, actor="manage.py erase_organization", store=store, jobs=options["jobs"]
+            organization_id, dry_run=False, actor=audit.command_actor("erase_organization"), store=store, jobs=options["jobs"]
         )
         if report is AdministrationError.NOT_FOUND:
             raise CommandError(f"Organization `{organization_id}` was erased meanwhile by someone else.")
