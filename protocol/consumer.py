@@ -20,7 +20,7 @@ from django.utils import timezone
 from protocol import codec, events, handshake, replies, types
 from protocol.db import run_sync
 from protocol.registry import CommandSpec, Family, lookup
-from protocol.session import AuthenticatedSession, InvitedSession
+from protocol.session import AdministrationSession, AnonymousSession, AuthenticatedSession, InvitedSession
 from protocol.sessions import invitation_group, organization_group, user_group
 from parsec_site import lifecycle, metrics
 
@@ -36,7 +36,7 @@ MAX_FRAME_SIZE = 16 * 1024 * 1024
 class ParsecConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.phase = "handshake"
-        self.session: AuthenticatedSession | InvitedSession | None = None
+        self.session: AuthenticatedSession | InvitedSession | AnonymousSession | AdministrationSession | None = None
         self.family: Family | None = None
         self.groups_joined: list[str] = []
         self.inbox: asyncio.Queue[bytes | None] = asyncio.Queue()
@@ -289,4 +289,6 @@ def _session_identity(session: AuthenticatedSession | InvitedSession | None) -> 
     if isinstance(session, InvitedSession):
         # The invitation's row id, not its token: the token is what lets anyone claim.
         return {"organization_id": session.organization_id, "invitation_id": session.invitation_pk}
+    if isinstance(session, AnonymousSession):  # API v1 `anonymous` (2.0-2.5 bootstrap)
+        return {"organization_id": session.organization_id}
     return {}
