@@ -22,7 +22,7 @@ from django.utils import timezone
 from protocol import codec, events, handshake, limits, replies, types
 from protocol.db import database_unavailable, run_sync
 from protocol.registry import CommandSpec, DatabaseUnavailable, Family, lookup
-from protocol.session import AuthenticatedSession, InvitedSession
+from protocol.session import AdministrationSession, AnonymousSession, AuthenticatedSession, InvitedSession
 from protocol.sessions import invitation_group, organization_group, user_group
 from parsec_site import lifecycle, metrics
 
@@ -48,7 +48,7 @@ class ParsecConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         self.phase = "handshake"
-        self.session: AuthenticatedSession | InvitedSession | None = None
+        self.session: AuthenticatedSession | InvitedSession | AnonymousSession | AdministrationSession | None = None
         self.family: Family | None = None
         self.groups_joined: list[str] = []
         self.inbox: asyncio.Queue[bytes | None] = asyncio.Queue()
@@ -375,4 +375,6 @@ def _session_identity(session: AuthenticatedSession | InvitedSession | None) -> 
     if isinstance(session, InvitedSession):
         # The invitation's row id, not its token: the token is what lets anyone claim.
         return {"organization_id": session.organization_id, "invitation_id": session.invitation_pk}
+    if isinstance(session, AnonymousSession):  # API v1 `anonymous` (2.0-2.5 bootstrap)
+        return {"organization_id": session.organization_id}
     return {}

@@ -1,4 +1,4 @@
-"""API versions of the official 2.x clients, and the API version of the peer being served.
+"""API versions of the official 2.x clients (per release range), and helpers to read and print them.
 
 Each client speaks one API version per major (2.0 … 2.10, 3.0 … 3.4) and omits the request fields
 added after it (the schemas' `introduced_in`, encoding.md §6, declared with `types.Introduced`).

@@ -260,6 +260,16 @@ class VersionedCli(ParsecCli):
             args = (args[0], token.group(1), *args[2:])
         return super().spawn(*args)
 
+    def create_organization(self, addr: str, organization_id: str, token: str) -> str:
+        if self.version != "2.0.0":
+            return super().create_organization(addr, organization_id, token)
+        # The hosting guide's command, verbatim (2.0.0 sends it over the API v1 administration handshake).
+        res = self.run("create_organization", f"--administration-token={token}", f"--addr={addr}", organization_id)
+        match = re.search(r"Bootstrap organization url: (parsec://\S+)", res.stdout)
+        if not match:
+            raise ParsecCliError("no bootstrap url in output", res)
+        return match.group(1)
+
     def bootstrap_organization(self, url: str, email: str, label: str, device_label: str,
                                password: str) -> DeviceRef:
         if self.version == "2.0.0":

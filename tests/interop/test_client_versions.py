@@ -73,6 +73,8 @@ def share(cli: VersionedCli, workspace: str, recipient: VersionedCli, recipient_
         cli.share_workspace(workspace, role, recipient=email)
 
 
+# A dozen client processes, each starting a Python interpreter: minutes on a loaded machine.
+@pytest.mark.timeout(900)
 def test_client_version_alone(client_version: str, ours_server: ServerInfo, tmp_path: Path):
     server = ours_server
     org_id = f"V{client_version.replace('.', '')}{uuid.uuid4().hex[:8]}"

@@ -14,6 +14,8 @@ import os
 import uuid
 from pathlib import Path
 
+import pytest
+
 from .oldclients import VersionedCli, client_ok
 from .refclient import ParsecCli, ServerInfo
 
@@ -26,6 +28,8 @@ def read_all(cli: ParsecCli, device, paths: list[str]) -> dict[str, bytes]:
     return {path: base64.b64decode(result["data"]) for path, result in zip(paths, results)}
 
 
+# A dozen client processes, each starting a Python interpreter: minutes on a loaded machine.
+@pytest.mark.timeout(900)
 def test_three_versions_share_one_workspace(ours_server: ServerInfo, reference_client: Path, tmp_path: Path):
     for version in ("2.0.0", "2.11.1"):
         ok, what = client_ok(version)

@@ -10,7 +10,7 @@ from nacl.signing import SigningKey
 
 from invites.models import Invitation
 from organizations.models import Organization, User
-from protocol import codec
+from protocol import codec, versions
 from tests.conftest import World, connect_as
 from tests.testkit.ws import WsClient
 
@@ -289,3 +289,25 @@ async def test_invited_bad_invitation_type_value(world: World):
          "organization_id": world.organization_id, "invitation_type": "FRIEND", "token": uuid.uuid4()}
     )
     await expect_failure(client, "bad_protocol")
+
+
+@pytest.mark.parametrize(
+    ("clients", "api_version"), [(clients, version) for clients, version in versions.CLIENT_API_VERSIONS]
+)
+async def test_every_2x_client_api_version_accepted(world: World, clients: str, api_version: tuple[int, int]):
+    """Each official 2.x release's API version, with its answer form: the raw challenge signed below
+    2.5, the `signed_answer` map from 2.5 on; the other form is refused."""
+    raw_signature = api_version[0] == 2 and api_version < (2, 5)
+    client = await WsClient.connect()
+    answer = world.alice.authenticated_answer(client.challenge["challenge"], api_version=api_version)
+    assert answer["answer"] == (world.alice.sign(client.challenge["challenge"]) if raw_signature
+                                else world.alice.signed_answer(client.challenge["challenge"]))
+    assert (await answer_and_result(client, answer))["result"] == "ok", clients
+    assert await client.command("ping", ping="x") == {"status": "ok", "pong": "x"}
+    await client.close()
+
+    client = await WsClient.connect()
+    other_form = world.alice.signed_answer if raw_signature else world.alice.sign
+    answer["answer"] = other_form(client.challenge["challenge"])
+    await client.send(answer)
+    await expect_failure(client, "bad_protocol", "Invalid returned challenge" if raw_signature else None)

@@ -111,7 +111,10 @@ def _template_value(field_type: types.FieldType):
 def test_every_introduced_request_field_is_in_the_table():
     """The table above and the registry agree: no `Introduced` field is left untested."""
     declared = set()
-    for family in Family:
+    # The API v1 `anonymous` side shares the anonymous route's `organization_bootstrap` declaration.
+    legacy = registered_commands(Family.APIV1_ANONYMOUS)["organization_bootstrap"]
+    assert legacy.request is registered_commands(Family.ANONYMOUS)["organization_bootstrap"].request
+    for family in set(Family) - {Family.APIV1_ANONYMOUS, Family.APIV1_ADMINISTRATION}:
         for name, spec in registered_commands(family).items():
             if isinstance(spec.request, dict):
                 for field, field_type in spec.request.items():
@@ -188,3 +191,31 @@ async def test_reply_field_reaches_older_peers(world: World, command: str, statu
     reply = await _reply_of(command, world)
     assert reply["status"] == status, reply
     assert field in reply
+
+
+# Whole requests of older clients --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("api_version", [(2, 0), (2, 2), (3, 1)])
+async def test_older_client_writes_without_sequester_blob(world: World, api_version):
+    """2.0-2.10 clients (API 2.0-2.7, 3.0-3.1) create and update vlobs with no `sequester_blob` key."""
+    client = await WsClient.connect()
+    await client.send(world.alice.authenticated_answer(client.challenge["challenge"], api_version=api_version))
+    assert await client.receive() == {"handshake": "result", "result": "ok"}
+    realm_id = await _realm(client, world)
+    vlob_id = uuid.uuid4()
+    request = {"realm_id": realm_id, "encryption_revision": 1, "vlob_id": vlob_id, "timestamp": certs.now(),
+               "blob": b"v1"}
+    assert await client.command("vlob_create", **request) == {"status": "ok"}
+    assert await client.command("vlob_update", encryption_revision=1, vlob_id=vlob_id, timestamp=certs.now(),
+                                version=2, blob=b"v2") == {"status": "ok"}
+    assert (await read_vlob(client, vlob_id))["blob"] == b"v2"
+
+
+async def test_older_client_bootstraps_without_sequester_authority_certificate(transactional_db):
+    await create_organization_row("OldOrg", "tok")
+    material = bootstrap_material("OldOrg", "zed", "dev1", "zed@example.com", "Zed")
+    request = {"cmd": "organization_bootstrap", "bootstrap_token": "tok", **material.request_fields}
+    del request["sequester_authority_certificate"]
+    response = await anonymous_rpc("OldOrg", request, HTTP_API_VERSION="3.1")  # 2.10's anonymous route
+    assert codec.unpackb(response.content) == {"status": "ok"}
