@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Lookup, Q
+from django.db.models import F, Lookup, Q, QuerySet
 from django.db.models.functions import Lower
 from django.utils import timezone
 
@@ -323,6 +323,23 @@ def can_match(words: list[str]) -> bool:
     return sum(len(word) for word in words) <= _LONGEST_SEARCHED_TEXT and not any("\x00" in word for word in words)
 
 
+def matching_users(
+    organization_pk: int, *, words: list[str] | None, omit_revoked: bool, omit_non_human: bool, now: datetime
+) -> QuerySet[User]:
+    users = User.objects.filter(organization_id=organization_pk)
+    if omit_revoked:
+        users = users.filter(_active_at(now))
+    if omit_non_human:
+        users = users.filter(human_email__isnull=False)
+    if words is not None:
+        users = users.filter(
+            Q(WordsInOrder(F("human_label"), words))
+            | Q(WordsInOrder(F("human_email"), words))
+            | Q(Q(human_email__isnull=True) & WordsInOrder(F("user_id"), words))
+        )
+    return users
+
+
 def human_find(
     *,
     session: AuthenticatedSession,
@@ -337,21 +354,13 @@ def human_find(
     now = now or timezone.now()
     if session.profile == Profile.OUTSIDER:
         return _refused("not_allowed")
-    users = User.objects.filter(organization_id=session.organization_pk)
-    if omit_revoked:
-        users = users.filter(_active_at(now))
-    if omit_non_human:
-        users = users.filter(human_email__isnull=False)
     words = query_words(query)
-    if words is not None:
-        if not can_match(words):
-            # Answered without the database: a 50,000-character query finds nobody, at once.
-            return replies.ok(results=[], page=page, per_page=per_page, total=0)
-        users = users.filter(
-            Q(WordsInOrder(F("human_label"), words))
-            | Q(WordsInOrder(F("human_email"), words))
-            | Q(Q(human_email__isnull=True) & WordsInOrder(F("user_id"), words))
-        )
+    if words is not None and not can_match(words):
+        # Answered without the database: a 50,000-character query finds nobody, at once.
+        return replies.ok(results=[], page=page, per_page=per_page, total=0)
+    users = matching_users(
+        session.organization_pk, words=words, omit_revoked=omit_revoked, omit_non_human=omit_non_human, now=now
+    )
     total = users.count()
     offset = (page - 1) * per_page
     rows: list[tuple[str, str | None, str | None, datetime | None]] = []

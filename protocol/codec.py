@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import re
 import struct
 import uuid
 from typing import Any
@@ -109,6 +110,13 @@ def _ext_hook(code: int, payload: bytes) -> Any:
     raise DecodeError(f"unknown msgpack ext type {code}")
 
 
+# The encodings msgpack decodes as its own timestamp (ext -1 of 4, 8 or 12 bytes): fixext 4/8, and
+# ext 8/16/32 with those lengths. Only a document holding one of these byte runs can hold one.
+_TIMESTAMP_HEADER = re.compile(
+    rb"[\xd6\xd7]\xff|\xc7[\x04\x08\x0c]\xff|\xc8\x00[\x04\x08\x0c]\xff|\xc9\x00\x00\x00[\x04\x08\x0c]\xff"
+)
+
+
 def _contains_msgpack_timestamp(obj: Any) -> bool:
     # An explicit stack, not recursion: msgpack nests up to 1024 levels, deeper than Python's
     # default recursion limit once a few frames are already on the stack.
@@ -150,8 +158,8 @@ def unpackb(data: bytes) -> Any:
         raise
     except Exception as exc:  # msgpack raises many unrelated exception types (StackError past 1024 levels...)
         raise DecodeError(f"invalid msgpack: {str(exc)[:200] or type(exc).__name__}") from exc
-    # msgpack decodes ext -1 itself without calling ext_hook; it is not a protocol
-    # type. Only documents containing a 0xff byte can hold one, so most skip the walk.
-    if b"\xff" in data and _contains_msgpack_timestamp(obj):
+    # msgpack decodes ext -1 itself without calling ext_hook; it is not a protocol type. Only
+    # documents with a timestamp header can hold one, so (nearly) all skip the walk.
+    if _TIMESTAMP_HEADER.search(data) and _contains_msgpack_timestamp(obj):
         raise DecodeError("unknown msgpack ext type -1")
     return obj

@@ -33,6 +33,10 @@ log = structlog.get_logger("parsec.protocol")
 
 # The reference drops connections sending messages above 16 MiB.
 MAX_FRAME_SIZE = 16 * 1024 * 1024
+# Megabytes of tiny msgpack items take a second or more of Python to decode and validate: frames
+# above this are decoded in a worker thread, so the event loop every session shares keeps serving.
+# Below it (a 512 KiB block is one bin) the thread hop would cost more than the decoding.
+DECODE_IN_THREAD_ABOVE = 1024 * 1024
 
 
 class ParsecConsumer(AsyncWebsocketConsumer):
@@ -280,8 +284,9 @@ class ParsecConsumer(AsyncWebsocketConsumer):
     async def execute(self, frame: bytes | None) -> dict[str, Any] | bytes:
         if frame is None:
             return replies.INVALID_MSG_FORMAT
+        in_thread = len(frame) > DECODE_IN_THREAD_ABOVE
         try:
-            raw = codec.unpackb(frame)
+            raw = await asyncio.to_thread(codec.unpackb, frame) if in_thread else codec.unpackb(frame)
         except codec.DecodeError:
             return replies.INVALID_MSG_FORMAT
         if not isinstance(raw, dict):
@@ -291,7 +296,10 @@ class ParsecConsumer(AsyncWebsocketConsumer):
         if spec is None:
             return replies.UNKNOWN_COMMAND
         try:
-            request = types.decode_command_request(spec.request, raw)
+            if in_thread:
+                request = await asyncio.to_thread(types.decode_command_request, spec.request, raw)
+            else:
+                request = types.decode_command_request(spec.request, raw)
         except types.FieldError as exc:
             # One line, so that a client refused for its message's shape is visible to the operator.
             log.info("Request refused: bad message", cmd=spec.name, status="bad_message", reason=str(exc))

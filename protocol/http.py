@@ -115,7 +115,9 @@ async def anonymous_rpc(request: HttpRequest, organization_id: str) -> HttpRespo
     except Exception:
         # One line with the traceback (and the Sentry event); the client sees a server error.
         log.exception("Command crashed", cmd=spec.name)
-        return _empty(500, api_version)
+        response = _empty(500, api_version)
+        response._has_been_logged = True  # Django's marker: no second "Internal Server Error" line
+        return response
     return _msgpack_response(body, api_version)
 
 

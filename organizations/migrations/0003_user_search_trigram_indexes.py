@@ -1,6 +1,7 @@
 """Trigram indexes for `human_find` on PostgreSQL.
 
-`human_find` matches `ILIKE '%w1%w2%...%'` on labels and e-mails, which no b-tree serves; pg_trgm's
+`human_find` matches `ILIKE '%w1%w2%...%'` on labels, e-mails (and user ids of non-human
+users), which no b-tree serves; pg_trgm's
 GIN indexes do, so a search in a large organization reads the matching rows instead of every user.
 pg_trgm is a trusted extension (PostgreSQL 13+): the database's owner may create it. If the role
 cannot, the migration goes on without the indexes (searches stay correct, only slower) and says so.
@@ -14,6 +15,8 @@ from django.db import DatabaseError, migrations, transaction
 
 logger = logging.getLogger("parsec.migrations")
 
+# The third branch of the search (user ids of non-human users) goes through `user_email_idx`
+# (organization, e-mail IS NULL): few users lack a human handle.
 INDEXES = {
     "user_label_trgm_idx": "human_label",
     "user_email_trgm_idx": "human_email",

@@ -3,6 +3,9 @@ nesting, huge fields, wrong types per field, extra and missing keys, bodies that
 The commands and fields come from the wire schemas, like the fuzzer's."""
 from __future__ import annotations
 
+import uuid
+from datetime import datetime, timezone
+
 import pytest
 from hypothesis import Phase, find, settings
 
@@ -114,6 +117,21 @@ async def test_huge_value_in_every_field_is_answered_briefly(world: World):
         assert reply["status"] == "bad_message", (cmd, field, reply)
         # The reason names the problem, it does not echo half a megabyte back.
         assert len(reply["reason"]) < 500, (cmd, field)
+    await still_serving(client)
+
+
+async def test_millions_of_tiny_items(world: World):
+    # ~15 MiB of one-byte items: decoded off the event loop (protocol/consumer.py), answered all the same.
+    client = await connect_as(world.alice)
+    items = 3_000_000
+    reply = await raw_exchange(client, codec.packb({"cmd": "ping", "ping": [None] * items, "-1": -1}))
+    assert reply["status"] == "bad_message"
+    per_participant_message = {f"u{index}": b"" for index in range(items // 4)}
+    reply = await raw_exchange(client, codec.packb({
+        "cmd": "realm_start_reencryption_maintenance", "realm_id": uuid.uuid4(), "encryption_revision": 2,
+        "timestamp": datetime.now(timezone.utc), "per_participant_message": per_participant_message,
+    }))
+    assert reply["status"] == "not_found"  # every field decoded; the realm does not exist
     await still_serving(client)
 
 

@@ -130,3 +130,18 @@ async def test_http_bodies_that_are_not_requests(world: World, examples: int, er
 
     await fuzz(strategies.frames, check, examples * 5)
     await still_serving(world)
+
+
+async def test_handshake_answers_that_are_not_answers(world: World, examples: int, error_log: ErrorLog):
+    async def check(frame: bytes) -> None:
+        client = await WsClient.connect()
+        await client.send_raw(bytes_data=frame)
+        result = await client.receive()
+        # Refused with the protocol's result, then a clean close (transport.md §3.4).
+        assert result["handshake"] == "result" and result["result"] == "bad_protocol", result
+        assert isinstance(result["help"], str) and len(result["help"]) < 1000
+        assert await client.receive_close() == 1000
+        assert not error_log.records, error_log.describe()
+
+    await fuzz(strategies.frames, check, examples * 3)
+    await still_serving(world)

@@ -6,6 +6,7 @@ from django.test import AsyncClient
 
 from organizations.models import Organization
 from protocol import codec
+from protocol.registry import Family, command
 from tests.conftest import World, anonymous_rpc
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -84,3 +85,26 @@ async def test_schema_error_is_a_bad_message_reply(world: World):
     assert response["Content-Type"] == "application/msgpack"
     reply = codec.unpackb(response.content)
     assert reply["status"] == "bad_message"
+
+
+@command("test_anonymous_crash", family=Family.ANONYMOUS)
+async def anonymous_crash(session, req):
+    raise RuntimeError("a bug in an anonymous handler")
+
+
+@command("test_anonymous_not_a_reply", family=Family.ANONYMOUS)
+async def anonymous_not_a_reply(session, req):
+    return "ok"
+
+
+@pytest.mark.parametrize("cmd", ["test_anonymous_crash", "test_anonymous_not_a_reply"])
+async def test_crashing_command_is_500_with_one_error_line(world: World, cmd: str, caplog):
+    with caplog.at_level("ERROR"):
+        response = await anonymous_rpc(world.organization_id, {"cmd": cmd})
+    assert response.status_code == 500 and response.content == b""
+    assert response["Api-Version"] == "3.4"
+    errors = [record for record in caplog.records if record.levelname == "ERROR"]
+    assert len(errors) == 1 and errors[0].exc_info is not None
+    # The route serves the next request.
+    response = await anonymous_rpc(world.organization_id, {"cmd": "organization_bootstrap"})
+    assert response.status_code == 200 and codec.unpackb(response.content)["status"] == "bad_message"

@@ -98,11 +98,24 @@ def test_unpack_keeps_non_str_map_keys() -> None:
         pytest.param(b"\xd7\x01" + struct.pack(">d", math.inf), id="datetime-inf"),
         pytest.param(b"\xd7\x01" + struct.pack(">d", 1e20), id="datetime-out-of-range"),
         pytest.param(b"\x81\x91\x01\x01", id="unhashable-map-key"),
+        # msgpack's timestamp in every encoding it decodes, nested: the scan must find each.
+        pytest.param(b"\x91\x91\xd7\xff" + bytes(8), id="msgpack-timestamp-fixext8-nested"),
+        pytest.param(b"\x91\xc7\x0c\xff" + bytes(12), id="msgpack-timestamp-ext8-96-bit"),
+        pytest.param(b"\x91\xc7\x04\xff" + bytes(4), id="msgpack-timestamp-ext8-32-bit"),
+        pytest.param(b"\x91\xc8\x00\x08\xff" + bytes(8), id="msgpack-timestamp-ext16"),
+        pytest.param(b"\x91\xc9\x00\x00\x00\x0c\xff" + bytes(12), id="msgpack-timestamp-ext32"),
+        pytest.param(b"\x91" * 1000 + b"\xd6\xff" + bytes(4), id="msgpack-timestamp-1000-levels-deep"),
+        pytest.param(b"\x91" * 1025 + b"\xc0", id="deeper-than-1024-levels"),
     ],
 )
 def test_decode_errors(data: bytes) -> None:
     with pytest.raises(codec.DecodeError):
         codec.unpackb(data)
+
+
+def test_nesting_up_to_msgpack_limit_is_accepted() -> None:
+    # -1 (0xff) at the bottom: a byte that used to trigger the (recursive) timestamp scan.
+    assert codec.unpackb(b"\x91" * 1024 + b"\xff") is not None
 
 
 def test_decode_error_is_a_value_error() -> None:

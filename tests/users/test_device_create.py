@@ -174,3 +174,10 @@ async def test_standard_user_can_only_add_its_own_devices(world: World):
     client = await connect_as(bob)
     for_alice = device_material(bob, world.alice.new_device("dev2"))
     assert await client.command("device_create", **for_alice) == {"status": "bad_user_id", "reason": None}
+
+
+async def test_invalid_certification_nul_in_the_device_label(world: World, alice_client: WsClient):
+    # PostgreSQL's text cannot hold NUL: refused when the certificate is read, not by the database.
+    material = device_material(world.alice, world.alice.new_device("dev2", device_label="Dev\x00ice"))
+    assert await alice_client.command("device_create", **material) == INVALID_CERTIFICATION
+    assert await Device.objects.filter(device_id="alice@dev2").acount() == 0

@@ -264,3 +264,38 @@ async def test_standard_user_may_search(world: World, crowd: WsClient):
     bob = await add_user(world, "bobby")
     results = await found(await connect_as(bob), query="bob")
     assert [result["user_id"] for result in results] == ["bob", "bobby"]
+
+
+async def test_postgresql_search_uses_the_trigram_indexes(world: World):
+    from asgiref.sync import sync_to_async
+    from django.db import connection
+    from django.utils import timezone
+
+    from organizations.models import Organization
+    from organizations.users import matching_users
+
+    if connection.vendor != "postgresql":
+        pytest.skip("trigram indexes are PostgreSQL's (embedded SQLite deployments are small)")
+
+    def plan() -> str:
+        organization = Organization.objects.get(organization_id=world.organization_id)
+        now = timezone.now()
+        User.objects.bulk_create(
+            User(organization=organization, user_id=f"user{index}", human_email=f"person{index}@example.com",
+                 human_label=f"Person Number {index}", profile="STANDARD", user_certificate=b"",
+                 redacted_user_certificate=b"", created_on=now)
+            for index in range(20_000)
+        )
+        with connection.cursor() as cursor:
+            # What autovacuum does in production: statistics, and the GIN pending list merged.
+            cursor.execute(f"VACUUM ANALYZE {User._meta.db_table}")
+        users = matching_users(organization.pk, words=["number", "4242"], omit_revoked=False,
+                               omit_non_human=False, now=now)
+        assert sorted(users.values_list("user_id", flat=True)) == ["user14242", "user4242"]
+        return users.explain()
+
+    query_plan = await sync_to_async(plan)()
+    # The organization's 20,000 users are not read one by one: the trigram indexes answer (and
+    # the e-mail index finds the few users without a human handle, whose user id is searched).
+    assert "user_label_trgm_idx" in query_plan and "user_email_trgm_idx" in query_plan, query_plan
+    assert "Seq Scan" not in query_plan, query_plan

@@ -339,3 +339,10 @@ async def test_bad_message_missing_certificate(world: World, alice_client: WsCli
     material = certs.user_creation_certificates(world.alice, new_user_device(world, "bob"))
     del material["redacted_user_certificate"]
     assert (await alice_client.command("user_create", **material))["status"] == "bad_message"
+
+
+async def test_invalid_certification_nul_in_the_human_label(world: World, alice_client: WsClient):
+    # PostgreSQL's text cannot hold NUL: refused when the certificate is read, not by the database.
+    material = user_material(world.alice, new_user_device(world, "bob", label="Bob\x00Marley"))
+    assert await alice_client.command("user_create", **material) == INVALID_CERTIFICATION
+    assert not await User.objects.filter(user_id="bob").aexists()
