@@ -200,11 +200,15 @@ class ParsecConsumer(AsyncWebsocketConsumer):
             return
         if self.phase != "handshaking":
             return  # closed meanwhile (handshake timeout, shutdown)
-        if not self.slot.join_organization(self.session.organization_pk, settings.PARSEC.max_connections_per_organization):
+        # API v1 administration sessions (and bootstraps of not-yet-created organizations) have no organization.
+        organization_pk = getattr(self.session, "organization_pk", None)
+        if organization_pk is not None and not self.slot.join_organization(
+            organization_pk, settings.PARSEC.max_connections_per_organization
+        ):
             # Closed without a result: the client takes it as the server being unavailable and retries.
             log.warning(
                 "Connection refused: organization at its connection limit",
-                organization_id=self.session.organization_id, limit=settings.PARSEC.max_connections_per_organization,
+                organization_id=getattr(self.session, "organization_id", None), limit=settings.PARSEC.max_connections_per_organization,
             )
             metrics.CONNECTIONS_CLOSED_BY_LIMIT.labels("organization_full").inc()
             await self.close_session(code=limits.CLOSE_TRY_AGAIN_LATER, reason=limits.ORGANIZATION_FULL)
