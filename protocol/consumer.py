@@ -268,6 +268,8 @@ class ParsecConsumer(AsyncWebsocketConsumer):
             reply = await self.execute(frame)
             # Events arrive already encoded; everything else is a reply map.
             encoded = reply if isinstance(reply, bytes) else codec.packb(replies.well_formed(reply))
+        except DatabaseUnavailable:
+            raise  # not the command's failure: the session is closed for the client to retry later
         except Exception:
             # One line with the traceback: the log's ERROR level is also the Sentry event.
             log.exception("Command crashed", cmd=self.current_spec.name if self.current_spec else None)
