@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "invites",
     "realms",
     "blocks",
+    "pki",
 ]
 
 MIDDLEWARE = [
