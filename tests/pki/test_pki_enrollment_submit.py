@@ -1,6 +1,8 @@
 """`pki_enrollment_submit` (commands.md §9.1): one test per reply status, then the rules around them."""
 from __future__ import annotations
 
+import asyncio
+import uuid
 import zlib
 
 import pytest
@@ -9,7 +11,7 @@ from django.utils import timezone
 from organizations.models import User
 from pki.models import EnrollmentState, PkiEnrollment
 from protocol import codec
-from tests.conftest import World, add_user, connect_as
+from tests.conftest import World, add_user, anonymous_rpc, bootstrap_organization, connect_as
 from tests.pki.conftest import (
     PKI_ENROLLMENT_UPDATED, accept_request, anonymous, next_event, no_more_events, submit, submit_payload, subscribed,
 )
@@ -122,3 +124,33 @@ async def test_invalid_payload_data(world: World, bob: TestDevice, payload):
 async def test_bad_message(world: World, bob: TestDevice):
     reply = await anonymous(world, "pki_enrollment_submit", enrollment_id="not a uuid")
     assert reply["status"] == "bad_message"
+
+
+async def test_event_stays_in_the_organization(world: World, bob: TestDevice):
+    other = await bootstrap_organization("OtherOrg")
+    outsider_listener = await subscribed(other.alice)  # an ADMIN of another organization
+    await submit(world, bob)
+    assert await no_more_events(outsider_listener)
+
+
+async def test_unknown_organization(world: World, bob: TestDevice, parsec_settings):
+    response = await anonymous_rpc("NoSuchOrg", {"cmd": "pki_enrollment_info", "enrollment_id": uuid.uuid4()})
+    assert response.status_code == 404
+    # With spontaneous bootstrap the route lets any POST through: the command says what is wrong.
+    parsec_settings(spontaneous_organization_bootstrap=True)
+    ghost = World(organization_id="NoSuchOrg", alice=world.alice)
+    _, _, reply = await submit(ghost, bob)
+    assert reply == {"status": "not_found", "reason": "Organization not found"}
+    assert await anonymous(ghost, "pki_enrollment_info", enrollment_id=uuid.uuid4()) == {
+        "status": "not_found", "reason": "",
+    }
+    assert not await PkiEnrollment.objects.aexists()
+
+
+async def test_concurrent_submissions_of_one_certificate(world: World, bob: TestDevice, concurrent_writers):
+    """Serialised by the organization lock: one is stored, the other sees it."""
+    certificate = b"0\x82 one smartcard"
+    replies = await asyncio.gather(*(submit(world, bob, certificate=certificate) for _ in range(2)))
+    statuses = sorted(reply["status"] for _, _, reply in replies)
+    assert statuses == ["already_submitted", "ok"]
+    assert await PkiEnrollment.objects.acount() == 1
