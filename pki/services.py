@@ -91,14 +91,13 @@ def pki_enrollment_submit(
                 .select_related("accepted_device__user")
                 .first()
             )
+            to_cancel: PkiEnrollment | None = None
             if previous is not None:
                 if previous.state == EnrollmentState.SUBMITTED:
                     if not force:
                         return SubmitResult(SubmitOutcome.ALREADY_SUBMITTED, submitted_on=previous.submitted_on)
-                    PkiEnrollment.objects.filter(pk=previous.pk).update(
-                        state=EnrollmentState.CANCELLED, cancelled_on=now
-                    )
-                    _emit_updated(organization_pk)
+                    # Cancelled only once every check passed: a refused submission changes nothing.
+                    to_cancel = previous
                 elif previous.state == EnrollmentState.ACCEPTED:
                     enrolled = previous.accepted_device.user
                     if enrolled.revoked_on is None or enrolled.revoked_on > now:
@@ -112,6 +111,9 @@ def pki_enrollment_submit(
                 )
                 if active_with_email.exists():
                     return SubmitResult(SubmitOutcome.EMAIL_ALREADY_USED)
+            if to_cancel is not None:
+                PkiEnrollment.objects.filter(pk=to_cancel.pk).update(state=EnrollmentState.CANCELLED, cancelled_on=now)
+                _emit_updated(organization_pk)
             PkiEnrollment.objects.create(
                 organization_id=organization_pk,
                 enrollment_id=enrollment_id,

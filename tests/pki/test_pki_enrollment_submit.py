@@ -154,3 +154,12 @@ async def test_concurrent_submissions_of_one_certificate(world: World, bob: Test
     statuses = sorted(reply["status"] for _, _, reply in replies)
     assert statuses == ["already_submitted", "ok"]
     assert await PkiEnrollment.objects.acount() == 1
+
+
+async def test_refused_forced_submission_cancels_nothing(world: World, bob: TestDevice):
+    first_id, certificate, _ = await submit(world, bob)
+    listener = await subscribed(world.alice)
+    _, _, reply = await submit(world, bob, certificate=certificate, force=True, email="alice@example.com")
+    assert reply == {"status": "email_already_used"}
+    assert (await PkiEnrollment.objects.aget(enrollment_id=first_id)).state == EnrollmentState.SUBMITTED
+    assert await no_more_events(listener)
