@@ -1,6 +1,7 @@
 """`pki_enrollment_accept` (commands.md §9.5): one test per reply status, then atomicity with `user_create`'s rules."""
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 
@@ -156,3 +157,21 @@ async def test_active_users_limit_reached(world: World):
     reply = await alice.command("pki_enrollment_accept", **accept_request(world, world.alice, bob, enrollment_id))
     assert reply == {"status": "active_users_limit_reached"}
     assert await nothing_created(enrollment_id)
+
+
+async def test_concurrent_acceptances(world: World, concurrent_writers):
+    """Two admins accept the same request at once: one user is created, the other admin is told it is gone."""
+    bob = new_user_device(world, "bob")
+    enrollment_id, _, _ = await submit(world, bob)
+    admin2 = await add_user(world, "zoe", profile="ADMIN")
+    clients = [await connect_as(world.alice), await connect_as(admin2)]
+    bob_by_zoe = new_user_device(world, "bob2")
+    requests = [
+        accept_request(world, world.alice, bob, enrollment_id),
+        accept_request(world, admin2, bob_by_zoe, enrollment_id),
+    ]
+    replies = await asyncio.gather(
+        *(client.command("pki_enrollment_accept", **request) for client, request in zip(clients, requests))
+    )
+    assert sorted(reply["status"] for reply in replies) == ["no_longer_available", "ok"]
+    assert await User.objects.filter(user_id__in=["bob", "bob2"]).acount() == 1
