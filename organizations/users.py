@@ -6,6 +6,7 @@ Plain functions returning the reply. Like the reference 2.17 server, refusals ca
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -143,51 +144,123 @@ def user_create(
     now = now or timezone.now()
     if session.profile != Profile.ADMIN:
         return _refused("not_allowed")
+    material = check_new_user_certificates(
+        session=session,
+        user_certificate=user_certificate,
+        device_certificate=device_certificate,
+        redacted_user_certificate=redacted_user_certificate,
+        redacted_device_certificate=redacted_device_certificate,
+        now=now,
+    )
+    if isinstance(material, NewUserRefused):
+        return _refused(material.status)
+    with transaction.atomic():
+        organization = _lock_organization(session.organization_pk)
+        refused = insert_new_user(session=session, organization=organization, material=material, now=now)
+    if refused is not None:
+        return _refused(refused)
+    return replies.ok()
+
+
+@dataclass(frozen=True)
+class NewUserMaterial:
+    """The four certificates of a new user, checked (user_create checks 2-6), with their decoded forms."""
+
+    user: UserCertificate
+    device: DeviceCertificate
+    user_certificate: bytes
+    device_certificate: bytes
+    redacted_user_certificate: bytes
+    redacted_device_certificate: bytes
+
+
+@dataclass(frozen=True)
+class NewUserRefused:
+    status: str  # `invalid_certification` or `invalid_data`
+    reason: str
+
+
+def check_new_user_certificates(
+    *,
+    session: AuthenticatedSession,
+    user_certificate: bytes,
+    device_certificate: bytes,
+    redacted_user_certificate: bytes,
+    redacted_device_certificate: bytes,
+    now: datetime,
+) -> NewUserMaterial | NewUserRefused:
+    """user_create checks 2-6, shared with `pki_enrollment_accept` (which reports them with a reason)."""
     try:
         device = _load_authored(DeviceCertificate, device_certificate, session)
         user = _load_authored(UserCertificate, user_certificate, session)
         redacted_user = _load_authored(UserCertificate, redacted_user_certificate, session)
         redacted_device = _load_authored(DeviceCertificate, redacted_device_certificate, session)
-    except InvalidCertification:
-        return _refused("invalid_certification")
+    except InvalidCertification as exc:
+        return NewUserRefused("invalid_certification", f"Invalid certification data ({exc.reason}).")
     if user.timestamp != device.timestamp:
-        return _refused("invalid_data")
+        return NewUserRefused("invalid_data", "Device and User certificates must have the same timestamp.")
     # Reported as a certification problem, not `bad_timestamp`: the 2.17 reference does so.
     if not replies.timestamp_in_ballpark(user.timestamp, now):
-        return _refused("invalid_certification")
+        return NewUserRefused("invalid_certification", "Invalid timestamp in certificate.")
     if device.user_id != user.user_id:
-        return _refused("invalid_data")
-    if not redacted_user.is_redacted_twin_of(user) or not redacted_device.is_redacted_twin_of(device):
-        return _refused("invalid_data")
+        return NewUserRefused("invalid_data", "Device and User must have the same user ID.")
+    if not redacted_user.is_redacted_twin_of(user):
+        return NewUserRefused("invalid_data", "Redacted User certificate differs from User certificate.")
+    if not redacted_device.is_redacted_twin_of(device):
+        return NewUserRefused("invalid_data", "Redacted Device certificate differs from Device certificate.")
+    return NewUserMaterial(
+        user=user,
+        device=device,
+        user_certificate=user_certificate,
+        device_certificate=device_certificate,
+        redacted_user_certificate=redacted_user_certificate,
+        redacted_device_certificate=redacted_device_certificate,
+    )
 
+
+def insert_new_user(
+    *, session: AuthenticatedSession, organization: Organization, material: NewUserMaterial, now: datetime
+) -> str | None:
+    """user_create checks 7-8 and the inserts; None when created, else the refusal status.
+
+    The caller holds the organization row lock (`_lock_organization`) in its transaction.
+    """
+    user = material.user
     email = user.human_handle.email if user.human_handle is not None else None
+    users = User.objects.filter(organization=organization)
+    limit = organization.active_users_limit
+    if limit is not None and users.filter(revoked_on__isnull=True).count() >= limit:
+        return "active_users_limit_reached"
+    if users.filter(user_id=user.user_id).exists():
+        return "already_exists"
+    if email is not None and users.filter(_active_at(now), human_email=email).exists():
+        return "already_exists"
     try:
+        # A savepoint: the caller's transaction stays usable after a constraint says no.
         with transaction.atomic():
-            organization = _lock_organization(session.organization_pk)
-            users = User.objects.filter(organization=organization)
-            limit = organization.active_users_limit
-            if limit is not None and users.filter(revoked_on__isnull=True).count() >= limit:
-                return _refused("active_users_limit_reached")
-            if users.filter(user_id=user.user_id).exists():
-                return _refused("already_exists")
-            if email is not None and users.filter(_active_at(now), human_email=email).exists():
-                return _refused("already_exists")
             new_user = User.objects.create(
                 organization=organization,
                 user_id=user.user_id,
                 human_email=email,
                 human_label=user.human_handle.label if user.human_handle is not None else None,
                 profile=user.profile,
-                user_certificate=user_certificate,
-                redacted_user_certificate=redacted_user_certificate,
+                user_certificate=material.user_certificate,
+                redacted_user_certificate=material.redacted_user_certificate,
                 user_certifier_id=session.device_pk,
                 created_on=user.timestamp,
             )
-            _insert_device(session, new_user.pk, device, device_certificate, redacted_device_certificate)
+            _insert_device(
+                session, new_user.pk, material.device, material.device_certificate, material.redacted_device_certificate
+            )
     except IntegrityError:
         # The constraints behind the checks above (user id, active e-mail, device id).
-        return _refused("already_exists")
-    return replies.ok()
+        return "already_exists"
+    return None
+
+
+def lock_organization_for_user_changes(organization_pk: int) -> Organization:
+    """The row lock every user/device creation of the organization takes first."""
+    return _lock_organization(organization_pk)
 
 
 def _insert_device(

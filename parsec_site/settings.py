@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "invites",
     "realms",
     "blocks",
+    "pki",
 ]
 
 MIDDLEWARE = [

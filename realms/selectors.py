@@ -1,0 +1,68 @@
+"""Read-only views of realms for operators (not protocol commands)."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from organizations.models import Organization, User
+from realms.models import RealmUserRole
+
+
+@dataclass(frozen=True)
+class GrantedRole:
+    granted_on: datetime
+    role: str | None  # None: access removed
+
+
+@dataclass
+class UserAccesses:
+    user_id: str
+    profile: str
+    created_on: datetime
+    revoked_on: datetime | None
+    human_email: str | None
+    human_label: str | None
+    # Realm id -> its role certificates for this user, oldest first; realms in order of first grant.
+    realms: dict[uuid.UUID, list[GrantedRole]] = field(default_factory=dict)
+
+
+def _matches(user: User, words: list[str]) -> bool:
+    # The reference matches every word of the filter inside "<label> <email> <user id>", lower-cased.
+    # It forgets to lower-case the filter itself (an upper-case word never matches there); we do.
+    handle = f"{user.human_label} <{user.human_email}>" if user.human_email is not None else ""
+    text = f"{handle} {user.user_id}".lower()
+    return all(word in text for word in words)
+
+
+def human_accesses(*, organization_id: str, user_filter: str = "") -> list[UserAccesses] | None:
+    """Every user of the organization (or those matching `user_filter`) with the role history of
+    each realm it ever had a role in; None when the organization does not exist."""
+    organization = Organization.objects.filter(organization_id=organization_id).only("pk").first()
+    if organization is None:
+        return None
+    words = user_filter.lower().split()
+    users = [
+        user
+        for user in User.objects.filter(organization=organization).order_by("created_on", "pk")
+        if _matches(user, words)
+    ]
+    accesses = {
+        user.pk: UserAccesses(
+            user_id=user.user_id,
+            profile=user.profile,
+            created_on=user.created_on,
+            revoked_on=user.revoked_on,
+            human_email=user.human_email,
+            human_label=user.human_label,
+        )
+        for user in users
+    }
+    roles = (
+        RealmUserRole.objects.filter(user__in=list(accesses))
+        .order_by("certified_on", "pk")
+        .values_list("user_id", "realm__realm_id", "role", "certified_on")
+    )
+    for user_pk, realm_id, role, certified_on in roles:
+        accesses[user_pk].realms.setdefault(realm_id, []).append(GrantedRole(granted_on=certified_on, role=role))
+    return list(accesses.values())
