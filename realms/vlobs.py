@@ -34,6 +34,7 @@ from realms.access import (
     evaluate_realm_access,
 )
 from realms.models import MaintenanceType, Realm, RealmUserChange, RealmUserRole, RealmVlobUpdate, VlobAtom
+from sequester import services as sequester
 
 # `Size` goes up to 2**64 - 1 on the wire; SQL LIMIT takes a signed 64-bit integer.
 MAX_REENCRYPTION_BATCH_SIZE = 2**31 - 1
@@ -55,25 +56,35 @@ def _refusal(refused: Refused, *, realm_not_found: Reply) -> Reply:
     return replies.reply(refused.status)
 
 
-def _sequester_refusal(*, organization_pk: int, sequester_blob: dict[uuid.UUID, bytes] | None) -> Reply | None:
-    """commands.md §6.8, with no sequester service registrable yet: the enabled service set is empty."""
-    if sequester_blob is None:
-        # Nil is right for a plain organization, and for a sequestered one without enabled service.
+def _post_to_webhooks(
+    *,
+    session: AuthenticatedSession,
+    check: sequester.SequesterCheck,
+    realm: Realm | None = None,
+    realm_id: uuid.UUID | None = None,
+    encryption_revision: int,
+    timestamp: datetime,
+    now: datetime,
+    realm_not_found: Reply,
+) -> Reply | None:
+    """Webhook services get their blob before anything is stored, outside any transaction (no lock
+    held while a service answers). The access checks run first, unlocked, so a write the realm
+    refuses is never sent out; the write transaction checks everything again under the lock."""
+    if check.refusal is not None or not check.webhooks:
         return None
-    authority = (
-        Organization.objects.filter(pk=organization_pk)
-        .values_list("sequester_authority_certificate", flat=True)
-        .first()
+    access = check_realm_access(
+        organization_pk=session.organization_pk,
+        realm=realm,
+        realm_id=realm_id,
+        user_pk=session.user_pk,
+        operation=Operation.WRITE,
+        now=now,
+        encryption_revision=encryption_revision,
+        write_timestamp=timestamp,
     )
-    if authority is None:
-        return replies.reply("not_a_sequestered_organization")
-    if sequester_blob:
-        return replies.reply(
-            "sequester_inconsistency",
-            sequester_authority_certificate=bytes(authority),
-            sequester_services_certificates=[],
-        )
-    return None
+    if isinstance(access, Refused):
+        return _refusal(access, realm_not_found=realm_not_found)
+    return sequester.post_to_webhooks(organization_id=session.organization_id, webhooks=check.webhooks)
 
 
 _REALM_ID = Realm._meta.get_field("realm_id")
@@ -231,7 +242,13 @@ def vlob_create(
     now = now or timezone.now()
     if not replies.timestamp_in_ballpark(timestamp, now):
         return replies.bad_timestamp(now=now, client_timestamp=timestamp)
-    sequester_refusal = _sequester_refusal(organization_pk=session.organization_pk, sequester_blob=sequester_blob)
+    check = sequester.check_sequester_blob(organization_pk=session.organization_pk, sequester_blob=sequester_blob)
+    webhook_refusal = _post_to_webhooks(
+        session=session, check=check, realm_id=realm_id, encryption_revision=encryption_revision,
+        timestamp=timestamp, now=now, realm_not_found=NOT_ALLOWED,
+    )
+    if webhook_refusal is not None:
+        return webhook_refusal
     db_vlob_id = db_param(_ATOM_VLOB_ID, vlob_id)
     with transaction.atomic():
         row = _lock_then_read_state(
@@ -247,13 +264,18 @@ def vlob_create(
         access = _write_access(state, now=now, encryption_revision=encryption_revision, timestamp=timestamp)
         if isinstance(access, Refused):
             return _refusal(access, realm_not_found=NOT_ALLOWED)
-        if sequester_refusal is not None:
-            return sequester_refusal
+        if check.refusal is not None:
+            return check.refusal
         if row[-1]:
             return ALREADY_EXISTS
         written = _write_version(
             session=session, realm=state.realm, vlob_id=vlob_id, version=1, timestamp=timestamp, blob=blob
         )
+        if written:
+            sequester.store_blobs(
+                organization_pk=session.organization_pk, vlob_id=vlob_id,
+                encryption_revision=state.realm.encryption_revision, version=1, storage=check.storage,
+            )
     return replies.ok() if written else ALREADY_EXISTS
 
 
@@ -271,7 +293,17 @@ def vlob_update(
     now = now or timezone.now()
     if not replies.timestamp_in_ballpark(timestamp, now):
         return replies.bad_timestamp(now=now, client_timestamp=timestamp)
-    sequester_refusal = _sequester_refusal(organization_pk=session.organization_pk, sequester_blob=sequester_blob)
+    check = sequester.check_sequester_blob(organization_pk=session.organization_pk, sequester_blob=sequester_blob)
+    if check.webhooks and check.refusal is None:
+        realm = _realm_of_vlob(organization_pk=session.organization_pk, vlob_id=vlob_id)
+        if realm is None:
+            return NOT_FOUND
+        webhook_refusal = _post_to_webhooks(
+            session=session, check=check, realm=realm, encryption_revision=encryption_revision,
+            timestamp=timestamp, now=now, realm_not_found=NOT_FOUND,
+        )
+        if webhook_refusal is not None:
+            return webhook_refusal
     db_vlob_id = db_param(_ATOM_VLOB_ID, vlob_id)
     with transaction.atomic():
         # Same lock as vlob_create; it also makes the previous version read the latest one.
@@ -291,8 +323,8 @@ def vlob_update(
         access = _write_access(state, now=now, encryption_revision=encryption_revision, timestamp=timestamp)
         if isinstance(access, Refused):
             return _refusal(access, realm_not_found=NOT_FOUND)
-        if sequester_refusal is not None:
-            return sequester_refusal
+        if check.refusal is not None:
+            return check.refusal
         previous_version, previous_timestamp = row[-2:]
         if previous_version is None or version != previous_version + 1:
             return BAD_VERSION
@@ -302,6 +334,11 @@ def vlob_update(
         written = _write_version(
             session=session, realm=state.realm, vlob_id=vlob_id, version=version, timestamp=timestamp, blob=blob
         )
+        if written:
+            sequester.store_blobs(
+                organization_pk=session.organization_pk, vlob_id=vlob_id,
+                encryption_revision=state.realm.encryption_revision, version=version, storage=check.storage,
+            )
     return replies.ok() if written else BAD_VERSION
 
 
