@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import httpx
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from organizations.models import Organization
@@ -110,6 +110,10 @@ def post_to_webhooks(*, organization_id: str, webhooks: list[WebhookDelivery]) -
     """
     if not webhooks:
         return None
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        # Back to the pool while waiting: a slow service must not starve other sessions of
+        # connections. The write that follows takes one again.
+        connection.close()
     with httpx.Client(timeout=settings.SEQUESTER_WEBHOOK_TIMEOUT, follow_redirects=True) as client:
         for delivery in webhooks:
             try:
