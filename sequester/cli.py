@@ -9,10 +9,29 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from django.core.management.base import CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db.migrations.executor import MigrationExecutor
 
 from sequester import certificates
 from sequester.models import ServiceType
+
+
+class DatabaseCommand(BaseCommand):
+    """A command working on the server's database: refuses an unreachable or not migrated one in one line."""
+
+    def execute(self, *args, **options):
+        try:
+            executor = MigrationExecutor(connections[DEFAULT_DB_ALIAS])
+            pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
+        except DatabaseError as exc:
+            raise CommandError(f"Cannot use the database: {str(exc).strip()}") from None
+        if pending:
+            raise CommandError(
+                f"The database has {len(pending)} unapplied migration(s): "
+                "run `python manage.py migrate` (with the same --db / PARSEC_DB) first."
+            )
+        return super().execute(*args, **options)
 
 
 def read_file(path: str, what: str) -> bytes:

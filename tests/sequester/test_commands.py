@@ -159,3 +159,31 @@ def test_update_bad_input(org, args, message):
         args = [*args, "--service", uuid.uuid4().hex]
     with pytest.raises(CommandError, match=message):
         run("sequester_update_service", "--organization", org, *args)
+
+
+# the reference's database options, given before Django starts -------------------------------------
+
+
+def _manage(*args: str, cwd) -> "subprocess.CompletedProcess[str]":
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PARSEC_")}
+    return subprocess.run([str(root / ".venv/bin/python"), str(root / "manage.py"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_db_option_mocked_refused(tmp_path):
+    result = _manage("sequester_list_services", "--organization", "X", "--db", "MOCKED", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "Error: MOCKED DB can not be used with sequester services"
+
+
+def test_db_option_not_migrated(tmp_path):
+    result = _manage("sequester_list_services", "--organization", "X", "--db", f"sqlite:///{tmp_path}/empty.sqlite",
+                     cwd=tmp_path)
+    assert result.returncode == 1
+    assert "unapplied migration(s): run `python manage.py migrate`" in result.stderr
+    assert "Traceback" not in result.stderr

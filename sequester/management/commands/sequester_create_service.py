@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from sequester import cli, services
 from sequester.management.commands.sequester_generate_service_certificate import new_certificate
 
 
-class Command(BaseCommand):
+class Command(cli.DatabaseCommand):
     help = "Create a sequester service in an organization (certificate signed with the authority key)."
 
     def add_arguments(self, parser: CommandParser) -> None:

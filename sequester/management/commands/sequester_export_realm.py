@@ -4,12 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from sequester import cli, export
 
 
-class Command(BaseCommand):
+class Command(cli.DatabaseCommand):
     help = ("Export a realm's sequestered data for a storage service to an SQLite file that "
             "`parsec backend sequester extract_realm_export` decrypts. Re-running it resumes an export.")
 

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from sequester import certificates, cli, services
 
 
-class Command(BaseCommand):
+class Command(cli.DatabaseCommand):
     help = "Register a sequester service in an organization from its certificate (PEM file)."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
-from sequester import services
+from sequester import cli, services
 from sequester.models import ServiceType
 
 
-class Command(BaseCommand):
+class Command(cli.DatabaseCommand):
     help = "List the sequester services of an organization."
 
     def add_arguments(self, parser: CommandParser) -> None:

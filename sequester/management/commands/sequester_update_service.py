@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from sequester import cli, services
 
 
-class Command(BaseCommand):
+class Command(cli.DatabaseCommand):
     help = "Disable or re-enable a sequester service."
 
     def add_arguments(self, parser: CommandParser) -> None:
