@@ -35,6 +35,7 @@ from realms.access import (
 )
 from realms.models import MaintenanceType, Realm, RealmUserChange, RealmUserRole, RealmVlobUpdate, VlobAtom
 from sequester import services as sequester
+from sequester.models import SequesterService
 
 # `Size` goes up to 2**64 - 1 on the wire; SQL LIMIT takes a signed 64-bit integer.
 MAX_REENCRYPTION_BATCH_SIZE = 2**31 - 1
@@ -54,6 +55,16 @@ def _refusal(refused: Refused, *, realm_not_found: Reply) -> Reply:
     if refused.status == "not_in_maintenance":
         return replies.reply("not_in_maintenance", reason=None)
     return replies.reply(refused.status)
+
+
+def _sequester_refusal(
+    *, session: AuthenticatedSession, check: sequester.SequesterCheck, services_enabled: bool
+) -> Reply | None:
+    """The §6.8 outcome, reported after the access checks: a given blob set was checked before the
+    transaction; a nil one is refused here if services are enabled (read under the realm lock)."""
+    if check.checked:
+        return check.refusal
+    return sequester.nil_blob_refusal(organization_pk=session.organization_pk) if services_enabled else None
 
 
 def _post_to_webhooks(
@@ -134,16 +145,23 @@ _REALM_OF_VLOB = (
     f'r."id" = (SELECT v."realm_id" FROM "{_ATOM_TABLE}" v WHERE v."organization_id" = %s AND v."vlob_id" = %s LIMIT 1)'
 )
 # Vlob ids are unique in the organization across every realm and revision.
+# Whether the organization has enabled sequester services: a nil `sequester_blob` is then refused
+# (§6.8). Read with the state, so a write without sequester blob costs no extra round trip.
+_ENABLED_SEQUESTER_SERVICES = (
+    f' EXISTS(SELECT 1 FROM "{SequesterService._meta.db_table}" s'
+    ' WHERE s."organization_id" = r."organization_id" AND s."disabled_on" IS NULL)'
+)
 _VLOB_CREATE_STATE = (
     f"{ACCESS_STATE_COLUMNS},"
-    f' EXISTS(SELECT 1 FROM "{_ATOM_TABLE}" v WHERE v."organization_id" = %s AND v."vlob_id" = %s)'
+    f' EXISTS(SELECT 1 FROM "{_ATOM_TABLE}" v WHERE v."organization_id" = %s AND v."vlob_id" = %s),'
+    f"{_ENABLED_SEQUESTER_SERVICES}"
 )
 # The vlob's last version in the realm's current revision: (version, timestamp).
 _VLOB_UPDATE_STATE = f"{ACCESS_STATE_COLUMNS}, " + ", ".join(
     f'(SELECT v."{column}" FROM "{_ATOM_TABLE}" v WHERE v."organization_id" = %s AND v."vlob_id" = %s'
     ' AND v."encryption_revision" = r."encryption_revision" ORDER BY v."version" DESC LIMIT 1)'
     for column in ("version", "created_on")
-)
+) + f",{_ENABLED_SEQUESTER_SERVICES}"
 
 _INSERT_ATOM_SQL = (
     f'INSERT INTO "{_ATOM_TABLE}" ("organization_id", "realm_id", "vlob_id", "version", "encryption_revision",'
@@ -256,17 +274,18 @@ def vlob_create(
             where_params=[session.organization_pk, db_param(_REALM_ID, realm_id)],
             columns=_VLOB_CREATE_STATE,
             params=[session.user_pk, session.user_pk, session.organization_pk, db_vlob_id],
-            fields=(*ACCESS_STATE_FIELDS, None),
+            fields=(*ACCESS_STATE_FIELDS, None, None),
         )
         if row is None:
             return NOT_ALLOWED
-        state = access_state_from_row(row[:-1])
+        state = access_state_from_row(row[:-2])
         access = _write_access(state, now=now, encryption_revision=encryption_revision, timestamp=timestamp)
         if isinstance(access, Refused):
             return _refusal(access, realm_not_found=NOT_ALLOWED)
-        if check.refusal is not None:
-            return check.refusal
-        if row[-1]:
+        sequester_refusal = _sequester_refusal(session=session, check=check, services_enabled=row[-1])
+        if sequester_refusal is not None:
+            return sequester_refusal
+        if row[-2]:
             return ALREADY_EXISTS
         written = _write_version(
             session=session, realm=state.realm, vlob_id=vlob_id, version=1, timestamp=timestamp, blob=blob
@@ -315,17 +334,18 @@ def vlob_update(
                 session.user_pk, session.user_pk,
                 session.organization_pk, db_vlob_id, session.organization_pk, db_vlob_id,
             ],
-            fields=(*ACCESS_STATE_FIELDS, None, _ATOM_CREATED_ON),
+            fields=(*ACCESS_STATE_FIELDS, None, _ATOM_CREATED_ON, None),
         )
         if row is None:
             return NOT_FOUND
-        state = access_state_from_row(row[:-2])
+        state = access_state_from_row(row[:-3])
         access = _write_access(state, now=now, encryption_revision=encryption_revision, timestamp=timestamp)
         if isinstance(access, Refused):
             return _refusal(access, realm_not_found=NOT_FOUND)
-        if check.refusal is not None:
-            return check.refusal
-        previous_version, previous_timestamp = row[-2:]
+        sequester_refusal = _sequester_refusal(session=session, check=check, services_enabled=row[-1])
+        if sequester_refusal is not None:
+            return sequester_refusal
+        previous_version, previous_timestamp = row[-3:-1]
         if previous_version is None or version != previous_version + 1:
             return BAD_VERSION
         if timestamp < previous_timestamp:

@@ -45,6 +45,8 @@ class WebhookDelivery:
 class SequesterCheck:
     """What a vlob write must do about its `sequester_blob`; `refusal` is reported after the access checks."""
 
+    # False for a nil `sequester_blob`: nothing read, the write's state read says if services are enabled.
+    checked: bool = True
     refusal: Reply | None = None
     # (service pk, blob) of the enabled storage services.
     storage: list[tuple[int, bytes]] = field(default_factory=list)
@@ -52,36 +54,28 @@ class SequesterCheck:
 
 
 NOTHING_TO_DO = SequesterCheck()
+NIL_BLOB = SequesterCheck(checked=False)
 
 
 def check_sequester_blob(*, organization_pk: int, sequester_blob: dict[uuid.UUID, bytes] | None) -> SequesterCheck:
-    """The §6.8 consistency check against the services enabled now."""
+    """The §6.8 consistency check of a given blob set against the services enabled now.
+
+    A nil blob set is left to the write's locked state read (`NIL_BLOB`): most writes have none, and
+    the common case (plain organization) then costs no query here.
+    """
+    if sequester_blob is None:
+        return NIL_BLOB
     authority = (
         Organization.objects.filter(pk=organization_pk)
         .values_list("sequester_authority_certificate", flat=True)
         .first()
     )
     if authority is None:
-        if sequester_blob is None:
-            return NOTHING_TO_DO
         return SequesterCheck(refusal=replies.reply("not_a_sequestered_organization"))
-    services = list(
-        SequesterService.objects.filter(organization_id=organization_pk, disabled_on__isnull=True).order_by(
-            "created_on", "pk"
-        )
-    )
-    if sequester_blob is None and not services:
-        # Nil is accepted from a sequestered organization with no enabled service (PostgreSQL reference).
-        return NOTHING_TO_DO
-    given = sequester_blob or {}
+    services = _enabled_services(organization_pk)
+    given = sequester_blob
     if set(given) != {service.service_id for service in services}:
-        return SequesterCheck(
-            refusal=replies.reply(
-                "sequester_inconsistency",
-                sequester_authority_certificate=bytes(authority),
-                sequester_services_certificates=[bytes(service.service_certificate) for service in services],
-            )
-        )
+        return SequesterCheck(refusal=_inconsistency(authority, services))
     return SequesterCheck(
         storage=[(s.pk, given[s.service_id]) for s in services if s.service_type == ServiceType.STORAGE],
         webhooks=[
@@ -90,6 +84,28 @@ def check_sequester_blob(*, organization_pk: int, sequester_blob: dict[uuid.UUID
             if s.service_type == ServiceType.WEBHOOK
         ],
     )
+
+
+def _enabled_services(organization_pk: int) -> list[SequesterService]:
+    return list(
+        SequesterService.objects.filter(organization_id=organization_pk, disabled_on__isnull=True).order_by(
+            "created_on", "pk"
+        )
+    )
+
+
+def _inconsistency(authority: bytes, services: list[SequesterService]) -> Reply:
+    return replies.reply(
+        "sequester_inconsistency",
+        sequester_authority_certificate=bytes(authority),
+        sequester_services_certificates=[bytes(service.service_certificate) for service in services],
+    )
+
+
+def nil_blob_refusal(*, organization_pk: int) -> Reply:
+    """A nil blob set while services are enabled (the PostgreSQL reference accepts nil only without)."""
+    authority = Organization.objects.values_list("sequester_authority_certificate", flat=True).get(pk=organization_pk)
+    return _inconsistency(authority, _enabled_services(organization_pk))
 
 
 def _rejection_reason(response: httpx.Response) -> str:
