@@ -131,3 +131,27 @@ def test_sequestered_organization_end_to_end(ours_server, reference_client, tmp_
         for path in extracted.rglob("*") if path.is_file()
     }
     assert found == expected
+
+
+def test_certificate_generated_by_the_reference_is_imported(ours_server, reference_client, tmp_path):
+    """The reference's offline `generate_service_certificate` PEM goes into our import command."""
+    server = ours_server
+    _authority_private, authority_public = openssl_key_pair(tmp_path, "authority")
+    _service_private, service_public = openssl_key_pair(tmp_path, "service")
+    alice = ParsecCli(reference_client, tmp_path / "alice")
+    org_id = f"Seq{uuid.uuid4().hex[:12]}"
+    url = alice.create_organization(server.addr, org_id, server.admin_token)
+    alice.bootstrap_organization(url, "alice@example.com", "Alice", "laptop", "P@ssw0rd",
+                                 sequester_verify_key=authority_public)
+    pem = tmp_path / "service.crt"
+    result = subprocess.run(
+        [str(reference_client / "parsec"), "backend", "sequester", "generate_service_certificate",
+         "--service-label", "Made by the reference", "--service-public-key", str(service_public),
+         "--authority-private-key", str(tmp_path / "authority.pem"), "--output", str(pem)],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    service_id = service_id_of(manage(server, "sequester_import_service_certificate", "--organization", org_id,
+                                      "--service-certificate", str(pem)))
+    listing = manage(server, "sequester_list_services", "--organization", org_id)
+    assert f"Service Made by the reference (id: {service_id})" in listing
