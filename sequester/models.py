@@ -21,7 +21,8 @@ class ServiceType(models.TextChoices):
 class SequesterService(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="sequester_services")
     service_id = models.UUIDField()
-    service_label = models.CharField(max_length=254)
+    # Any length: it comes from the signed certificate, which puts no limit on it.
+    service_label = models.TextField()
     # Verbatim (clients compare it byte for byte): `RSASSA-PSS-SHA256:` + signature + zlib(msgpack).
     service_certificate = models.BinaryField()
     service_type = models.CharField(max_length=8, choices=ServiceType.choices)

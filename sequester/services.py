@@ -53,7 +53,6 @@ class SequesterCheck:
     webhooks: list[WebhookDelivery] = field(default_factory=list)
 
 
-NOTHING_TO_DO = SequesterCheck()
 NIL_BLOB = SequesterCheck(checked=False)
 
 
@@ -170,13 +169,8 @@ def store_blobs(
 
 
 def enabled_service_certificates(*, organization_pk: int) -> list[bytes]:
-    """Certificates of the enabled services, in creation order (organization_config, inconsistency replies)."""
-    return [
-        bytes(certificate)
-        for certificate in SequesterService.objects.filter(
-            organization_id=organization_pk, disabled_on__isnull=True
-        ).order_by("created_on", "pk").values_list("service_certificate", flat=True)
-    ]
+    """Certificates of the enabled services, in creation order (organization_config)."""
+    return [bytes(service.service_certificate) for service in _enabled_services(organization_pk)]
 
 
 # --- operator management ------------------------------------------------------------------------
@@ -203,20 +197,15 @@ def check_service_type(service_type: str, webhook_url: str | None) -> ServiceTyp
     if service_type == ServiceType.WEBHOOK:
         if not webhook_url:
             raise SequesterError("Webhook sequester service requires --webhook-url")
-        parsed = httpx.URL(webhook_url) if _is_url(webhook_url) else None
+        try:
+            parsed = httpx.URL(webhook_url)
+        except (httpx.InvalidURL, TypeError, ValueError):
+            parsed = None
         if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
             raise SequesterError(f"Invalid --webhook-url `{webhook_url}`: an http:// or https:// URL is expected")
     elif webhook_url is not None:
         raise SequesterError("--webhook-url can only be used with --service-type webhook")
     return ServiceType(service_type)
-
-
-def _is_url(text: str) -> bool:
-    try:
-        httpx.URL(text)
-    except (httpx.InvalidURL, TypeError, ValueError):
-        return False
-    return True
 
 
 def register_service(

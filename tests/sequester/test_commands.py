@@ -187,3 +187,10 @@ def test_db_option_not_migrated(tmp_path):
     assert result.returncode == 1
     assert "unapplied migration(s): run `python manage.py migrate`" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_create_service_label(openssl_keys, org):
+    long_label = "L" * 1000  # the certificate puts no limit on it
+    assert create(openssl_keys, org, label=long_label).service_label == long_label
+    with pytest.raises(CommandError, match="--service-label must not be empty"):
+        create(openssl_keys, org, label=" ")
