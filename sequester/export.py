@@ -153,7 +153,9 @@ def export_realm(
     if service is None:
         raise ExportError(f"Sequester service `{service_id.hex}` doesn't exist in organization `{organization_id}`")
     if service.service_type != ServiceType.STORAGE:
-        raise ExportError(f"Sequester service `{service_id.hex}` is a {service.service_type} service: it stores nothing")
+        raise ExportError(
+            f"Sequester service `{service_id.hex}` is a {service.service_type} service: it stores nothing"
+        )
 
     path = output_path(output, realm_id)
     con, resumed = _open_output(path, realm_id, bytes(organization.root_verify_key))
@@ -166,7 +168,9 @@ def export_realm(
             "INSERT OR IGNORE INTO user_ (_id, user_certificate, revoked_user_certificate) VALUES (?, ?, ?)",
             [(pk, bytes(cert), None if revoked is None else bytes(revoked)) for pk, cert, revoked in users],
         )
-        devices = Device.objects.filter(organization=organization).order_by("pk").values_list("pk", "device_certificate")
+        devices = (
+            Device.objects.filter(organization=organization).order_by("pk").values_list("pk", "device_certificate")
+        )
         con.executemany(
             "INSERT OR IGNORE INTO device (_id, device_certificate) VALUES (?, ?)",
             [(pk, bytes(cert)) for pk, cert in devices],

@@ -34,7 +34,9 @@ class SequesterService(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["organization", "service_id"], name="sequester_service_unique_id"),
-            models.CheckConstraint(name="sequester_service_type_known", condition=Q(service_type__in=ServiceType.values)),
+            models.CheckConstraint(
+                name="sequester_service_type_known", condition=Q(service_type__in=ServiceType.values)
+            ),
             # A webhook service has its URL, a storage service none.
             models.CheckConstraint(
                 name="sequester_service_webhook_url",

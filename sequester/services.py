@@ -155,7 +155,12 @@ def post_to_webhooks(*, organization_id: str, webhooks: list[WebhookDelivery]) -
 
 
 def store_blobs(
-    *, organization_pk: int, vlob_id: uuid.UUID, encryption_revision: int, version: int, storage: list[tuple[int, bytes]]
+    *,
+    organization_pk: int,
+    vlob_id: uuid.UUID,
+    encryption_revision: int,
+    version: int,
+    storage: list[tuple[int, bytes]],
 ) -> None:
     """Keeps the storage services' blobs of a version just written (same transaction as the version)."""
     if not storage:
@@ -164,7 +169,10 @@ def store_blobs(
         organization_id=organization_pk, vlob_id=vlob_id, encryption_revision=encryption_revision, version=version
     )
     SequesterServiceVlobAtom.objects.bulk_create(
-        [SequesterServiceVlobAtom(service_id=service_pk, vlob_atom_id=atom_pk, blob=blob) for service_pk, blob in storage]
+        [
+            SequesterServiceVlobAtom(service_id=service_pk, vlob_atom_id=atom_pk, blob=blob)
+            for service_pk, blob in storage
+        ]
     )
 
 

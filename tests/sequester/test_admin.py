@@ -40,6 +40,7 @@ def test_read_only(admin_client, services):
     response = admin_client.post(f"/admin/sequester/sequesterservice/{storage.pk}/change/",
                                  {"service_label": "Renamed"})
     assert response.status_code == 403
-    assert admin_client.post(f"/admin/sequester/sequesterservice/{storage.pk}/delete/", {"post": "yes"}).status_code == 403
+    response = admin_client.post(f"/admin/sequester/sequesterservice/{storage.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 403
     storage.refresh_from_db()
     assert storage.service_label == "Escrow"

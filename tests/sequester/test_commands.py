@@ -45,10 +45,11 @@ def create(keys, org: str, *extra: str, label: str = "Storage") -> SequesterServ
 def test_create_service_storage(openssl_keys, org):
     service = create(openssl_keys, org)
     assert (service.service_type, service.webhook_url, service.disabled_on) == (ServiceType.STORAGE, None, None)
-    data = certificates.verify_and_load(bytes(service.service_certificate),
-                                        certificates.load_rsa_public_key_pem((openssl_keys / "authority.pub.pem").read_bytes()))
+    authority_der = certificates.load_rsa_public_key_pem((openssl_keys / "authority.pub.pem").read_bytes())
+    data = certificates.verify_and_load(bytes(service.service_certificate), authority_der)
     assert (data.service_id, data.service_label, data.timestamp) == (service.service_id, "Storage", service.created_on)
-    assert data.encryption_key_der == certificates.load_rsa_public_key_pem((openssl_keys / "service.pub.pem").read_bytes())
+    service_der = certificates.load_rsa_public_key_pem((openssl_keys / "service.pub.pem").read_bytes())
+    assert data.encryption_key_der == service_der
 
 
 def test_create_service_webhook(openssl_keys, org):
@@ -72,19 +73,23 @@ def test_create_service_bad_keys(openssl_keys, org, tmp_path):
     (tmp_path / "garbage.pem").write_text("not a key")
     with pytest.raises(CommandError, match="--service-public-key .*not a PEM public key"):
         run("sequester_create_service", "--service-public-key", str(tmp_path / "garbage.pem"),
-            "--authority-private-key", str(openssl_keys / "authority.pem"), "--service-label", "S", "--organization", org)
+            "--authority-private-key", str(openssl_keys / "authority.pem"), "--service-label", "S",
+            "--organization", org)
     with pytest.raises(CommandError, match="--authority-private-key .*not an unencrypted PEM private key"):
         run("sequester_create_service", "--service-public-key", str(openssl_keys / "service.pub.pem"),
-            "--authority-private-key", str(openssl_keys / "service.pub.pem"), "--service-label", "S", "--organization", org)
+            "--authority-private-key", str(openssl_keys / "service.pub.pem"), "--service-label", "S",
+            "--organization", org)
     with pytest.raises(CommandError, match="Cannot read --service-public-key"):
         run("sequester_create_service", "--service-public-key", str(tmp_path / "missing.pem"),
-            "--authority-private-key", str(openssl_keys / "authority.pem"), "--service-label", "S", "--organization", org)
+            "--authority-private-key", str(openssl_keys / "authority.pem"), "--service-label", "S",
+            "--organization", org)
 
 
 def test_create_service_signed_by_another_authority(openssl_keys, org):
     with pytest.raises(CommandError, match="Invalid sequester service certificate: Invalid signature"):
         run("sequester_create_service", "--service-public-key", str(openssl_keys / "service.pub.pem"),
-            "--authority-private-key", str(openssl_keys / "other.pem"), "--service-label", "S", "--organization", org)
+            "--authority-private-key", str(openssl_keys / "other.pem"), "--service-label", "S",
+            "--organization", org)
 
 
 def test_create_service_unknown_or_plain_organization(openssl_keys, org):
@@ -138,7 +143,8 @@ def test_list_and_update(openssl_keys, org):
     out = run("sequester_list_services", "--organization", org)
     assert out.splitlines()[0] == "Found 2 sequester service(s)"
     # Enabled first.
-    assert out.index(f"Service Hook (id: {hook.service_id.hex})") < out.index(f"Service First (id: {first.service_id.hex})")
+    first_line, hook_line = f"Service First (id: {first.service_id.hex})", f"Service Hook (id: {hook.service_id.hex})"
+    assert out.index(hook_line) < out.index(first_line)
     assert "Webhook endpoint URL http://h.example/x" in out and "Disabled on: " in out
     with pytest.raises(CommandError, match="already disabled"):
         run("sequester_update_service", "--organization", org, "--service", first.service_id.hex, "--disable")

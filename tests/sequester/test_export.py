@@ -89,7 +89,8 @@ async def test_export_layout_and_content(world: World, alice_ws, realm_id, tmp_p
         (updates[2], vlob_id.bytes, 2, b"<for storage v2>", alice.pk),
     ]
     assert all(isinstance(row[5], int) and row[5] > 1_600_000_000_000_000 for row in rows)
-    assert con.execute("SELECT block_id, data, author FROM block").fetchall() == [(block_id.bytes, b"<block>", alice.pk)]
+    blocks = con.execute("SELECT block_id, data, author FROM block").fetchall()
+    assert blocks == [(block_id.bytes, b"<block>", alice.pk)]
     assert con.execute("SELECT _id, device_certificate FROM device").fetchall() == [
         (alice.pk, bytes(alice.device_certificate))]
     user = await User.objects.aget(user_id="alice")

@@ -14,7 +14,9 @@ from django.utils import timezone
 from sequester import certificates, cli
 
 
-def new_certificate(*, service_label: str, service_public_key: str, authority_private_key: str) -> tuple[uuid.UUID, bytes]:
+def new_certificate(
+    *, service_label: str, service_public_key: str, authority_private_key: str
+) -> tuple[uuid.UUID, bytes]:
     if not service_label.strip():
         raise CommandError("--service-label must not be empty")
     encryption_key_der = cli.service_public_key_der(service_public_key)
