@@ -26,3 +26,18 @@ def openssl_keys(tmp_path_factory):
         subprocess.run(["openssl", "rsa", "-in", str(folder / f"{name}.pem"), "-pubout", "-out",
                         str(folder / f"{name}.pub.pem")], check=True, capture_output=True)
     return folder
+
+
+@pytest.fixture
+def org(transactional_db, openssl_keys):
+    """A bootstrapped organization whose sequester authority is the openssl-made key; its id."""
+    from asgiref.sync import async_to_sync
+    from cryptography.hazmat.primitives import serialization
+
+    from tests.conftest import bootstrap_organization
+    from tests.sequester.helpers import RsaKey, make_sequestered
+
+    world = async_to_sync(bootstrap_organization)()
+    authority = RsaKey(serialization.load_pem_private_key((openssl_keys / "authority.pem").read_bytes(), None))
+    async_to_sync(make_sequestered)(world, authority)
+    return world.organization_id

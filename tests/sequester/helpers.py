@@ -100,3 +100,22 @@ def add_service(
             organization_id=world.organization_id, service_id=service.service_id, enable=False
         )
     return service
+
+
+def run_command(*args: str) -> str:
+    """A management command's output (CommandError raised as is)."""
+    import io
+
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def create_with_command(keys, org: str, *extra: str, label: str = "Storage") -> SequesterService:
+    """`sequester_create_service` with the openssl-made keys of the `openssl_keys` fixture."""
+    run_command("sequester_create_service", "--service-public-key", str(keys / "service.pub.pem"),
+                "--authority-private-key", str(keys / "authority.pem"), "--service-label", label,
+                "--organization", org, *extra)
+    return SequesterService.objects.get(service_label=label)

@@ -9,7 +9,7 @@ import pytest
 from realms.models import VlobAtom
 from sequester.models import SequesterServiceVlobAtom, ServiceType
 from tests.conftest import World, connect_as
-from tests.sequester.helpers import WebhookServer, add_service, make_sequestered, unreachable_url
+from tests.sequester.helpers import add_service, make_sequestered, unreachable_url
 from tests.vlobs.helpers import OK, create_vlob, update_vlob
 
 pytestmark = pytest.mark.django_db(transaction=True)
