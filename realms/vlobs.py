@@ -15,7 +15,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, Max, OuterRef, Q
 from django.utils import timezone
 
-from organizations.models import Device, Organization
+from organizations.models import Device
 from protocol import replies
 from protocol.events import emit_realm_event_on_commit
 from protocol.replies import Reply
@@ -144,13 +144,13 @@ _REALM_BY_ID = 'r."organization_id" = %s AND r."realm_id" = %s'
 _REALM_OF_VLOB = (
     f'r."id" = (SELECT v."realm_id" FROM "{_ATOM_TABLE}" v WHERE v."organization_id" = %s AND v."vlob_id" = %s LIMIT 1)'
 )
-# Vlob ids are unique in the organization across every realm and revision.
 # Whether the organization has enabled sequester services: a nil `sequester_blob` is then refused
 # (§6.8). Read with the state, so a write without sequester blob costs no extra round trip.
 _ENABLED_SEQUESTER_SERVICES = (
     f' EXISTS(SELECT 1 FROM "{SequesterService._meta.db_table}" s'
     ' WHERE s."organization_id" = r."organization_id" AND s."disabled_on" IS NULL)'
 )
+# Vlob ids are unique in the organization across every realm and revision.
 _VLOB_CREATE_STATE = (
     f"{ACCESS_STATE_COLUMNS},"
     f' EXISTS(SELECT 1 FROM "{_ATOM_TABLE}" v WHERE v."organization_id" = %s AND v."vlob_id" = %s),'
