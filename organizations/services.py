@@ -187,11 +187,11 @@ class OrganizationConfig:
 
 
 def _enabled_sequester_service_certificates(organization: Organization) -> list[bytes]:
-    """Certificates of the organization's enabled sequester services, in creation order.
+    """Certificates of the organization's enabled sequester services, in creation order."""
+    # Imported here: the sequester app builds on organizations and realms, not the reverse.
+    from sequester.services import enabled_service_certificates
 
-    Sequester services do not exist yet: the sequester app fills this function when it adds them.
-    """
-    return []
+    return enabled_service_certificates(organization_pk=organization.pk)
 
 
 def organization_config(*, organization_pk: int) -> OrganizationConfig | None:

@@ -283,6 +283,27 @@ def configure_migrate(args: list[str], environ: MutableMapping[str, str]) -> lis
     return remaining
 
 
+def configure_sequester(command: str, args: list[str], environ: MutableMapping[str, str]) -> list[str]:
+    """The `sequester_*` commands take the reference's database options (and `--blockstore` for the export)."""
+    parser = _Parser(prog=f"manage.py {command}", add_help=False, allow_abbrev=False)
+    variables = {"db": "PARSEC_DB", "db_min": "PARSEC_DB_MIN_CONNECTIONS", "db_max": "PARSEC_DB_MAX_CONNECTIONS"}
+    parser.add_argument("--db", dest="db")
+    parser.add_argument("--db-min-connections", dest="db_min")
+    parser.add_argument("--db-max-connections", dest="db_max")
+    if command == "sequester_export_realm":
+        parser.add_argument("--blockstore", "-b", dest="blockstore", action="append")
+    namespace, remaining = parser.parse_known_args(args)
+    for dest, name in variables.items():
+        if getattr(namespace, dest):
+            environ[name] = getattr(namespace, dest)
+    if getattr(namespace, "blockstore", None):
+        environ["PARSEC_BLOCKSTORE"] = " ".join(namespace.blockstore)
+    if environ.get("PARSEC_DB", "").upper() == "MOCKED":
+        raise ImproperlyConfigured("MOCKED DB can not be used with sequester services")
+    configure_other(environ)
+    return remaining
+
+
 def configure_other(environ: MutableMapping[str, str]) -> ServerConfig:
     """Any other command: find the embedded setup's files when nothing is configured; validate."""
     if not any(environ.get(name) for name in EMBEDDED_TRIGGERS):
@@ -307,6 +328,8 @@ def prepare_environment(argv: list[str], environ: MutableMapping[str, str] | Non
             STARTUP, remaining = configure_run(argv[2:], environ)
         elif command == "migrate":
             remaining = configure_migrate(argv[2:], environ)
+        elif command and command.startswith("sequester_"):
+            remaining = configure_sequester(command, argv[2:], environ)
         else:
             configure_other(environ)
             remaining = argv[2:]

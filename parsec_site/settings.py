@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "realms",
     "blocks",
     "pki",
+    "sequester",
 ]
 
 MIDDLEWARE = [
@@ -217,3 +218,7 @@ if PARSEC.sentry_dsn:
     from parsec_site.sentry import init_sentry
 
     init_sentry(dsn=PARSEC.sentry_dsn, environment=PARSEC.sentry_environment, release=f"parsec-django@{version()}")
+
+# Sequester webhook services (commands.md §6.8): how long a vlob write waits for the service's answer
+# before replying `timeout`. The reference has no limit; a stuck service must not hold a writer forever.
+SEQUESTER_WEBHOOK_TIMEOUT = 30.0

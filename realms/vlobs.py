@@ -15,7 +15,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, Max, OuterRef, Q
 from django.utils import timezone
 
-from organizations.models import Device, Organization
+from organizations.models import Device
 from protocol import replies
 from protocol.events import emit_realm_event_on_commit
 from protocol.replies import Reply
@@ -34,6 +34,8 @@ from realms.access import (
     evaluate_realm_access,
 )
 from realms.models import MaintenanceType, Realm, RealmUserChange, RealmUserRole, RealmVlobUpdate, VlobAtom
+from sequester import services as sequester
+from sequester.models import SequesterService
 
 # `Size` goes up to 2**64 - 1 on the wire; SQL LIMIT takes a signed 64-bit integer.
 MAX_REENCRYPTION_BATCH_SIZE = 2**31 - 1
@@ -55,25 +57,45 @@ def _refusal(refused: Refused, *, realm_not_found: Reply) -> Reply:
     return replies.reply(refused.status)
 
 
-def _sequester_refusal(*, organization_pk: int, sequester_blob: dict[uuid.UUID, bytes] | None) -> Reply | None:
-    """commands.md §6.8, with no sequester service registrable yet: the enabled service set is empty."""
-    if sequester_blob is None:
-        # Nil is right for a plain organization, and for a sequestered one without enabled service.
+def _sequester_refusal(
+    *, session: AuthenticatedSession, check: sequester.SequesterCheck, services_enabled: bool
+) -> Reply | None:
+    """The §6.8 outcome, reported after the access checks: a given blob set was checked before the
+    transaction; a nil one is refused here if services are enabled (read under the realm lock)."""
+    if check.checked:
+        return check.refusal
+    return sequester.nil_blob_refusal(organization_pk=session.organization_pk) if services_enabled else None
+
+
+def _post_to_webhooks(
+    *,
+    session: AuthenticatedSession,
+    check: sequester.SequesterCheck,
+    realm: Realm | None = None,
+    realm_id: uuid.UUID | None = None,
+    encryption_revision: int,
+    timestamp: datetime,
+    now: datetime,
+    realm_not_found: Reply,
+) -> Reply | None:
+    """Webhook services get their blob before anything is stored, outside any transaction (no lock
+    held while a service answers). The access checks run first, unlocked, so a write the realm
+    refuses is never sent out; the write transaction checks everything again under the lock."""
+    if check.refusal is not None or not check.webhooks:
         return None
-    authority = (
-        Organization.objects.filter(pk=organization_pk)
-        .values_list("sequester_authority_certificate", flat=True)
-        .first()
+    access = check_realm_access(
+        organization_pk=session.organization_pk,
+        realm=realm,
+        realm_id=realm_id,
+        user_pk=session.user_pk,
+        operation=Operation.WRITE,
+        now=now,
+        encryption_revision=encryption_revision,
+        write_timestamp=timestamp,
     )
-    if authority is None:
-        return replies.reply("not_a_sequestered_organization")
-    if sequester_blob:
-        return replies.reply(
-            "sequester_inconsistency",
-            sequester_authority_certificate=bytes(authority),
-            sequester_services_certificates=[],
-        )
-    return None
+    if isinstance(access, Refused):
+        return _refusal(access, realm_not_found=realm_not_found)
+    return sequester.post_to_webhooks(organization_id=session.organization_id, webhooks=check.webhooks)
 
 
 _REALM_ID = Realm._meta.get_field("realm_id")
@@ -122,17 +144,24 @@ _REALM_BY_ID = 'r."organization_id" = %s AND r."realm_id" = %s'
 _REALM_OF_VLOB = (
     f'r."id" = (SELECT v."realm_id" FROM "{_ATOM_TABLE}" v WHERE v."organization_id" = %s AND v."vlob_id" = %s LIMIT 1)'
 )
+# Whether the organization has enabled sequester services: a nil `sequester_blob` is then refused
+# (§6.8). Read with the state, so a write without sequester blob costs no extra round trip.
+_ENABLED_SEQUESTER_SERVICES = (
+    f' EXISTS(SELECT 1 FROM "{SequesterService._meta.db_table}" s'
+    ' WHERE s."organization_id" = r."organization_id" AND s."disabled_on" IS NULL)'
+)
 # Vlob ids are unique in the organization across every realm and revision.
 _VLOB_CREATE_STATE = (
     f"{ACCESS_STATE_COLUMNS},"
-    f' EXISTS(SELECT 1 FROM "{_ATOM_TABLE}" v WHERE v."organization_id" = %s AND v."vlob_id" = %s)'
+    f' EXISTS(SELECT 1 FROM "{_ATOM_TABLE}" v WHERE v."organization_id" = %s AND v."vlob_id" = %s),'
+    f"{_ENABLED_SEQUESTER_SERVICES}"
 )
 # The vlob's last version in the realm's current revision: (version, timestamp).
 _VLOB_UPDATE_STATE = f"{ACCESS_STATE_COLUMNS}, " + ", ".join(
     f'(SELECT v."{column}" FROM "{_ATOM_TABLE}" v WHERE v."organization_id" = %s AND v."vlob_id" = %s'
     ' AND v."encryption_revision" = r."encryption_revision" ORDER BY v."version" DESC LIMIT 1)'
     for column in ("version", "created_on")
-)
+) + f",{_ENABLED_SEQUESTER_SERVICES}"
 
 _INSERT_ATOM_SQL = (
     f'INSERT INTO "{_ATOM_TABLE}" ("organization_id", "realm_id", "vlob_id", "version", "encryption_revision",'
@@ -231,7 +260,13 @@ def vlob_create(
     now = now or timezone.now()
     if not replies.timestamp_in_ballpark(timestamp, now):
         return replies.bad_timestamp(now=now, client_timestamp=timestamp)
-    sequester_refusal = _sequester_refusal(organization_pk=session.organization_pk, sequester_blob=sequester_blob)
+    check = sequester.check_sequester_blob(organization_pk=session.organization_pk, sequester_blob=sequester_blob)
+    webhook_refusal = _post_to_webhooks(
+        session=session, check=check, realm_id=realm_id, encryption_revision=encryption_revision,
+        timestamp=timestamp, now=now, realm_not_found=NOT_ALLOWED,
+    )
+    if webhook_refusal is not None:
+        return webhook_refusal
     db_vlob_id = db_param(_ATOM_VLOB_ID, vlob_id)
     with transaction.atomic():
         row = _lock_then_read_state(
@@ -239,21 +274,27 @@ def vlob_create(
             where_params=[session.organization_pk, db_param(_REALM_ID, realm_id)],
             columns=_VLOB_CREATE_STATE,
             params=[session.user_pk, session.user_pk, session.organization_pk, db_vlob_id],
-            fields=(*ACCESS_STATE_FIELDS, None),
+            fields=(*ACCESS_STATE_FIELDS, None, None),
         )
         if row is None:
             return NOT_ALLOWED
-        state = access_state_from_row(row[:-1])
+        state = access_state_from_row(row[:-2])
         access = _write_access(state, now=now, encryption_revision=encryption_revision, timestamp=timestamp)
         if isinstance(access, Refused):
             return _refusal(access, realm_not_found=NOT_ALLOWED)
+        sequester_refusal = _sequester_refusal(session=session, check=check, services_enabled=row[-1])
         if sequester_refusal is not None:
             return sequester_refusal
-        if row[-1]:
+        if row[-2]:
             return ALREADY_EXISTS
         written = _write_version(
             session=session, realm=state.realm, vlob_id=vlob_id, version=1, timestamp=timestamp, blob=blob
         )
+        if written:
+            sequester.store_blobs(
+                organization_pk=session.organization_pk, vlob_id=vlob_id,
+                encryption_revision=state.realm.encryption_revision, version=1, storage=check.storage,
+            )
     return replies.ok() if written else ALREADY_EXISTS
 
 
@@ -271,7 +312,17 @@ def vlob_update(
     now = now or timezone.now()
     if not replies.timestamp_in_ballpark(timestamp, now):
         return replies.bad_timestamp(now=now, client_timestamp=timestamp)
-    sequester_refusal = _sequester_refusal(organization_pk=session.organization_pk, sequester_blob=sequester_blob)
+    check = sequester.check_sequester_blob(organization_pk=session.organization_pk, sequester_blob=sequester_blob)
+    if check.webhooks and check.refusal is None:
+        realm = _realm_of_vlob(organization_pk=session.organization_pk, vlob_id=vlob_id)
+        if realm is None:
+            return NOT_FOUND
+        webhook_refusal = _post_to_webhooks(
+            session=session, check=check, realm=realm, encryption_revision=encryption_revision,
+            timestamp=timestamp, now=now, realm_not_found=NOT_FOUND,
+        )
+        if webhook_refusal is not None:
+            return webhook_refusal
     db_vlob_id = db_param(_ATOM_VLOB_ID, vlob_id)
     with transaction.atomic():
         # Same lock as vlob_create; it also makes the previous version read the latest one.
@@ -283,17 +334,18 @@ def vlob_update(
                 session.user_pk, session.user_pk,
                 session.organization_pk, db_vlob_id, session.organization_pk, db_vlob_id,
             ],
-            fields=(*ACCESS_STATE_FIELDS, None, _ATOM_CREATED_ON),
+            fields=(*ACCESS_STATE_FIELDS, None, _ATOM_CREATED_ON, None),
         )
         if row is None:
             return NOT_FOUND
-        state = access_state_from_row(row[:-2])
+        state = access_state_from_row(row[:-3])
         access = _write_access(state, now=now, encryption_revision=encryption_revision, timestamp=timestamp)
         if isinstance(access, Refused):
             return _refusal(access, realm_not_found=NOT_FOUND)
+        sequester_refusal = _sequester_refusal(session=session, check=check, services_enabled=row[-1])
         if sequester_refusal is not None:
             return sequester_refusal
-        previous_version, previous_timestamp = row[-2:]
+        previous_version, previous_timestamp = row[-3:-1]
         if previous_version is None or version != previous_version + 1:
             return BAD_VERSION
         if timestamp < previous_timestamp:
@@ -302,6 +354,11 @@ def vlob_update(
         written = _write_version(
             session=session, realm=state.realm, vlob_id=vlob_id, version=version, timestamp=timestamp, blob=blob
         )
+        if written:
+            sequester.store_blobs(
+                organization_pk=session.organization_pk, vlob_id=vlob_id,
+                encryption_revision=state.realm.encryption_revision, version=version, storage=check.storage,
+            )
     return replies.ok() if written else BAD_VERSION
 
 

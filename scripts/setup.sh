@@ -58,6 +58,11 @@ if $want_tests; then
         "$ref/bin/pip" install -q --disable-pip-version-check --upgrade pip
         "$ref/bin/pip" install -q --disable-pip-version-check "parsec-cloud[core]==2.17.0"
     fi
+    # Sequester (issue 13): the interop test extracts our realm export with the reference's own
+    # `parsec backend sequester extract_realm_export`, which needs the package's backend extra.
+    if ! "$ref/bin/python" -c "import jinja2, triopg, parsec.backend.cli" >/dev/null 2>&1; then
+        "$ref/bin/pip" install -q --disable-pip-version-check "parsec-cloud[core,backend]==2.17.0"
+    fi
 fi
 
 # --- Older official clients (2.0.0 ... 2.16.3) for tests/interop/test_client_versions.py ---------

@@ -770,11 +770,16 @@ class ParsecCli:
     # ---- organization bootstrap (anonymous HTTP RPC) ---------------------- #
 
     def bootstrap_organization(self, url: str, email: str, label: str, device_label: str,
-                               password: str) -> DeviceRef:
-        """POST /anonymous/<org> organization_bootstrap; saves the new device locally."""
+                               password: str, sequester_verify_key: Path | None = None) -> DeviceRef:
+        """POST /anonymous/<org> organization_bootstrap; saves the new device locally.
+
+        With `sequester_verify_key` (an RSA public key PEM), a sequestered organization
+        (the client asks for a confirmation: answered yes)."""
+        sequester = [] if sequester_verify_key is None else ["--sequester-verify-key", str(sequester_verify_key)]
         res = self.run("bootstrap_organization", url, "--human-email", email,
                        "--human-label", label, "--device-label", device_label,
-                       "--password", password)
+                       "--password", password, *sequester,
+                       input=None if sequester_verify_key is None else "y\n")
         m = _SAVING_DEVICE_RE.search(res.stdout)
         if not m:
             raise ParsecCliError("no saved device in output", res)
