@@ -44,7 +44,9 @@ from realms.models import (
     RealmVlobUpdate,
     VlobAtom,
 )
+from pki.models import PkiEnrollment
 from realms.services import realm_data_stats
+from sequester.models import SequesterService, SequesterServiceVlobAtom
 
 logger = logging.getLogger("parsec.organizations")
 
@@ -63,12 +65,15 @@ ERASE_PLAN: tuple[tuple[type[models.Model], str], ...] = (
     (ShamirRecoverySetup, "organization"),
     (Message, "recipient__organization"),
     (RealmVlobUpdate, "realm__organization"),
+    (SequesterServiceVlobAtom, "service__organization"),
     (VlobAtom, "organization"),
+    (SequesterService, "organization"),
     (RealmUserChange, "realm__organization"),
     (RealmArchiving, "realm__organization"),
     (RealmUserRole, "realm__organization"),
     (Block, "organization"),
     (Realm, "organization"),
+    (PkiEnrollment, "organization"),  # before the devices it names (protected foreign keys)
     (Device, "organization"),
     (User, "organization"),
 )

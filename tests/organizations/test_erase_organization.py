@@ -32,6 +32,7 @@ from tests.objectstores import moto_servers, s3_servers, swift_cluster, swift_st
 from tests.realms.helpers import grant, update_archiving
 from tests.users.conftest import create_device, create_user
 from tests.vlobs.helpers import new_vlob, update_vlob
+from tests.vlobs.helpers import create_vlob as create_sequestered_vlob
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -130,8 +131,10 @@ async def test_erase_deletes_every_row_and_block_and_nothing_else(blockstore_spe
     kept_before = await sync_to_async(rows_of)(KEPT)
     # Every table the protocol fills has rows (the populated world exercises the whole plan).
     empty = {label for label, count in before.items() if count == 0}
+    # Sequester and PKI rows need a sequestered organization and an enrollment: erased in their own test below.
     assert empty <= {"invites.ClaimerSession", "invites.ShamirRecoveryConduit", "invites.ShamirRecoveryShare",
-                     "invites.ShamirRecoverySetup", "realms.RealmArchiving", "blocks.BlockData"}, empty
+                     "invites.ShamirRecoverySetup", "realms.RealmArchiving", "blocks.BlockData",
+                     "pki.PkiEnrollment", "sequester.SequesterService", "sequester.SequesterServiceVlobAtom"}, empty
 
     report = await sync_to_async(erase_organization)(ERASED, dry_run=False)
 
@@ -423,3 +426,36 @@ async def test_a_block_recorded_during_the_erase_is_deleted_too(monkeypatch, con
     for block_id in [*erased.block_ids, store.late_id]:
         assert store.inner._blocks.get((ERASED, block_id)) is None
     assert set((await sync_to_async(rows_of)(ERASED)).values()) == {0}
+
+
+async def test_erase_sequester_services_their_blobs_and_pki_enrollments(parsec_settings) -> None:
+    """The tables of the sequester and PKI apps: a sequestered organization with a storage service whose
+    blob is kept with a vlob, and a pending PKI enrollment, erased next to an organization left intact."""
+    from tests.pki.conftest import submit
+    from tests.sequester.helpers import add_service, make_sequestered
+    from tests.users.conftest import new_user_device
+
+    parsec_settings(blockstore=("POSTGRESQL",))
+    rows_before = {}
+    for organization_id in (ERASED, KEPT):
+        world = await bootstrap_organization(organization_id)
+        await make_sequestered(world)
+        service = await add_service(world, label="Escrow")
+        alice_ws = await connect_as(world.alice)
+        realm_id = await create_realm(alice_ws, world.alice)
+        reply = await create_sequestered_vlob(
+            alice_ws, realm_id, vlob_id=uuid.uuid4(), sequester_blob={service.service_id: b"<escrowed>"}
+        )
+        assert reply == {"status": "ok"}, reply
+        await alice_ws.close()
+        _, _, reply = await submit(world, new_user_device(world, "zack", email="zack@example.com", label="Zack"))
+        assert reply["status"] == "ok", reply
+        rows_before[organization_id] = await sync_to_async(rows_of)(organization_id)
+        for label in ("pki.PkiEnrollment", "sequester.SequesterService", "sequester.SequesterServiceVlobAtom"):
+            assert rows_before[organization_id][label] == 1, (label, rows_before[organization_id])
+
+    report = await sync_to_async(erase_organization)(ERASED, dry_run=False)
+
+    assert isinstance(report, EraseReport) and report.complete
+    assert set((await sync_to_async(rows_of)(ERASED)).values()) == {0}
+    assert await sync_to_async(rows_of)(KEPT) == rows_before[KEPT]
