@@ -135,8 +135,38 @@ def test_operator_journey(console_server: ServerInfo, browser, screenshot, parse
     trail = wait_for(browser, "#result_list").text
     assert "Organization created" in trail and "User frozen" in trail and f"console: {OPERATOR}" in trail
     screenshot("audit-trail")
+
+    # Erase the organization: the confirmation page wants its id typed back; then its blocks are gone.
+    assert stored_blocks(console_server.db_url, organization_id) > 0
+    browser.get(f"{base}/admin/organizations/organization/?q={organization_id}")
+    wait_for(browser, "#result_list input.action-select").click()
+    Select(browser.find_element(By.NAME, "action")).select_by_value("erase_organization_action")
+    browser.find_element(By.NAME, "index").click()
+    wait_for(browser, "#id_confirmation").send_keys(organization_id)
+    screenshot("erase-confirmation")
+    browser.find_element(By.CSS_SELECTOR, "input.deletelink").click()
+    assert f"Organization {organization_id} erased" in wait_for(browser, ".messagelist .success").text
+    screenshot("organization-erased")
+    assert stored_blocks(console_server.db_url, organization_id) == 0
+    browser.get(f"{base}/admin/organizations/organization/?q={organization_id}")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")
+    browser.get(f"{base}/admin/organizations/auditentry/?q={organization_id}")
+    assert "Organization erased" in wait_for(browser, "#result_list").text
     with capsys.disabled():
         print(f"\nbrowser screenshots: {screenshot.folder}")
+
+
+def stored_blocks(db_url: str, organization_id: str) -> int:
+    """Blocks of the organization in the POSTGRESQL blockstore, read straight from its table."""
+    import psycopg
+
+    from blocks.models import BlockData
+
+    with psycopg.connect(db_url) as connection:
+        row = connection.execute(
+            f"SELECT count(*) FROM {BlockData._meta.db_table} WHERE organization_id = %s", (organization_id,)
+        ).fetchone()
+    return row[0]
 
 
 # --- Through nginx, TLS terminated there ---------------------------------------------------------------------------
