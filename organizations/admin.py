@@ -44,6 +44,7 @@ DETAIL_FIELDS = (
     "bootstrapped_on",
     "expired_on",
     "sequestered",
+    "sequester_services",
 )
 USERS_SHOWN = 50
 CREATION_FIELDS = ("organization_id", "user_profile_outsider_allowed", "active_users_limit", "minimum_archiving_period")
@@ -228,6 +229,23 @@ class OrganizationAdmin(admin.ModelAdmin):
     @admin.display(boolean=True, description=_("Sequestered?"))
     def sequestered(self, organization: Organization) -> bool:
         return organization.sequester_authority_certificate is not None
+
+    @admin.display(description=_("Sequester services"))
+    def sequester_services(self, organization: Organization) -> str:
+        from sequester.models import SequesterService
+
+        services = list(SequesterService.objects.filter(organization=organization).order_by("created_on", "pk"))
+        url = reverse("admin:sequester_sequesterservice_changelist") + f"?organization__id__exact={organization.pk}"
+        listed = format_html_join(
+            ", ", "{} ({}, {})",
+            (
+                (service.service_label, service.get_service_type_display(),
+                 gettext("enabled") if service.is_enabled else gettext("disabled"))
+                for service in services
+            ),
+        )
+        return format_html('<span id="sequester-services">{}</span> &mdash; <a href="{}">{}</a>',
+                           listed or "-", url, gettext("certificates"))
 
     @admin.display(description=_("Bootstrap URL"))
     def bootstrap_url(self, organization: Organization) -> str:

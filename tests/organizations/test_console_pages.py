@@ -502,3 +502,19 @@ def test_expire_action(admin_client, coolorg, django_capture_on_commit_callbacks
     admin_client.post("/admin/organizations/organization/", {
         "action": "expire_organizations", "_selected_action": [coolorg.pk]})
     assert AuditEntry.objects.count() == 2
+
+
+def test_organization_page_lists_its_sequester_services(admin_client, coolorg):
+    from sequester.models import SequesterService, ServiceType
+
+    for label, service_type, disabled_on in (("Escrow", ServiceType.STORAGE, None),
+                                             ("Antivirus", ServiceType.WEBHOOK, NOW)):
+        SequesterService.objects.create(
+            organization=coolorg, service_id=uuid.uuid4(), service_label=label, service_certificate=b"<certificate>",
+            service_type=service_type, webhook_url="https://av.example.com" if service_type == "webhook" else None,
+            created_on=NOW, disabled_on=disabled_on,
+        )
+    content = admin_client.get(f"/admin/organizations/organization/{coolorg.pk}/change/").content.decode()
+    services = re.search(r'<span id="sequester-services">(.*?)</span>', content, re.S).group(1)
+    assert services == "Escrow (Storage, enabled), Antivirus (Webhook, disabled)"
+    assert f"/admin/sequester/sequesterservice/?organization__id__exact={coolorg.pk}" in content
