@@ -1,0 +1,136 @@
+"""`POST /authenticated/<org>` (transport.md §7.3): the device signs each request; every refusal is a status."""
+from __future__ import annotations
+
+import base64
+
+import pytest
+from nacl.signing import SigningKey
+
+from organizations.models import Organization, User
+from protocol import codec
+from tests.conftest import World, add_user, connect_as
+from tests.testkit import http
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PING = {"cmd": "ping", "ping": "hello"}
+
+
+async def test_a_command_is_answered_like_on_the_websocket(world: World):
+    over_http = await http.authenticated(world.alice, {"cmd": "organization_config"})
+    assert over_http["headers"]["api-version"] == "3.4"
+    ws = await connect_as(world.alice)
+    assert http.reply(over_http) == await ws.command("organization_config")
+
+
+async def test_debug_ping(world: World):
+    assert http.reply(await http.authenticated(world.alice, PING)) == {"status": "ok", "pong": "hello"}
+
+
+async def test_api_version_2_is_answered_in_2_10(world: World):
+    response = await http.authenticated(world.alice, PING, headers={"Api-Version": "2.8"})
+    assert response["status"] == 200
+    assert response["headers"]["api-version"] == "2.10"
+
+
+async def test_missing_api_version_is_3_0(world: World):
+    response = await http.authenticated(world.alice, PING, headers={"Api-Version": None})
+    assert response["headers"]["api-version"] == "3.4"
+
+
+@pytest.mark.parametrize("version", ["4.0", "1.3", "abc"])
+async def test_unsupported_api_version_is_422(world: World, version: str):
+    response = await http.authenticated(world.alice, PING, headers={"Api-Version": version})
+    assert response["status"] == 422
+    assert response["headers"]["supported-api-versions"] == "2.10;3.4"
+    assert response["body"] == b""
+
+
+async def test_bad_message_is_answered(world: World):
+    reply = http.reply(await http.authenticated(world.alice, {"cmd": "ping", "ping": 3}))
+    assert reply["status"] == "bad_message"
+
+
+@pytest.mark.parametrize(
+    "body", [b"\xc1", codec.packb([1]), codec.packb({"cmd": "nope"}), codec.packb({"cmd": "invite_info"}),
+             codec.packb({"cmd": "organization_bootstrap"})],
+    ids=["not-msgpack", "not-map", "unknown-cmd", "invited-cmd", "anonymous-cmd"],
+)
+async def test_not_a_command_of_the_route_is_415(world: World, body: bytes):
+    response = await http.authenticated(world.alice, body)
+    assert response["status"] == 415
+    assert response["body"] == b""
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", None])
+async def test_bad_content_type_is_415(world: World, content_type):
+    response = await http.authenticated(world.alice, PING, headers={"Content-Type": content_type})
+    assert response["status"] == 415
+
+
+async def test_form_content_type_is_accepted(world: World):
+    response = await http.authenticated(world.alice, PING, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert http.reply(response)["status"] == "ok"
+
+
+@pytest.mark.parametrize("organization_id", ["Unknown", "bad%20org"])
+async def test_unknown_or_invalid_organization_is_404(world: World, organization_id: str):
+    response = await http.authenticated(world.alice, PING, organization_id=organization_id)
+    assert response["status"] == 404
+
+
+async def test_expired_organization_is_460(world: World):
+    await Organization.objects.filter(organization_id=world.organization_id).aupdate(is_expired=True)
+    response = await http.authenticated(world.alice, PING)
+    assert response["status"] == 460
+    assert response["body"] == b""
+
+
+async def test_bad_signature_is_401(world: World):
+    other = base64.b64encode(SigningKey.generate().sign(codec.packb(PING)).signature).decode()
+    assert (await http.authenticated(world.alice, PING, headers={"Signature": other}))["status"] == 401
+
+
+async def test_signature_of_another_body_is_401(world: World):
+    signature = base64.b64encode(world.alice.signing_key.sign(b"other").signature).decode()
+    assert (await http.authenticated(world.alice, PING, headers={"Signature": signature}))["status"] == 401
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Authorization": None}, {"Authorization": "Bearer x"}, {"Author": None}, {"Signature": None},
+     {"Signature": "not base64!"}, {"Author": "not base64!"},
+     {"Author": base64.b64encode(b"not a device id").decode()}],
+    ids=["no-authorization", "other-scheme", "no-author", "no-signature", "signature-not-b64", "author-not-b64",
+         "author-not-device-id"],
+)
+async def test_bad_or_missing_headers_are_401(world: World, headers):
+    assert (await http.authenticated(world.alice, PING, headers=headers))["status"] == 401
+
+
+async def test_unknown_device_is_401(world: World):
+    author = base64.b64encode(b"alice@unknown").decode()
+    assert (await http.authenticated(world.alice, PING, headers={"Author": author}))["status"] == 401
+
+
+async def test_revoked_user_is_461(world: World):
+    bob = await add_user(world, "bob", revoked=True)
+    response = await http.authenticated(bob, PING)
+    assert response["status"] == 461
+    assert response["body"] == b""
+
+
+async def test_frozen_user_is_462(world: World):
+    bob = await add_user(world, "bob")
+    await User.objects.filter(user_id="bob").aupdate(frozen=True)
+    assert (await http.authenticated(bob, PING))["status"] == 462
+
+
+async def test_get_is_405(world: World):
+    response = await http.http("GET", f"/authenticated/{world.organization_id}")
+    assert response["status"] == 405
+
+
+async def test_body_over_1_mib_is_413(world: World):
+    body = codec.packb({"cmd": "ping", "ping": "x" * (1024 * 1024)})
+    assert (await http.authenticated(world.alice, body))["status"] == 413
