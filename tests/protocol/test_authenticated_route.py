@@ -1,6 +1,7 @@
 """`POST /authenticated/<org>` (transport.md §7.3): the device signs each request; every refusal is a status."""
 from __future__ import annotations
 
+import asyncio
 import base64
 
 import pytest
@@ -8,7 +9,9 @@ from nacl.signing import SigningKey
 
 from organizations.models import Organization, User
 from protocol import codec
+from protocol.db import run_sync
 from tests.conftest import World, add_user, connect_as
+from tests.invites.conftest import PUBLIC_KEY_C, PUBLIC_KEY_G, new_invitation
 from tests.testkit import http
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -134,3 +137,63 @@ async def test_get_is_405(world: World):
 async def test_body_over_1_mib_is_413(world: World):
     body = codec.packb({"cmd": "ping", "ping": "x" * (1024 * 1024)})
     assert (await http.authenticated(world.alice, body))["status"] == 413
+
+
+# Commands that wait, as the reference answers them over HTTP: the request is the whole session.
+
+async def test_events_subscribe_then_listen_without_wait(world: World):
+    assert http.reply(await http.authenticated(world.alice, {"cmd": "events_subscribe"})) == {"status": "ok"}
+    # The subscription lived as long as its request: nothing is queued for the next one.
+    reply = http.reply(await http.authenticated(world.alice, {"cmd": "events_listen", "wait": False}))
+    assert reply == {"status": "no_events"}
+
+
+async def test_events_listen_with_wait_waits_until_the_client_leaves(world: World):
+    with pytest.raises((asyncio.TimeoutError, TimeoutError)):
+        await http.authenticated(world.alice, {"cmd": "events_listen", "wait": True}, timeout=0.5)
+
+
+async def test_greeter_step_waits_for_the_claimer(world: World):
+    ws = await connect_as(world.alice)
+    token = await new_invitation(ws, "DEVICE")
+    greeter = asyncio.create_task(http.authenticated(
+        world.alice, {"cmd": "invite_1_greeter_wait_peer", "token": token, "greeter_public_key": PUBLIC_KEY_G}
+    ))
+    await asyncio.sleep(0.3)
+    assert not greeter.done()
+    claimer = await http.invited(
+        world.organization_id, token,
+        {"cmd": "invite_1_claimer_wait_peer", "claimer_public_key": PUBLIC_KEY_C, "greeter_user_id": "alice"},
+    )
+    assert http.reply(claimer) == {"status": "ok", "greeter_public_key": PUBLIC_KEY_G}
+    assert http.reply(await greeter) == {"status": "ok", "claimer_public_key": PUBLIC_KEY_C}
+
+
+async def test_freeze_while_waiting_ends_the_request_with_462(world: World):
+    from organizations.services import user_freeze
+
+    ws = await connect_as(world.alice)
+    token = await new_invitation(ws, "DEVICE")
+    greeter = asyncio.create_task(http.authenticated(
+        world.alice, {"cmd": "invite_1_greeter_wait_peer", "token": token, "greeter_public_key": PUBLIC_KEY_G}
+    ))
+    await asyncio.sleep(0.3)
+    await run_sync(user_freeze, organization_id=world.organization_id, frozen=True, user_id="alice")
+    response = await greeter
+    assert response["status"] == 462
+    assert response["body"] == b""
+
+
+async def test_unfreeze_does_not_end_a_waiting_request(world: World):
+    from organizations.services import user_freeze
+
+    ws = await connect_as(world.alice)
+    token = await new_invitation(ws, "DEVICE")
+    greeter = asyncio.create_task(http.authenticated(
+        world.alice, {"cmd": "invite_1_greeter_wait_peer", "token": token, "greeter_public_key": PUBLIC_KEY_G}
+    ))
+    await asyncio.sleep(0.3)
+    await run_sync(user_freeze, organization_id=world.organization_id, frozen=False, user_id="alice")
+    await asyncio.sleep(0.3)
+    assert not greeter.done()
+    greeter.cancel()
