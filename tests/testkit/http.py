@@ -113,6 +113,8 @@ class SseClient:
                 return message["id"], codec.unpackb(base64.b64decode(message["data"]))
 
     async def close(self) -> None:
+        if self.communicator.future.done():
+            return  # a read that timed out has already cancelled the request
         await self.communicator.send_input({"type": "http.disconnect"})
         try:
             await self.communicator.wait(1)
