@@ -13,8 +13,8 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from parsec_site.routing import http_urlpatterns, websocket_urlpatterns  # noqa: E402
+from parsec_site.routing import HttpRouter, websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
-    {"http": URLRouter(http_urlpatterns(django_asgi_app)), "websocket": URLRouter(websocket_urlpatterns)}
+    {"http": HttpRouter(django_asgi_app), "websocket": URLRouter(websocket_urlpatterns)}
 )

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import binascii
 import re
+import time
 import uuid
 from typing import Any
 
@@ -37,6 +38,7 @@ from protocol.session import AuthenticatedSession, InvitedSession
 from protocol.sessions import invitation_group, organization_group, user_group
 
 log = structlog.get_logger("parsec.protocol")
+access_log = structlog.get_logger("parsec.access")
 
 MSGPACK = "application/msgpack"
 # Old clients send their msgpack body with the form content type (as on /anonymous).
@@ -62,6 +64,7 @@ class HttpSessionConsumer(AsyncHttpConsumer):
         self.worker: asyncio.Task | None = None
         self.responded = False
         self.done = asyncio.Event()
+        self.started = time.monotonic()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         # Channels' loop dispatches the request and the channel messages until the client leaves; the
@@ -136,7 +139,25 @@ class HttpSessionConsumer(AsyncHttpConsumer):
         if body:
             headers.append((b"content-type", MSGPACK.encode()))
         await self.send_response(status, body, headers=headers)
+        self.access_log(status, len(body))
         self.done.set()
+
+    def access_log(self, status: int, size: int | None) -> None:
+        """The line and metrics Django's `RequestLogMiddleware` gives its own routes."""
+        from parsec_site import metrics
+
+        duration = time.monotonic() - self.started
+        route = {"invited": "invited/<str:organization_id>", "authenticated": "authenticated/<str:organization_id>",
+                 "events": "authenticated/<str:organization_id>/events"}[self.kind]
+        metrics.record_http_request(method=self.scope["method"], route=route, status=status, duration=duration)
+        client = self.scope.get("client")
+        author = self.session.device_id if isinstance(self.session, AuthenticatedSession) else "-"
+        access_log.info(
+            "HTTP request", client=f"{client[0]}:{client[1]}" if client else "-", method=self.scope["method"],
+            path=self.scope["path"], http_version=f"HTTP/{self.scope.get('http_version', '1.1')}", status=status,
+            size=size, duration_ms=round(duration * 1000, 1), author=author,
+            organization_id=self.scope["url_route"]["kwargs"].get("organization_id"),
+        )
 
     async def close_session(self, code: int = 1000, reason: str | None = None) -> None:
         """What closes a websocket session ends the request: the invitation deleted (410), the user
@@ -313,6 +334,7 @@ class HttpSessionConsumer(AsyncHttpConsumer):
         await stream.follow(write, settings.PARSEC.sse_keepalive, replay)
         # The stream ended (user revoked, organization expired, queue overflow): so does the response.
         await self.send_body(b"", more_body=False)
+        self.access_log(200, None)
 
 
 def _media_types(header: str | None) -> list[str]:

@@ -197,3 +197,21 @@ async def test_unfreeze_does_not_end_a_waiting_request(world: World):
     await asyncio.sleep(0.3)
     assert not greeter.done()
     greeter.cancel()
+
+
+async def test_plain_http_behind_an_https_proxy_is_redirected(world: World, parsec_settings):
+    parsec_settings(forward_proto_enforce_https=("X-Forwarded-Proto", "https"))
+    response = await http.authenticated(world.alice, PING, headers={"X-Forwarded-Proto": "http"})
+    assert response["status"] == 301
+    assert response["headers"]["location"].startswith("https://")
+    served = await http.authenticated(world.alice, PING, headers={"X-Forwarded-Proto": "https"})
+    assert http.reply(served)["status"] == "ok"
+
+
+async def test_not_served_on_the_console_port(world: World, parsec_settings):
+    parsec_settings(admin_port=6778)
+    body = codec.packb(PING)
+    headers = {"Content-Type": "application/msgpack", **http.signed_headers(world.alice, body)}
+    path = f"/authenticated/{world.organization_id}"
+    assert (await http.http("POST", path, body, headers, server_port=6778))["status"] == 404
+    assert (await http.http("POST", path, body, headers, server_port=6777))["status"] == 200

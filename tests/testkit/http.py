@@ -22,11 +22,13 @@ def signed_headers(device: Any, body: bytes) -> dict[str, str]:
 
 
 async def http(method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None,
-               timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+               timeout: float = DEFAULT_TIMEOUT, server_port: int | None = None) -> dict[str, Any]:
     from parsec_site.asgi import application
 
     raw = [(name.lower().encode(), value.encode()) for name, value in (headers or {}).items()]
-    response = await HttpCommunicator(application, method, path, body=body, headers=raw).get_response(timeout)
+    communicator = HttpCommunicator(application, method, path, body=body, headers=raw) if server_port is None \
+        else _OnPort(application, method, path, body, raw, server_port)
+    response = await communicator.get_response(timeout)
     response["headers"] = {name.decode().lower(): value.decode() for name, value in response["headers"]}
     return response
 
@@ -55,6 +57,18 @@ def reply(response: dict[str, Any]) -> dict[str, Any]:
     assert response["status"] == 200, response
     assert response["headers"]["content-type"] == "application/msgpack"
     return codec.unpackb(response["body"])
+
+
+class _OnPort(HttpCommunicator):
+    """A request that came in on a given port (`--admin-port`): HttpCommunicator's scope has no `server`."""
+
+    def __init__(self, application: Any, method: str, path: str, body: bytes, headers: list, port: int) -> None:
+        ApplicationCommunicator.__init__(self, application, {
+            "type": "http", "http_version": "1.1", "method": method, "path": path, "raw_path": path.encode(),
+            "query_string": b"", "headers": headers, "scheme": "http", "server": ("127.0.0.1", port),
+        })
+        self.body = body
+        self.sent_request = False
 
 
 class SseClient:
