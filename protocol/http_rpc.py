@@ -135,7 +135,7 @@ class HttpSessionConsumer(AsyncHttpConsumer):
         if self.responded:
             return
         self.responded = True
-        headers = self._version_header() + (extra or [])
+        headers = self._version_header() + (extra or []) + [(b"content-length", str(len(body)).encode())]
         if body:
             headers.append((b"content-type", MSGPACK.encode()))
         await self.send_response(status, body, headers=headers)
