@@ -125,6 +125,8 @@ async def run_command(family: Family, session: Any, body: bytes) -> bytes | int:
     try:
         reply = await spec.handler(session, req)
         # `events_listen` answers already encoded.
+        status = reply.get("status") if isinstance(reply, dict) else "ok"
+        log.info("Request", cmd=spec.name, status=status, transport="http")
         return reply if isinstance(reply, bytes) else codec.packb(replies.well_formed(reply))
     except DatabaseUnavailable:
         raise  # the route answers 503
