@@ -215,3 +215,37 @@ async def test_not_served_on_the_console_port(world: World, parsec_settings):
     path = f"/authenticated/{world.organization_id}"
     assert (await http.http("POST", path, body, headers, server_port=6778))["status"] == 404
     assert (await http.http("POST", path, body, headers, server_port=6777))["status"] == 200
+
+
+@pytest.fixture
+def ping_raises(monkeypatch):
+    """`ping` replaced, for one test, by a handler raising the given exception."""
+    import dataclasses
+
+    from protocol import registry
+
+    def install(exc: Exception) -> None:
+        async def handler(session, req):
+            raise exc
+
+        spec = registry._REGISTRY[registry.Family.AUTHENTICATED]["ping"]
+        monkeypatch.setitem(registry._REGISTRY[registry.Family.AUTHENTICATED], "ping",
+                            dataclasses.replace(spec, handler=handler))
+
+    return install
+
+
+async def test_crashing_command_is_500(world: World, ping_raises):
+    ping_raises(RuntimeError("boom"))
+    response = await http.authenticated(world.alice, PING)
+    assert response["status"] == 500
+    assert response["body"] == b""
+
+
+async def test_database_out_of_reach_is_503(world: World, ping_raises):
+    from protocol.registry import DatabaseUnavailable
+
+    ping_raises(DatabaseUnavailable("connection refused"))
+    response = await http.authenticated(world.alice, PING)
+    assert response["status"] == 503
+    assert response["headers"]["retry-after"] == "5"
