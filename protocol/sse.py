@@ -54,11 +54,15 @@ class EventStream:
     async def open(self) -> None:
         self.channel_name = await self.channel_layer.new_channel()
         self.receiver = asyncio.create_task(self._receive())
-        for group in (organization_group(self.session.organization_pk), user_group(self.session.user_pk)):
-            await self.channel_layer.group_add(group, self.channel_name)
-            self.groups_joined.append(group)
-        # The registered command itself: the stream's subscription is exactly a websocket's.
-        await events.events_subscribe(self.session, {})
+        try:
+            for group in (organization_group(self.session.organization_pk), user_group(self.session.user_pk)):
+                await self.channel_layer.group_add(group, self.channel_name)
+                self.groups_joined.append(group)
+            # The registered command itself: the stream's subscription is exactly a websocket's.
+            await events.events_subscribe(self.session, {})
+        except BaseException:
+            await self.close_session()  # e.g. the database out of reach: the request answers 503
+            raise
         STREAMS[self.token] = self
 
     @property
