@@ -1,6 +1,7 @@
 """`/anonymous/<org>`: msgpack RPC over HTTP (transport.md §7). Errors are status codes, empty bodies."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django.conf import settings
@@ -13,6 +14,7 @@ from protocol import codec, replies, types
 from protocol.db import run_sync
 from protocol.registry import DatabaseUnavailable, Family, lookup
 from protocol.session import AnonymousSession
+from parsec_site import metrics
 
 MAX_BODY_SIZE = 1024 * 1024
 SUPPORTED_HTTP_API_VERSIONS = "2.10;3.4"
@@ -122,11 +124,14 @@ async def run_command(family: Family, session: Any, body: bytes) -> bytes | int:
     except types.FieldError as exc:
         log.info("Request refused: bad message", cmd=spec.name, status="bad_message", reason=str(exc))
         return codec.packb(replies.bad_message(str(exc)))
+    started = time.monotonic()
     try:
         reply = await spec.handler(session, req)
         # `events_listen` answers already encoded.
-        status = reply.get("status") if isinstance(reply, dict) else "ok"
-        log.info("Request", cmd=spec.name, status=status, transport="http")
+        status = str(reply.get("status")) if isinstance(reply, dict) else "ok"
+        duration = time.monotonic() - started
+        metrics.record_command(family=family.value, command=spec.name, status=status, duration=duration)
+        log.info("Request", cmd=spec.name, status=status, duration_ms=round(duration * 1000, 1), transport="http")
         return reply if isinstance(reply, bytes) else codec.packb(replies.well_formed(reply))
     except DatabaseUnavailable:
         raise  # the route answers 503
