@@ -131,3 +131,57 @@ def identify_legacy_administration(answer: LegacyAdministrationAnswer) -> Admini
     if not token or not hmac.compare_digest(answer.token.encode(), token.encode()):
         raise HandshakeFailed("bad_admin_token", HELP_BAD_ADMINISTRATION_TOKEN)
     return AdministrationSession(api_version=answer.api_version)
+
+
+# The HTTP routes' per-request handshake (transport.md §7.3): the same identities, refusals as HTTP statuses.
+
+HTTP_BAD_AUTHENTICATION = 401
+HTTP_NOT_FOUND = 404
+HTTP_INVITATION_DELETED = 410
+HTTP_USER_REVOKED = 461
+# Not a 2.17 status (the reference does not check the frozen flag over HTTP): the one the 3.x servers use.
+HTTP_USER_FROZEN = 462
+
+
+def identify_http_device(organization_pk: int, device_id: str) -> DeviceIdentity | int:
+    """The websocket handshake's device checks, for a request of an organization found not expired."""
+    device = (
+        Device.objects.select_related("user", "organization")
+        .filter(organization_id=organization_pk, device_id=device_id)
+        .first()
+    )
+    if device is None:
+        return HTTP_BAD_AUTHENTICATION
+    organization, user = device.organization, device.user
+    if user.revoked_on is not None and user.revoked_on <= timezone.now():
+        return HTTP_USER_REVOKED
+    if user.frozen:
+        return HTTP_USER_FROZEN
+    return DeviceIdentity(
+        organization_pk=organization.pk,
+        organization_id=organization.organization_id,
+        user_pk=user.pk,
+        user_id=user.user_id,
+        device_pk=device.pk,
+        device_id=device.device_id,
+        profile=user.profile,
+        verify_key=bytes(device.verify_key),
+    )
+
+
+def identify_http_invitation(organization_pk: int, token: object) -> InvitationIdentity | int:
+    invitation = (
+        Invitation.objects.select_related("organization").filter(organization_id=organization_pk, token=token).first()
+    )
+    if invitation is None:
+        return HTTP_NOT_FOUND
+    if invitation.deleted_on is not None:
+        return HTTP_INVITATION_DELETED
+    return InvitationIdentity(
+        organization_pk=invitation.organization.pk,
+        organization_id=invitation.organization.organization_id,
+        invitation_pk=invitation.pk,
+        token=invitation.token,
+        invitation_type=invitation.type,
+        greeter_user_pk=invitation.greeter_id,
+    )

@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP goes to Django, `/ws` upgrades to the protocol consumer.
+"""ASGI entry point: HTTP goes to Django (but the invited/authenticated RPC routes and the SSE stream, which
+are Channels consumers), `/ws` upgrades to the protocol consumer.
 
 No origin or allowed-hosts validator wraps the websocket route: the official client sends no
 Origin header (transport.md §2).
@@ -12,6 +13,8 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from parsec_site.routing import websocket_urlpatterns  # noqa: E402
+from parsec_site.routing import HttpRouter, websocket_urlpatterns  # noqa: E402
 
-application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": URLRouter(websocket_urlpatterns)})
+application = ProtocolTypeRouter(
+    {"http": HttpRouter(django_asgi_app), "websocket": URLRouter(websocket_urlpatterns)}
+)

@@ -1,6 +1,8 @@
 """`/anonymous/<org>`: msgpack RPC over HTTP (transport.md §7). Errors are status codes, empty bodies."""
 from __future__ import annotations
 
+import time
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -10,8 +12,9 @@ import structlog
 
 from protocol import codec, replies, types
 from protocol.db import run_sync
-from protocol.registry import Family, lookup
+from protocol.registry import DatabaseUnavailable, Family, lookup
 from protocol.session import AnonymousSession
+from parsec_site import metrics
 
 MAX_BODY_SIZE = 1024 * 1024
 SUPPORTED_HTTP_API_VERSIONS = "2.10;3.4"
@@ -90,35 +93,52 @@ async def anonymous_rpc(request: HttpRequest, organization_id: str) -> HttpRespo
             return _empty(404, api_version)
         return _msgpack_response(b"\x80", api_version)
 
-    try:
-        raw = codec.unpackb(request.body)
-    except codec.DecodeError:
-        return _empty(415, api_version)
-    if not isinstance(raw, dict):
-        return _empty(415, api_version)
-    spec = lookup(Family.ANONYMOUS, raw.get("cmd"), debug=settings.PARSEC.debug)
-    if spec is None:
-        return _empty(415, api_version)
-    try:
-        req = types.decode_command_request(spec.request, raw)
-    except types.FieldError as exc:
-        log.info("Request refused: bad message", cmd=spec.name, status="bad_message", reason=str(exc))
-        return _msgpack_response(codec.packb(replies.bad_message(str(exc))), api_version)
     session = AnonymousSession(
         organization_id=organization_id,
         organization_pk=organization.pk if organization is not None else None,
         api_version=api_version,
     )
+    outcome = await run_command(Family.ANONYMOUS, session, request.body)
+    if isinstance(outcome, int):
+        response = _empty(outcome, api_version)
+        if outcome == 500:
+            response._has_been_logged = True  # Django's marker: no second "Internal Server Error" line
+        return response
+    return _msgpack_response(outcome, api_version)
+
+
+async def run_command(family: Family, session: Any, body: bytes) -> bytes | int:
+    """One msgpack request of an HTTP route, to its reply body or an HTTP status (415 for what is not
+    a command of the route, 500 when the command crashed). The three HTTP routes go through here."""
+    try:
+        raw = codec.unpackb(body)
+    except codec.DecodeError:
+        return 415
+    if not isinstance(raw, dict):
+        return 415
+    spec = lookup(family, raw.get("cmd"), debug=settings.PARSEC.debug)
+    if spec is None:
+        return 415
+    try:
+        req = types.decode_command_request(spec.request, raw)
+    except types.FieldError as exc:
+        log.info("Request refused: bad message", cmd=spec.name, status="bad_message", reason=str(exc))
+        return codec.packb(replies.bad_message(str(exc)))
+    started = time.monotonic()
     try:
         reply = await spec.handler(session, req)
-        body = codec.packb(replies.well_formed(reply))
+        # `events_listen` answers already encoded.
+        status = str(reply.get("status")) if isinstance(reply, dict) else "ok"
+        duration = time.monotonic() - started
+        metrics.record_command(family=family.value, command=spec.name, status=status, duration=duration)
+        log.info("Request", cmd=spec.name, status=status, duration_ms=round(duration * 1000, 1), transport="http")
+        return reply if isinstance(reply, bytes) else codec.packb(replies.well_formed(reply))
+    except DatabaseUnavailable:
+        raise  # the route answers 503
     except Exception:
         # One line with the traceback (and the Sentry event); the client sees a server error.
         log.exception("Command crashed", cmd=spec.name)
-        response = _empty(500, api_version)
-        response._has_been_logged = True  # Django's marker: no second "Internal Server Error" line
-        return response
-    return _msgpack_response(body, api_version)
+        return 500
 
 
 def _msgpack_response(body: bytes, api_version: tuple[int, int]) -> HttpResponse:

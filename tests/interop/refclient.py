@@ -621,10 +621,13 @@ class CoreScriptRun:
 class ParsecCli:
     """``parsec core ...`` bound to one isolated client home directory."""
 
-    def __init__(self, bin_dir: Path, home: Path, timeout: float = DEFAULT_TIMEOUT):
+    def __init__(self, bin_dir: Path, home: Path, timeout: float = DEFAULT_TIMEOUT,
+                 extra_env: dict[str, str] | None = None):
         self.bin_dir = Path(bin_dir)
         self.home = Path(home)
         self.timeout = timeout
+        # e.g. UNSTABLE_OXIDIZED_CLIENT_CONNECTION=true, which moves commands to the HTTP routes
+        self.extra_env = dict(extra_env or {})
         self.devices: list[DeviceRef] = []
         for sub in (".config", ".local/share", ".cache"):
             (self.home / sub).mkdir(parents=True, exist_ok=True)
@@ -663,6 +666,7 @@ class ParsecCli:
             QT_QPA_PLATFORM="offscreen",
         )
         env["PATH"] = f"{self.bin_dir}:{env.get('PATH', '/usr/bin:/bin')}"
+        env.update(self.extra_env)
         return env
 
     # ---- low level -------------------------------------------------------- #
