@@ -1,4 +1,4 @@
-"""A minimal asyncio client of the Parsec wire protocol (transport.md): websocket `/ws` with the
+"""A minimal asyncio client of the Parsec wire protocol (docs/protocol.md#transports): websocket `/ws` with the
 signed authenticated handshake, one request at a time; plus the two HTTP calls the setup needs."""
 from __future__ import annotations
 

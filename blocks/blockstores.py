@@ -1,4 +1,4 @@
-"""Where block data lives (server-config.md §2): a small synchronous interface and its stores.
+"""Where block data lives (docs/configuration.md#blockstore): a small synchronous interface and its stores.
 
 Stores are called from worker threads only (the services wrap every call in `run_sync`), never
 on the event loop, so they may block. Every failure surfaces as `BlockStoreError`, which the
@@ -175,7 +175,7 @@ class DatabaseBlockStore:
 class LocalFolderBlockStore:
     """`LOCAL:<path>` (ours): one file per block, `<path>/<organization id>/<block uuid with dashes>`.
 
-    Organization ids are word characters and dashes (encoding.md §4), safe as folder names.
+    Organization ids are word characters and dashes (docs/protocol.md#identifiers), safe as folder names.
     """
 
     def __init__(self, root: Path) -> None:

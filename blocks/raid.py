@@ -1,4 +1,4 @@
-"""RAID0 / RAID1 / RAID5 over any single stores (server-config.md §2.2), with the reference's semantics.
+"""RAID0 / RAID1 / RAID5 over any single stores (docs/configuration.md#blockstore), with the reference's semantics.
 
 The node calls of one operation run concurrently, in a thread pool of the RAID store (the caller is
 already a worker thread of the server, never the event loop). Any node failure is a `BlockStoreError`

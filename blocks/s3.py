@@ -1,4 +1,4 @@
-"""`s3:[<endpoint_url>]:<region>:<bucket>:<key>:<secret>` (server-config.md §2.1), with boto3.
+"""`s3:[<endpoint_url>]:<region>:<bucket>:<key>:<secret>` (docs/configuration.md#blockstore), with boto3.
 
 boto3 directly rather than django-storages' S3Storage: a block is written once and read whole, by
 key, as bytes. S3Storage is a file-storage API (names made unique or overwritten, File objects,

@@ -1,4 +1,4 @@
-"""Block rules (commands.md §7): checks in one statement, data in the blockstore, then metadata.
+"""Block rules (docs/protocol.md#blocks): checks in one statement, data in the blockstore, then metadata.
 
 Each phase is its own `run_sync` call, so a slow blockstore (S3, Swift) never holds a database
 connection of the small pool nor a transaction while it works.

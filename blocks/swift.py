@@ -1,4 +1,5 @@
-"""`swift:<auth_url>:<tenant>:<container>:<user>:<password>` (server-config.md §2.1), with python-swiftclient.
+"""`swift:<auth_url>:<tenant>:<container>:<user>:<password>` (docs/configuration.md#blockstore), with
+python-swiftclient.
 
 python-swiftclient directly rather than django-storage-swift: the latter is a Django file storage
 (unique names, File objects, settings-wide credentials) over the same swiftclient, and it turns a

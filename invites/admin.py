@@ -93,7 +93,7 @@ class InvitationAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("Status"))
     def status(self, invitation: Invitation) -> str:
-        # As greeters see it (commands.md §4.1).
+        # As greeters see it (docs/protocol.md#invitation-model).
         if invitation.deleted_on is not None:
             return "DELETED"
         return "READY" if invitation.claimer_connected else "IDLE"  # type: ignore[attr-defined]

@@ -19,7 +19,7 @@ from protocol.types import InvitationEmailSentStatus
 
 
 class FlattenedUnion(types.FieldType):
-    """A request whose variant, named by a discriminant key, brings its own fields (encoding.md §5)."""
+    """A request whose variant, named by a discriminant key, brings its own fields (docs/protocol.md#replies)."""
 
     def __init__(self, discriminant: str, variants: Mapping[str, Mapping[str, Any]]) -> None:
         self.discriminant = discriminant

@@ -1,4 +1,4 @@
-"""The SAS conduit (commands.md §4.6): the exchange primitive, its TALK and LISTEN halves, and wake-ups.
+"""The SAS conduit (docs/protocol.md#conduit): the exchange primitive, its TALK and LISTEN halves, and wake-ups.
 
 The rendezvous lives in the database: each half is a short transaction that locks the invitation
 row. The waiting between them happens outside any transaction; the side that changes the conduit

@@ -1,4 +1,4 @@
-"""The invitation e-mail (server-config.md §4), sent after commit from a worker thread.
+"""The invitation e-mail (docs/configuration.md#options), sent after commit from a worker thread.
 
 `settings.PARSEC` is read at send time. `email_host == "MOCKED"` writes each message as a MIME file
 into a folder created once per process instead of sending it.
@@ -81,7 +81,7 @@ class InvitationEmail:
 
 
 def invitation_url(mail: InvitationEmail) -> str:
-    """The `/redirect` link (administration.md §6), `http` when the server address says `no_ssl=true`."""
+    """The `/redirect` link (docs/protocol.md#redirect), `http` when the server address says `no_ssl=true`."""
     backend_addr = settings.PARSEC.backend_addr
     action = CLAIM_ACTIONS[InvitationType(mail.invitation_type)]
     return backend_addr.to_http_url(f"/redirect/{quote(mail.organization_id)}?action={action}&token={mail.token.hex}")

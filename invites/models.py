@@ -1,6 +1,6 @@
 """Invitations: a token that lets a claimer open an invited session, and its SAS conduit(s).
 
-Also the shamir recovery setups (commands.md §10), which SHAMIR_RECOVERY invitations are built on.
+Also the shamir recovery setups (docs/protocol.md#shamir-recovery), which SHAMIR_RECOVERY invitations are built on.
 """
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ class ShamirRecoverySetup(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["organization", "reveal_token"], name="shamir_setup_unique_reveal_token"),
-            # A user has at most one active setup (commands.md §10).
+            # A user has at most one active setup (docs/protocol.md#shamir-recovery).
             models.UniqueConstraint(fields=["user"], condition=Q(is_active=True), name="shamir_setup_one_active"),
         ]
 

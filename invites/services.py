@@ -1,4 +1,4 @@
-"""Invitation rules (commands.md §4.1-§4.5): create, delete, list, describe, claimer presence.
+"""Invitation rules (docs/protocol.md#invitations): create, delete, list, describe, claimer presence.
 
 Plain functions run in worker threads; they return replies (or small values the handlers turn into
 replies). Events and session closures leave after commit.

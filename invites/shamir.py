@@ -1,4 +1,4 @@
-"""Shamir recovery setups (commands.md §10): setup, self info, others list, and the claimer's reveal.
+"""Shamir recovery setups (docs/protocol.md#shamir-recovery): setup, self info, others list, and the claimer's reveal.
 
 A setup is verified (§10.1) and stored; the SHAMIR_RECOVERY invitations of `invite_new` and their
 per-recipient conduits are built on it (services.py).

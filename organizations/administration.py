@@ -1,4 +1,4 @@
-"""The administration REST API (administration.md §1): thin views over `organizations.services`.
+"""The administration REST API (docs/protocol.md#administration): thin views over `organizations.services`.
 
 Every route checks the bearer token first, parses bodies as JSON whatever their Content-Type (the 2.17 CLI
 sends form-encoded JSON) and answers JSON with the reference's exact error bodies.
@@ -330,7 +330,7 @@ def administration_user_freeze(request: HttpRequest, organization_id: str) -> Ht
         required={"frozen": _boolean},
         optional={"user_id": _optional(types.validate_user_id), "user_email": _optional(_string)},
     )
-    # The user id xor e-mail rule is checked before the organization (administration.md §1.8).
+    # The user id xor e-mail rule is checked before the organization (docs/protocol.md#admin-users).
     target_error = services.user_freeze_target_error(user_id=body.get("user_id"), user_email=body.get("user_email"))
     if target_error is not None:
         return _error_response(target_error)

@@ -133,7 +133,8 @@ def identify_legacy_administration(answer: LegacyAdministrationAnswer) -> Admini
     return AdministrationSession(api_version=answer.api_version)
 
 
-# The HTTP routes' per-request handshake (transport.md §7.3): the same identities, refusals as HTTP statuses.
+# The HTTP routes' per-request handshake (docs/protocol.md#session-routes): the same identities, refusals as HTTP
+# statuses.
 
 HTTP_BAD_AUTHENTICATION = 401
 HTTP_NOT_FOUND = 404

@@ -238,7 +238,7 @@ def generate_bootstrap_token() -> str:
 
 
 def organization_bootstrap_url(*, organization_id: str, bootstrap_token: str, backend_addr: BackendAddr) -> str:
-    """`parsec://host[:port]/<org>?[no_ssl=true&]action=bootstrap_organization&token=<token>` (administration.md §5)"""
+    """`parsec://host[:port]/<org>?[no_ssl=true&]action=bootstrap_organization&token=<token>` (docs/protocol.md#urls)"""
     return backend_addr.to_url(
         path="/" + quote(organization_id, safe=""),
         query=f"action=bootstrap_organization&token={bootstrap_token}",
@@ -358,7 +358,7 @@ class OrganizationStats:
     realms: int
     users: int
     active_users: int
-    # Always ADMIN, STANDARD, OUTSIDER, in this order (commands.md §1.3).
+    # Always ADMIN, STANDARD, OUTSIDER, in this order (docs/protocol.md#organization-stats).
     users_per_profile_detail: tuple[UsersPerProfileDetail, ...]
 
 

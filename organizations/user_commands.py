@@ -55,7 +55,7 @@ class _AnyInteger(types.FieldType):
 
 
 def _invalid_message(errors: str) -> replies.Reply:
-    # The reference's form for values of the right type but out of range (transport.md §4).
+    # The reference's form for values of the right type but out of range (docs/protocol.md#command-loop).
     return {"status": "bad_message", "errors": errors, "reason": "Invalid message."}
 
 

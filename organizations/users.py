@@ -1,4 +1,4 @@
-"""User and device rules (commands.md §2): user_get, user_create, user_revoke, device_create, human_find.
+"""User and device rules (docs/protocol.md#users): user_get, user_create, user_revoke, device_create, human_find.
 
 Plain functions returning the reply. Like the reference 2.17 server, refusals carry no explanation
 (`reason` is nil): the client only looks at the status.
@@ -39,7 +39,7 @@ def _load_authored(
 
 
 def _lock_organization(organization_pk: int) -> Organization:
-    # Serialises user/device creations and revocations of one organization (datamodel.md §3): the
+    # Serialises user/device creations and revocations of one organization (docs/protocol.md#concurrency): the
     # active users limit and the one-active-user-per-e-mail rule span rows no constraint can lock.
     return Organization.objects.select_for_update().only("pk", "active_users_limit").get(pk=organization_pk)
 
@@ -53,7 +53,7 @@ def _active_at(now: datetime) -> Q:
 
 
 def user_get(*, session: AuthenticatedSession, user_id: str) -> Reply:
-    """The user's certificates, its devices' and the certifier closure (commands.md §2.1)."""
+    """The user's certificates, its devices' and the certifier closure (docs/protocol.md#user-get)."""
     redacted = session.profile == Profile.OUTSIDER
     user_column = "redacted_user_certificate" if redacted else "user_certificate"
     device_column = "redacted_device_certificate" if redacted else "device_certificate"
@@ -140,7 +140,7 @@ def user_create(
     redacted_device_certificate: bytes,
     now: datetime | None = None,
 ) -> Reply:
-    """A new user and its first device, certified by the connected ADMIN device (commands.md §2.2)."""
+    """A new user and its first device, certified by the connected ADMIN device (docs/protocol.md#user-create)."""
     now = now or timezone.now()
     if session.profile != Profile.ADMIN:
         return _refused("not_allowed")
@@ -289,7 +289,7 @@ def _insert_device(
 def user_revoke(
     *, session: AuthenticatedSession, revoked_user_certificate: bytes, now: datetime | None = None
 ) -> Reply:
-    """Revoke another user and close its live sessions everywhere (commands.md §2.3)."""
+    """Revoke another user and close its live sessions everywhere (docs/protocol.md#user-revoke)."""
     now = now or timezone.now()
     if session.profile != Profile.ADMIN:
         return _refused("not_allowed")
@@ -330,7 +330,7 @@ def device_create(
     redacted_device_certificate: bytes,
     now: datetime | None = None,
 ) -> Reply:
-    """A new device for the connected user, certified by one of its devices (commands.md §2.4)."""
+    """A new device for the connected user, certified by one of its devices (docs/protocol.md#device-create)."""
     now = now or timezone.now()
     try:
         device = _load_authored(DeviceCertificate, device_certificate, session)
@@ -423,7 +423,7 @@ def human_find(
     per_page: int,
     now: datetime | None = None,
 ) -> Reply:
-    """Search the organization's users by name or e-mail, one page at a time (commands.md §2.5)."""
+    """Search the organization's users by name or e-mail, one page at a time (docs/protocol.md#human-find)."""
     now = now or timezone.now()
     if session.profile == Profile.OUTSIDER:
         return _refused("not_allowed")

@@ -1,4 +1,4 @@
-"""The organization bootstrap webhook (administration.md §3): POSTed after commit, failures logged."""
+"""The organization bootstrap webhook (docs/protocol.md#bootstrap-webhook): POSTed after commit, failures logged."""
 from __future__ import annotations
 
 import dataclasses

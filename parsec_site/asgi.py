@@ -2,7 +2,7 @@
 are Channels consumers), `/ws` upgrades to the protocol consumer.
 
 No origin or allowed-hosts validator wraps the websocket route: the official client sends no
-Origin header (transport.md §2).
+Origin header (docs/protocol.md#websocket).
 """
 import os
 

@@ -2,9 +2,9 @@
 
 The reference reads each option from its flag, else its variable; we parse the flags here and export
 them, so `settings.py` (through `config.load_server_config`) stays the only reader of the values.
-`run` also gets `PARSEC_CMD_ARGS` (server-config.md §5), `--dev` (§6) and our embedded default: with
-none of `--db`, `--blockstore`, `--administration-token`, a SQLite database, a block folder and an
-administration token kept in the data folder.
+`run` also gets `PARSEC_CMD_ARGS` (docs/configuration.md#rules), `--dev`
+(docs/configuration.md#three-ways-to-start) and our embedded default: with none of `--db`, `--blockstore`,
+`--administration-token`, a SQLite database, a block folder and an administration token kept in the data folder.
 """
 from __future__ import annotations
 

@@ -59,7 +59,7 @@ class BackendAddr:
         return f"{scheme}://{self.netloc}{path}"
 
 
-# --- Blockstore (server-config.md §2) ---------------------------------------------------------
+# --- Blockstore (docs/configuration.md#blockstore) --------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -253,7 +253,7 @@ def parse_blockstore(values: tuple[str, ...]) -> BlockstoreConfig:
     return RaidBlockstore(mode=mode, nodes=tuple(parsed))  # type: ignore[arg-type]
 
 
-# --- The option table (server-config.md §1, plus our own options) ------------------------------
+# --- The option table (docs/configuration.md#options, plus our own options) --------------------
 
 OptionKind = Literal["value", "switch", "list"]
 

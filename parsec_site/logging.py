@@ -1,4 +1,4 @@
-"""Structured logs (server-config.md §7): structlog over the standard library, CONSOLE or JSON, redacted.
+"""Structured logs (docs/configuration.md#options): structlog over the standard library, CONSOLE or JSON, redacted.
 
 Every log line, whether it comes from a structlog logger (`structlog.get_logger("parsec.protocol")`) or
 from a standard one (Django, daphne, our `logging.getLogger(__name__)` modules), goes through one

@@ -68,7 +68,7 @@ DB_POOL_WAITING = Gauge(
     multiprocess_mode="livesum",
 )
 
-# The reply `timeout` of the block commands is the blockstore failing (server-config.md §2).
+# The reply `timeout` of the block commands is the blockstore failing (docs/configuration.md#blockstore).
 BLOCK_COMMANDS = {"block_create": "write", "block_read": "read"}
 BLOCKSTORE_OUTCOMES = {"ok": "ok", "timeout": "error"}
 

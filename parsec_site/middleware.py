@@ -51,7 +51,7 @@ class _Middleware:
 
 
 class ForwardProtoMiddleware(_Middleware):
-    """transport.md §1: behind a proxy that terminates TLS, send plain-HTTP visitors to `https://`.
+    """docs/protocol.md#routes: behind a proxy that terminates TLS, send plain-HTTP visitors to `https://`.
 
     A request carrying the configured header with *another* value came over plain HTTP to the proxy:
     301 to the same URL in `https://`. Without the header (a direct or internal request) or with the
@@ -112,7 +112,7 @@ class AdminPortMiddleware(_Middleware):
 
 
 class RequestLogMiddleware(_Middleware):
-    """One access log line and the HTTP metrics per request (server-config.md §7). Outermost middleware.
+    """One access log line and the HTTP metrics per request (docs/configuration.md#options). Outermost middleware.
 
     The query string is never logged: `/redirect` links carry invitation tokens in it.
     """

@@ -34,7 +34,7 @@ from parsec_site import lifecycle
 
 logger = logging.getLogger("parsec.server")
 
-# Matches the reference server, which drops connections on messages above 16 MiB (transport.md §6);
+# Matches the reference server, which drops connections on messages above 16 MiB (docs/protocol.md#limits);
 # daphne's 1 MiB default would cut a 1 MiB block plus its envelope before our size check.
 WEBSOCKET_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 # daphne pings each open websocket every `ping_interval` seconds, which keeps proxies' idle timers

@@ -208,7 +208,7 @@ CSRF_TRUSTED_ORIGINS = csrf_trusted_origins(PARSEC)
 # The HTTP RPC routes answer 413 themselves above 1 MiB; let Django hand them the body.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024 * 1024
 
-# server-config.md §7: structlog renders every logger's lines (CONSOLE or JSON) and redacts them.
+# docs/configuration.md#options: structlog renders every logger's lines (CONSOLE or JSON) and redacts them.
 LOGGING = parsec_logging.logging_config(level=PARSEC.log_level, log_format=PARSEC.log_format, log_file=PARSEC.log_file)
 parsec_logging.configure_structlog()
 parsec_logging.REDACTOR.register(*parsec_logging.configured_secrets(PARSEC), SECRET_KEY)
@@ -219,6 +219,6 @@ if PARSEC.sentry_dsn:
 
     init_sentry(dsn=PARSEC.sentry_dsn, environment=PARSEC.sentry_environment, release=f"parsec-django@{version()}")
 
-# Sequester webhook services (commands.md §6.8): how long a vlob write waits for the service's answer
+# Sequester webhook services (docs/protocol.md#sequester-checks): how long a vlob write waits for the service's answer
 # before replying `timeout`. The reference has no limit; a stuck service must not hold a writer forever.
 SEQUESTER_WEBHOOK_TIMEOUT = 30.0

@@ -1,4 +1,4 @@
-"""PKI enrollments (commands.md §9): a request to join an organization with an X.509 identity.
+"""PKI enrollments (docs/protocol.md#pki-enrollment): a request to join an organization with an X.509 identity.
 
 The server never parses X.509 data: certificates, payloads and signatures are stored verbatim.
 """

@@ -1,4 +1,4 @@
-"""The unsigned `zlib(msgpack(map))` payloads of PKI enrollment (encoding.md §7.3).
+"""The unsigned `zlib(msgpack(map))` payloads of PKI enrollment (docs/protocol.md#certificate-types).
 
 The server only checks that they decode; their fields mean something to the clients alone.
 """

@@ -1,4 +1,4 @@
-"""PKI enrollment reads (commands.md §9.2, §9.3)."""
+"""PKI enrollment reads (docs/protocol.md#pki-enrollment-info, docs/protocol.md#pki-enrollment-list)."""
 from __future__ import annotations
 
 import uuid

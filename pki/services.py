@@ -1,4 +1,4 @@
-"""PKI enrollment rules (commands.md §9): submit, reject, accept. Reads are in `selectors.py`.
+"""PKI enrollment rules (docs/protocol.md#pki-enrollment): submit, reject, accept. Reads are in `selectors.py`.
 
 Each function returns an outcome value; `handlers.py` maps outcomes to wire replies in one place.
 Every state change is serialised with user creation by the organization row lock, as the

@@ -1,4 +1,4 @@
-"""Signed certificates (encoding.md §7): signature(64) || zlib(msgpack(map)).
+"""Signed certificates (docs/protocol.md#certificates): signature(64) || zlib(msgpack(map)).
 
 Each certificate class offers `verify_and_load(signed, verify_key)` and
 `unsecure_load(signed)`; both raise InvalidCertification on any failure.

@@ -1,4 +1,4 @@
-"""msgpack codec of the Parsec wire format (encoding.md §1-§2).
+"""msgpack codec of the Parsec wire format (docs/protocol.md#msgpack).
 
 DateTime travels as ext 1 (float64 seconds since the epoch), UUID as ext 2
 (16 raw bytes). Text is msgpack str, binary data is msgpack bin.

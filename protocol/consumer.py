@@ -27,7 +27,7 @@ from protocol.sessions import invitation_group, organization_group, user_group
 from parsec_site import lifecycle, metrics
 
 logger = logging.getLogger("parsec.protocol")
-# One structured line per connection outcome and per command (server-config.md §7), with the
+# One structured line per connection outcome and per command (docs/configuration.md#options), with the
 # connection's context bound once: conn_id, organization_id, device_id or invitation_id.
 log = structlog.get_logger("parsec.protocol")
 
@@ -110,7 +110,7 @@ class ParsecConsumer(AsyncWebsocketConsumer):
         if self.phase == "handshake":
             await self.do_handshake(bytes_data)
         elif self.phase == "ready":
-            # A new request abandons a waiting cancellable command, without reply (transport.md §4).
+            # A new request abandons a waiting cancellable command, without reply (docs/protocol.md#command-loop).
             if self.current_spec is not None and self.current_spec.cancellable and self.current_command:
                 self.current_command.cancel()
             if self.inbox.qsize() >= limits.MAX_QUEUED_REQUESTS:

@@ -1,4 +1,4 @@
-"""Events (commands.md §8): emitted after commit through the channel layer, queued per connection.
+"""Events (docs/protocol.md#events): emitted after commit through the channel layer, queued per connection.
 
 An event travels as an already-encoded `events_listen` reply, so every process and every
 connection shares one encoding, and the channel layer (msgpack in channels-redis) never sees

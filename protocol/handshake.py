@@ -1,4 +1,4 @@
-"""The websocket handshake of transport.md §3: challenge, answer parsing, identity checks."""
+"""The websocket handshake of docs/protocol.md#handshake: challenge, answer parsing, identity checks."""
 from __future__ import annotations
 
 import uuid

@@ -1,4 +1,4 @@
-"""`/anonymous/<org>`: msgpack RPC over HTTP (transport.md §7). Errors are status codes, empty bodies."""
+"""`/anonymous/<org>`: msgpack RPC over HTTP (docs/protocol.md#http-rpc). Errors are status codes, empty bodies."""
 from __future__ import annotations
 
 import time

@@ -1,4 +1,5 @@
-"""`POST /invited/<org>`, `POST /authenticated/<org>` and `GET /authenticated/<org>/events` (transport.md §7.3-7.4).
+"""`POST /invited/<org>`, `POST /authenticated/<org>` and `GET /authenticated/<org>/events`
+(docs/protocol.md#session-routes).
 
 Channels HTTP consumers rather than Django views: like a `/ws` session, a request has a channel, so that an
 invitation step waiting for its peer is woken through the channel layer and a request of a user revoked (an
@@ -214,7 +215,8 @@ class HttpSessionConsumer(AsyncHttpConsumer):
             self.done.set()
 
     async def handshake(self, body: bytes) -> int | None:
-        """transport.md §7.1 and §7.3, in the reference's order; None when the request may run."""
+        """docs/protocol.md#http-common and docs/protocol.md#session-routes, in the reference's order; None when the
+        request may run."""
         from organizations.services import find_organization_for_rpc
 
         self.api_version = parse_api_version(self.header("Api-Version"))

@@ -37,7 +37,7 @@ def bad_timestamp(*, now: datetime, client_timestamp: datetime, with_reason: boo
     )
 
 
-# Generic replies of the command loop (transport.md §5), exact texts.
+# Generic replies of the command loop (docs/protocol.md#common-errors), exact texts.
 INVALID_MSG_FORMAT: Reply = {"status": "invalid_msg_format", "reason": "Invalid message format"}
 UNKNOWN_COMMAND: Reply = {"status": "unknown_command", "reason": "Unknown command"}
 

@@ -1,4 +1,4 @@
-"""The events of `GET /authenticated/<org>/events` (transport.md §7.4): one subscription per stream, resumable.
+"""The events of `GET /authenticated/<org>/events` (docs/protocol.md#sse): one subscription per stream, resumable.
 
 A stream is what an `events_subscribe`d websocket is, without the websocket: the same subscription (realm
 groups, per-connection filtering, the 100 undelivered events cap) living on a channel of its own. Each event

@@ -1,4 +1,4 @@
-"""Field types of the wire schemas (encoding.md §3) and identifier rules (§4).
+"""Field types of the wire schemas (docs/protocol.md#field-types) and identifier rules (docs/protocol.md#identifiers).
 
 A field type is an object with `decode(value)` (msgpack value -> Python value,
 raising FieldError) and `encode(value)` (Python value -> msgpack-able value).
@@ -291,7 +291,7 @@ def uuid_to_text(value: _uuid.UUID) -> str:
     return value.hex
 
 
-# --- identifiers (encoding.md §4) ---------------------------------------------
+# --- identifiers (docs/protocol.md#identifiers) -------------------------------
 
 _ASCII_IDENTIFIER = re.compile(r"[A-Za-z0-9_\-]{1,32}")
 # The reference server validates with Rust's regex crate, whose Unicode `\w` is

@@ -1,7 +1,7 @@
 """API versions of the official 2.x clients (per release range), and helpers to read and print them.
 
 Each client speaks one API version per major (2.0 … 2.10, 3.0 … 3.4) and omits the request fields
-added after it (the schemas' `introduced_in`, encoding.md §6, declared with `types.Introduced`).
+added after it (the schemas' `introduced_in`, docs/protocol.md#introduced-in, declared with `types.Introduced`).
 The version negotiated at the handshake is the session's `api_version`.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The realm access check shared by vlob and block commands (commands.md §6.1), and realm state reads."""
+"""The realm access check shared by vlob and block commands (docs/protocol.md#vlob-access), and realm state reads."""
 from __future__ import annotations
 
 import uuid
@@ -134,7 +134,7 @@ def check_realm_access(
     encryption_revision: int | None = None,
     write_timestamp: datetime | None = None,
 ) -> Granted | Refused:
-    """Checks 1-5 of commands.md §6.1 in order.
+    """Checks 1-5 of docs/protocol.md#vlob-access in order.
 
     Writers pass the `realm` they locked in an earlier statement: its row is read again with the
     archiving and role state, in a statement that starts after the lock was granted, so it sees
@@ -169,7 +169,7 @@ def evaluate_realm_access(
     encryption_revision: int | None = None,
     write_timestamp: datetime | None = None,
 ) -> Granted | Refused:
-    """Checks 2-5 of commands.md §6.1 on an access state read by the caller."""
+    """Checks 2-5 of docs/protocol.md#vlob-access on an access state read by the caller."""
     realm, role = state.realm, state.role
     if is_deleted(state.archiving, now):
         return Refused("realm_deleted")

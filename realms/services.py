@@ -210,7 +210,7 @@ def realm_stats(*, session: AuthenticatedSession, realm_id: uuid.UUID, now: date
 
 
 def realm_get_role_certificates(*, session: AuthenticatedSession, realm_id: uuid.UUID) -> Reply:
-    # One query: the client calls this very often. Deleted realms still answer (commands.md §0.4).
+    # One query: the client calls this very often. Deleted realms still answer (docs/protocol.md#realm-states).
     rows = list(
         RealmUserRole.objects.filter(realm__organization_id=session.organization_pk, realm__realm_id=realm_id)
         .order_by("certified_on", "pk")
@@ -235,7 +235,7 @@ def realm_update_roles(
     recipient_message: bytes | None,
     now: datetime | None = None,
 ) -> Reply:
-    """The 15 checks of commands.md §5.5, in order, then store the certificate."""
+    """Every check of docs/protocol.md#realm-update-roles, in order, then store the certificate."""
     now = now or timezone.now()
     # An OUTSIDER only ever owns the realms it creates, alone.
     if session.profile == Profile.OUTSIDER:
@@ -308,7 +308,7 @@ def realm_update_roles(
             certified_on=timestamp,
         )
         _record_user_change(realm_pk=realm.pk, user_pk=session.user_pk, field="last_role_change", timestamp=timestamp)
-        # Also updates the realm sets of the target's event connections (commands.md §8.1).
+        # Also updates the realm sets of the target's event connections (docs/protocol.md#events-subscribe).
         emit_user_event_on_commit(
             user_pk=target.pk,
             realm_id=realm.realm_id,
@@ -328,7 +328,8 @@ def realm_update_roles(
 def realm_update_archiving(
     *, session: AuthenticatedSession, archiving_certificate: bytes, now: datetime | None = None
 ) -> Reply:
-    """commands.md §5.6. Its error statuses carry no `reason`, unlike the other realm commands."""
+    """docs/protocol.md#realm-update-archiving. Its error statuses carry no `reason`, unlike the other realm
+    commands."""
     now = now or timezone.now()
     try:
         certificate = RealmArchivingCertificate.verify_and_load(archiving_certificate, session.verify_key)

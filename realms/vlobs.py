@@ -1,4 +1,4 @@
-"""Vlob rules (commands.md §6): versioned opaque blobs, the realm checkpoint log, re-encryption batches.
+"""Vlob rules (docs/protocol.md#vlobs): versioned opaque blobs, the realm checkpoint log, re-encryption batches.
 
 Every function is keyword-only, runs synchronously (the handlers call it through `run_sync`) and
 returns the reply. Writers take the realm row lock (`FOR NO KEY UPDATE`, so foreign-key checks of
@@ -349,7 +349,7 @@ def vlob_update(
         if previous_version is None or version != previous_version + 1:
             return BAD_VERSION
         if timestamp < previous_timestamp:
-            # Equal is accepted (commands.md §6.3), yet the reply names the previous timestamp.
+            # Equal is accepted (docs/protocol.md#vlob-update), yet the reply names the previous timestamp.
             return replies.reply("require_greater_timestamp", strictly_greater_than=previous_timestamp)
         written = _write_version(
             session=session, realm=state.realm, vlob_id=vlob_id, version=version, timestamp=timestamp, blob=blob

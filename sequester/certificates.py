@@ -1,4 +1,4 @@
-"""Sequester service certificates (encoding.md §7.3): RSA-PSS signed, unlike the Ed25519 certificates.
+"""Sequester service certificates (docs/protocol.md#certificate-types): RSA-PSS signed, unlike the Ed25519 certificates.
 
 `RSASSA-PSS-SHA256:` + signature (key-size bytes) + zlib(msgpack(map)), signed by the organization's
 sequester authority key. The `cryptography` library does the RSA work.

@@ -1,4 +1,4 @@
-"""Realm export for a storage sequester service (administration.md §4 `export_realm`).
+"""Realm export for a storage sequester service (`sequester_export_realm`, docs/protocol.md#sequester-services).
 
 The output is the reference's export file, an SQLite database the reference's
 `parsec backend sequester extract_realm_export` reads: format version 1, magic number 87947, and

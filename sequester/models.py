@@ -1,4 +1,4 @@
-"""Sequester services of sequestered organizations (commands.md §11, administration.md §4).
+"""Sequester services of sequestered organizations (docs/protocol.md#sequester, docs/protocol.md#sequester-services).
 
 A service is registered by the operator from a certificate signed by the organization's sequester
 authority; it is never deleted, only disabled (and re-enabled). Blobs of storage services are kept

@@ -1,5 +1,5 @@
-"""Sequester rules: the blob-set check of vlob writes (commands.md §6.8), the webhook POSTs, the
-storage of storage services' blobs, and the operator's service management (administration.md §4).
+"""Sequester rules: the blob-set check of vlob writes (docs/protocol.md#sequester-checks), the webhook POSTs, the
+storage of storage services' blobs, and the operator's service management (docs/protocol.md#sequester-services).
 
 Vlob writes call, in order: `check_sequester_blob` (no lock, before the write transaction),
 `post_to_webhooks` (outside any transaction: an HTTP round trip must not hold the realm lock or a

@@ -126,7 +126,7 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 
 
 def escape(value: str) -> str:
-    """A field of a `--blockstore` value: `\\` and `:` escaped (server-config.md §2.1)."""
+    """A field of a `--blockstore` value: `\\` and `:` escaped (docs/configuration.md#blockstore)."""
     return value.replace("\\", "\\\\").replace(":", "\\:")
 
 

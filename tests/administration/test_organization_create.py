@@ -1,4 +1,4 @@
-"""POST /administration/organizations (administration.md §1.2)."""
+"""POST /administration/organizations (docs/protocol.md#admin-organizations)."""
 from __future__ import annotations
 
 import re

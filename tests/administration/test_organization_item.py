@@ -1,4 +1,4 @@
-"""GET and PATCH /administration/organizations/<org> (administration.md §1.3, §1.4)."""
+"""GET and PATCH /administration/organizations/<org> (docs/protocol.md#admin-organizations)."""
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,4 @@
-"""GET /administration/organizations/<org>/users (administration.md §1.7)."""
+"""GET /administration/organizations/<org>/users (docs/protocol.md#admin-users)."""
 from __future__ import annotations
 
 from django.utils import timezone

@@ -1,4 +1,4 @@
-"""GET /administration/organizations/<org>/stats and GET /administration/stats (administration.md §1.5, §1.6)."""
+"""GET /administration/organizations/<org>/stats and GET /administration/stats (docs/protocol.md#admin-stats)."""
 from __future__ import annotations
 
 import uuid

@@ -1,4 +1,4 @@
-"""POST /administration/organizations/<org>/users/freeze (administration.md §1.8)."""
+"""POST /administration/organizations/<org>/users/freeze (docs/protocol.md#admin-users)."""
 from __future__ import annotations
 
 import asyncio

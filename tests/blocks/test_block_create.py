@@ -1,4 +1,4 @@
-"""`block_create` (commands.md §7.1): one test per reply status, then the check order."""
+"""`block_create` (docs/protocol.md#block-create): one test per reply status, then the check order."""
 from __future__ import annotations
 
 import uuid

@@ -1,4 +1,4 @@
-"""`block_read` (commands.md §7.2): one test per reply status, then the check order."""
+"""`block_read` (docs/protocol.md#block-read): one test per reply status, then the check order."""
 from __future__ import annotations
 
 import uuid

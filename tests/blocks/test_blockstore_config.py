@@ -1,4 +1,4 @@
-"""The S3 / Swift / RAID forms of `--blockstore` (server-config.md §2): what they build, and errors that
+"""The S3 / Swift / RAID forms of `--blockstore` (docs/configuration.md#blockstore): what they build, and errors that
 point at the bad part. The grammar itself is parsec_site.config's (tests/config/test_blockstore.py)."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The blockstores (server-config.md §2.1) and the parsing of their configuration."""
+"""The blockstores (docs/configuration.md#blockstore) and the parsing of their configuration."""
 from __future__ import annotations
 
 import threading
@@ -161,7 +161,7 @@ def test_database_row_and_ignored_conflict() -> None:
     store = DatabaseBlockStore()
     block_id = uuid.uuid4()
     store.create(ORG, block_id, b"first")
-    # Inserting an existing key is silently ignored (datamodel.md block_data).
+    # Inserting an existing key is silently ignored (a block id is written once: docs/protocol.md#block-create).
     store.create(ORG, block_id, b"second")
     row = BlockData.objects.get(block_id=block_id)
     assert (row.organization_id, bytes(row.data)) == (ORG, b"first")

@@ -1,4 +1,4 @@
-"""RAID0/1/5 (server-config.md §2.2): the RAID5 arithmetic as properties, and the read/write semantics
+"""RAID0/1/5 (docs/configuration.md#blockstore): the RAID5 arithmetic as properties, and the read/write semantics
 with nodes that fail or are slow (in-memory nodes; the same against real S3 servers is in test_raid_nodes)."""
 from __future__ import annotations
 

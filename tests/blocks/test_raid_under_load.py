@@ -2,7 +2,7 @@
 
 Clients keep creating and reading blocks while one node's `moto_server` process is killed (SIGKILL),
 then started again (empty: moto keeps everything in memory, as a replaced store would be). What RAID
-promises (server-config.md §2):
+promises (docs/configuration.md#blockstore):
 
 * reads of every acknowledged block keep answering it, while the node is down and after it came back
   empty (RAID1: another copy; RAID5: the parity rebuilds the missing chunk);

@@ -1,4 +1,4 @@
-"""The blockstore grammar (server-config.md §2): single stores, `\\:` escaping, RAID validation."""
+"""The blockstore grammar (docs/configuration.md#blockstore): single stores, `\\:` escaping, RAID validation."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
-"""The `run` option table (server-config.md §1, §5, §6): flags, variables, defaults, --dev, embedded default."""
+"""The `run` option table (docs/configuration.md#options, docs/configuration.md#rules,
+docs/configuration.md#three-ways-to-start): flags, variables, defaults, --dev, embedded default."""
 from __future__ import annotations
 
 from pathlib import Path

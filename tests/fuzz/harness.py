@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from protocol import codec
 from tests.testkit.ws import WsClient
 
-# Commands that may rightly wait for a peer or an event instead of replying (transport.md §4).
+# Commands that may rightly wait for a peer or an event instead of replying (docs/protocol.md#command-loop).
 WAITING_COMMANDS = {
     "events_listen",
     "invite_1_greeter_wait_peer", "invite_2a_greeter_get_hashed_nonce", "invite_3a_greeter_wait_peer_trust",

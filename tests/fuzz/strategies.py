@@ -159,7 +159,7 @@ def value_of(expression: str, nested: dict[str, Any]) -> st.SearchStrategy[Any]:
         "DeviceLabel": labels,
         "HumanHandle": st.tuples(emails, labels).map(list),
         "ActiveUsersLimit": st.none() | st.integers(0, UINT64_MAX),
-        # Shared types defined outside the command schemas (encoding.md §3).
+        # Shared types defined outside the command schemas (docs/protocol.md#field-types).
         "ReencryptionBatchEntry": st.fixed_dictionaries(
             {"vlob_id": st.uuids(), "version": st.integers(0, UINT64_MAX), "blob": st.binary(max_size=64)}
         ),

@@ -137,7 +137,7 @@ async def test_handshake_answers_that_are_not_answers(world: World, examples: in
         client = await WsClient.connect()
         await client.send_raw(bytes_data=frame)
         result = await client.receive()
-        # Refused with the protocol's result, then a clean close (transport.md §3.4).
+        # Refused with the protocol's result, then a clean close (docs/protocol.md#handshake-checks).
         assert result["handshake"] == "result" and result["result"] == "bad_protocol", result
         assert isinstance(result["help"], str) and len(result["help"]) < 1000
         assert await client.receive_close() == 1000

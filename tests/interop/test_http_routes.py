@@ -1,5 +1,6 @@
 """The HTTP RPC routes and the SSE stream, same requests to our server and to the reference 2.17 server
-(`PARSEC_INTEROP_SERVERS=ours,reference`): the same statuses and headers, as transport.md §7 describes them."""
+(`PARSEC_INTEROP_SERVERS=ours,reference`): the same statuses and headers, as docs/protocol.md#http-rpc describes
+them."""
 from __future__ import annotations
 
 import base64

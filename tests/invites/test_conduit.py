@@ -1,4 +1,4 @@
-"""The SAS conduit (commands.md §4.6-§4.7): greeter (alice) and claimer on two real websocket sessions."""
+"""The SAS conduit (docs/protocol.md#conduit): greeter (alice) and claimer on two real websocket sessions."""
 from __future__ import annotations
 
 import asyncio

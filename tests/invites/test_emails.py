@@ -1,4 +1,5 @@
-"""The invitation e-mail (server-config.md §4, commands.md §4.2) against a real SMTP server (aiosmtpd)."""
+"""The invitation e-mail (docs/configuration.md#options, docs/protocol.md#invite-new) against a real SMTP server
+(aiosmtpd)."""
 from __future__ import annotations
 
 import email

@@ -1,4 +1,4 @@
-"""`invite_delete` (commands.md §4.3): one test per reply status, and its effects."""
+"""`invite_delete` (docs/protocol.md#invite-delete): one test per reply status, and its effects."""
 from __future__ import annotations
 
 import uuid

@@ -1,4 +1,4 @@
-"""`invite_info` (commands.md §4.5), claimer side."""
+"""`invite_info` (docs/protocol.md#invite-info), claimer side."""
 from __future__ import annotations
 
 import pytest

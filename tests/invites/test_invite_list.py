@@ -1,4 +1,4 @@
-"""`invite_list` (commands.md §4.4)."""
+"""`invite_list` (docs/protocol.md#invite-list)."""
 from __future__ import annotations
 
 import pytest

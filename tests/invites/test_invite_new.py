@@ -1,4 +1,4 @@
-"""`invite_new` (commands.md §4.2): one test per reply status and per `email_sent` rule."""
+"""`invite_new` (docs/protocol.md#invite-new): one test per reply status and per `email_sent` rule."""
 from __future__ import annotations
 
 import uuid

@@ -1,4 +1,4 @@
-"""Shamir recovery (commands.md §10) and SHAMIR_RECOVERY invitations (§4)."""
+"""Shamir recovery (docs/protocol.md#shamir-recovery) and SHAMIR_RECOVERY invitations (docs/protocol.md#invitations)."""
 from __future__ import annotations
 
 import uuid

@@ -1,4 +1,5 @@
-"""`invite.status_changed` (commands.md §4.1, §8.3): IDLE on creation, READY/IDLE with the claimer, DELETED."""
+"""`invite.status_changed` (docs/protocol.md#invitation-model, docs/protocol.md#event-catalogue): IDLE on creation,
+READY/IDLE with the claimer, DELETED."""
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
-"""`--forward-proto-enforce-https <header>:<value>` (transport.md §1): 301 only when the header says plain HTTP."""
+"""`--forward-proto-enforce-https <header>:<value>` (docs/protocol.md#routes): 301 only when the header says plain
+HTTP."""
 from __future__ import annotations
 
 import pytest

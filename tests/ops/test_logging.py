@@ -1,4 +1,4 @@
-"""Structured logs (server-config.md §7): formats, the per-command and per-request lines, redaction."""
+"""Structured logs (docs/configuration.md#options): formats, the per-command and per-request lines, redaction."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
-"""`organization_bootstrap` (commands.md §1.1): one test per reply status, plus webhook and spontaneous bootstrap."""
+"""`organization_bootstrap` (docs/protocol.md#organization-bootstrap): one test per reply status, plus webhook and
+spontaneous bootstrap."""
 from __future__ import annotations
 
 import http.server

@@ -1,4 +1,5 @@
-"""`organization_config` and `organization_stats` (commands.md §1.2, §1.3), over a real websocket session."""
+"""`organization_config` and `organization_stats` (docs/protocol.md#organization-config,
+docs/protocol.md#organization-stats), over a real websocket session."""
 from __future__ import annotations
 
 import pytest

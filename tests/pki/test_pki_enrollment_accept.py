@@ -1,4 +1,5 @@
-"""`pki_enrollment_accept` (commands.md §9.5): one test per reply status, then atomicity with `user_create`'s rules."""
+"""`pki_enrollment_accept` (docs/protocol.md#pki-enrollment-accept): one test per reply status, then atomicity with
+`user_create`'s rules."""
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
-"""`pki_enrollment_info` (commands.md §9.2): the state-specific reply of every state, and `not_found`."""
+"""`pki_enrollment_info` (docs/protocol.md#pki-enrollment-info): the state-specific reply of every state, and
+`not_found`."""
 from __future__ import annotations
 
 import uuid

@@ -1,4 +1,4 @@
-"""`pki_enrollment_list` (commands.md §9.3): the SUBMITTED enrollments, for admins only."""
+"""`pki_enrollment_list` (docs/protocol.md#pki-enrollment-list): the SUBMITTED enrollments, for admins only."""
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,4 @@
-"""`pki_enrollment_reject` (commands.md §9.4): one test per reply status."""
+"""`pki_enrollment_reject` (docs/protocol.md#pki-enrollment-reject): one test per reply status."""
 from __future__ import annotations
 
 import uuid

@@ -1,4 +1,5 @@
-"""`pki_enrollment_submit` (commands.md §9.1): one test per reply status, then the rules around them."""
+"""`pki_enrollment_submit` (docs/protocol.md#pki-enrollment-submit): one test per reply status, then the rules around
+them."""
 from __future__ import annotations
 
 import asyncio

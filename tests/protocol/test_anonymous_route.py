@@ -1,4 +1,4 @@
-"""`/anonymous/<org>`: the HTTP status codes of transport.md §7 (empty bodies) and the happy paths."""
+"""`/anonymous/<org>`: the HTTP status codes of docs/protocol.md#http-rpc (empty bodies) and the happy paths."""
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
-"""`POST /authenticated/<org>` (transport.md §7.3): the device signs each request; every refusal is a status."""
+"""`POST /authenticated/<org>` (docs/protocol.md#session-routes): the device signs each request; every refusal is a
+status."""
 from __future__ import annotations
 
 import asyncio

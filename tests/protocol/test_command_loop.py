@@ -1,4 +1,4 @@
-"""The command loop after the handshake (transport.md §4-§6): generic errors, order, cancellation."""
+"""The command loop after the handshake (docs/protocol.md#command-loop): generic errors, order, cancellation."""
 from __future__ import annotations
 
 import asyncio

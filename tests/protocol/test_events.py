@@ -1,4 +1,4 @@
-"""`events_subscribe` / `events_listen` (commands.md §8) with the debug `pinged` event."""
+"""`events_subscribe` / `events_listen` (docs/protocol.md#events) with the debug `pinged` event."""
 from __future__ import annotations
 
 import asyncio

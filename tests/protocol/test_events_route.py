@@ -1,4 +1,4 @@
-"""`GET /authenticated/<org>/events` (transport.md §7.4): the SSE stream, its ids, keepalives and resumption."""
+"""`GET /authenticated/<org>/events` (docs/protocol.md#sse): the SSE stream, its ids, keepalives and resumption."""
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,4 @@
-"""Every outcome of the websocket handshake (transport.md §3), in the reference's check order."""
+"""Every outcome of the websocket handshake (docs/protocol.md#handshake), in the reference's check order."""
 from __future__ import annotations
 
 import uuid

@@ -1,4 +1,5 @@
-"""`POST /invited/<org>` (transport.md §7.3): the `Invitation-Token` header instead of a handshake, and the
+"""`POST /invited/<org>` (docs/protocol.md#session-routes): the `Invitation-Token` header instead of a handshake, and
+the
 invitation steps waiting for their peer within one HTTP request, as over the websocket."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""encoding.md §8: the bytes produced by the 2.17 client library must be
+"""docs/protocol.md#test-vectors: the bytes produced by the 2.17 client library must be
 reproduced (encode) and understood (decode) byte for byte."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""`archiving_config` (commands.md §1.4): every realm the user is member of, with its archiving state."""
+"""`archiving_config` (docs/protocol.md#archiving-config): every realm the user is member of, with its archiving
+state."""
 from __future__ import annotations
 
 from datetime import timedelta

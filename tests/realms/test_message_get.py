@@ -1,4 +1,4 @@
-"""`message_get` (commands.md §3.1): the user's inbox, shared by its devices, from an offset."""
+"""`message_get` (docs/protocol.md#message-get): the user's inbox, shared by its devices, from an offset."""
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,4 @@
-"""`realm_create` (commands.md §5.1): one test per reply status."""
+"""`realm_create` (docs/protocol.md#realm-create): one test per reply status."""
 from __future__ import annotations
 
 import asyncio

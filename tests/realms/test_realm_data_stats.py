@@ -1,4 +1,5 @@
-"""`realm_data_stats`: the realm part of the organization stats (commands.md §1.3, administration stats `at`)."""
+"""`realm_data_stats`: the realm part of the organization stats (docs/protocol.md#organization-stats, administration
+stats `at`)."""
 from __future__ import annotations
 
 from datetime import timedelta

@@ -1,4 +1,5 @@
-"""`realm_finish_reencryption_maintenance` (commands.md §5.8): one test per reply status."""
+"""`realm_finish_reencryption_maintenance` (docs/protocol.md#realm-finish-reencryption-maintenance): one test per reply
+status."""
 from __future__ import annotations
 
 import uuid

@@ -1,4 +1,4 @@
-"""`realm_get_role_certificates` (commands.md §5.4): one test per reply status."""
+"""`realm_get_role_certificates` (docs/protocol.md#realm-get-role-certificates): one test per reply status."""
 from __future__ import annotations
 
 import uuid

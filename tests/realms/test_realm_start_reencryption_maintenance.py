@@ -1,4 +1,5 @@
-"""`realm_start_reencryption_maintenance` (commands.md §5.7): one test per reply status."""
+"""`realm_start_reencryption_maintenance` (docs/protocol.md#realm-start-reencryption-maintenance): one test per reply
+status."""
 from __future__ import annotations
 
 import uuid

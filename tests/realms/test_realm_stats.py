@@ -1,4 +1,4 @@
-"""`realm_stats` (commands.md §5.3): one test per reply status."""
+"""`realm_stats` (docs/protocol.md#realm-stats): one test per reply status."""
 from __future__ import annotations
 
 import uuid

@@ -1,4 +1,4 @@
-"""`realm_status` (commands.md §5.2): one test per reply status."""
+"""`realm_status` (docs/protocol.md#realm-status): one test per reply status."""
 from __future__ import annotations
 
 import uuid

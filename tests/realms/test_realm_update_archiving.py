@@ -1,4 +1,5 @@
-"""`realm_update_archiving` (commands.md §5.6): one test per reply status, every check tried and refused."""
+"""`realm_update_archiving` (docs/protocol.md#realm-update-archiving): one test per reply status, every check tried and
+refused."""
 from __future__ import annotations
 
 import uuid

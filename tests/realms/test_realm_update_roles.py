@@ -1,4 +1,5 @@
-"""`realm_update_roles` (commands.md §5.5): one test per reply status, every check tried and refused."""
+"""`realm_update_roles` (docs/protocol.md#realm-update-roles): one test per reply status, every check tried and
+refused."""
 from __future__ import annotations
 
 import uuid

@@ -1,4 +1,4 @@
-"""Sequester checks of `vlob_create` / `vlob_update` (commands.md §6.8) with registered services:
+"""Sequester checks of `vlob_create` / `vlob_update` (docs/protocol.md#sequester-checks) with registered services:
 one test per outcome, storage services' blobs kept per version, webhook services POSTed to a real server."""
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Client-side toolkit: produce keys, devices and signed certificates the way a
-Parsec 2.17 client serializes them (encoding.md §7), for tests and benchmarks."""
+Parsec 2.17 client serializes them (docs/protocol.md#certificates), for tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -127,13 +127,13 @@ class TestDevice:
         return bytes(self.signing_key.sign(message))
 
     def signed_answer(self, challenge: bytes) -> bytes:
-        """The handshake `answer` field for a >= 2.5 client (encoding.md TV2)."""
+        """The handshake `answer` field for a >= 2.5 client (docs/protocol.md#handshake-answer)."""
         return self.sign(codec.packb({"answer": challenge, "type": "signed_answer"}))
 
     def authenticated_answer(
         self, challenge: bytes, api_version: tuple[int, int] = (3, 4)
     ) -> dict[str, Any]:
-        """The handshake answer map (encoding.md TV3), ready for `codec.packb`."""
+        """The handshake answer map (docs/protocol.md#handshake-answer), ready for `codec.packb`."""
         if self.root_verify_key is None:
             raise ValueError("the device has no root key reference")
         # Clients below API 2.5 sign the raw challenge.

@@ -1,4 +1,4 @@
-"""`device_create` (commands.md §2.4): one test per reply status, then attempts at every rule."""
+"""`device_create` (docs/protocol.md#device-create): one test per reply status, then attempts at every rule."""
 from __future__ import annotations
 
 from datetime import timedelta

@@ -1,4 +1,4 @@
-"""`human_find` (commands.md §2.5): one test per reply status, then filters, matching, order and pages."""
+"""`human_find` (docs/protocol.md#human-find): one test per reply status, then filters, matching, order and pages."""
 from __future__ import annotations
 
 from datetime import timedelta

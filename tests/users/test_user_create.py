@@ -1,4 +1,4 @@
-"""`user_create` (commands.md §2.2): one test per reply status, then attempts at every rule."""
+"""`user_create` (docs/protocol.md#user-create): one test per reply status, then attempts at every rule."""
 from __future__ import annotations
 
 import asyncio
@@ -82,7 +82,7 @@ async def test_ok(world: World, alice_client: WsClient):
 
 
 async def test_ok_outsider_even_when_the_organization_disallows_outsiders(world: World, alice_client: WsClient):
-    # `user_profile_outsider_allowed` is a client-side rule (commands.md §1.2).
+    # `user_profile_outsider_allowed` is a client-side rule (docs/protocol.md#organization-config).
     organization = Organization.objects.filter(organization_id=world.organization_id)
     await organization.aupdate(user_profile_outsider_allowed=False)
     await create_user(alice_client, world.alice, world, "olga", profile="OUTSIDER")

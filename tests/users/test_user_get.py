@@ -1,4 +1,4 @@
-"""`user_get` (commands.md §2.1): one test per reply status, the trustchain closure and redaction."""
+"""`user_get` (docs/protocol.md#user-get): one test per reply status, the trustchain closure and redaction."""
 from __future__ import annotations
 
 import pytest

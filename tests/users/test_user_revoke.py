@@ -1,4 +1,4 @@
-"""`user_revoke` (commands.md §2.3): one test per reply status, then attempts at every rule."""
+"""`user_revoke` (docs/protocol.md#user-revoke): one test per reply status, then attempts at every rule."""
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,4 @@
-"""`vlob_create` (commands.md §6.2): one test per reply status, then every rule tried and refused."""
+"""`vlob_create` (docs/protocol.md#vlob-create): one test per reply status, then every rule tried and refused."""
 from __future__ import annotations
 
 import uuid

@@ -1,4 +1,4 @@
-"""`vlob_list_versions` (commands.md §6.6): one test per reply status."""
+"""`vlob_list_versions` (docs/protocol.md#vlob-list-versions): one test per reply status."""
 from __future__ import annotations
 
 import uuid

@@ -1,4 +1,4 @@
-"""`vlob_maintenance_save_reencryption_batch` (commands.md §6.7): one test per reply status."""
+"""`vlob_maintenance_save_reencryption_batch` (docs/protocol.md#reencryption-batches): one test per reply status."""
 from __future__ import annotations
 
 import uuid

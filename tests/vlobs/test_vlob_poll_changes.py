@@ -1,4 +1,4 @@
-"""`vlob_poll_changes` (commands.md §6.5): one test per reply status."""
+"""`vlob_poll_changes` (docs/protocol.md#vlob-poll-changes): one test per reply status."""
 from __future__ import annotations
 
 import uuid

@@ -1,4 +1,4 @@
-"""`vlob_read` (commands.md §6.4): one test per reply status, version selection, re-encryption reads."""
+"""`vlob_read` (docs/protocol.md#vlob-read): one test per reply status, version selection, re-encryption reads."""
 from __future__ import annotations
 
 import uuid

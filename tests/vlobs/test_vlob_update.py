@@ -1,4 +1,4 @@
-"""`vlob_update` (commands.md §6.3): one test per reply status, every rule tried and refused, and races."""
+"""`vlob_update` (docs/protocol.md#vlob-update): one test per reply status, every rule tried and refused, and races."""
 from __future__ import annotations
 
 import asyncio

@@ -101,7 +101,7 @@ class Command(BaseCommand):
             ssl_certfile=config.ssl_certfile,
             shutdown_grace=config.shutdown_grace,
             request_timeout=config.request_timeout,
-            # transport.md §1: `server: parsec/v2.17.0` in debug mode, `server: parsec` otherwise.
+            # docs/protocol.md#routes: `server: parsec/v2.17.0` in debug mode, `server: parsec` otherwise.
             server_name="parsec/v2.17.0" if config.debug else "parsec",
             action_logger=log_action,
             admin_host=config.admin_host,
