@@ -22,6 +22,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def asgi_application_loaded() -> None:
+    """The ASGI module runs `django.setup()`, whose logging configuration replaces the root handlers: loaded
+    here, before any test runs, it cannot remove the handler `caplog` installs for the test that first
+    opens a connection (a test asserting on log records would then see none when run first)."""
+    import parsec_site.asgi  # noqa: F401
+
+
+@pytest.fixture(scope="session", autouse=True)
 def close_database_pools(django_db_setup, django_db_blocker):
     """Worker threads borrow pooled connections; give them back before the test database is dropped."""
     yield
