@@ -8,7 +8,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from invites.models import Invitation
-from organizations.models import Device, Organization, User
+from organizations.models import Device, Organization
 from protocol import sessions
 from protocol.handshake import (
     HELP_BAD_ADMINISTRATION_TOKEN,
@@ -46,19 +46,6 @@ class InvitationIdentity:
     greeter_user_pk: int
 
 
-def _device_identity(organization: Organization, user: User, device: Device) -> DeviceIdentity:
-    return DeviceIdentity(
-        organization_pk=organization.pk,
-        organization_id=organization.organization_id,
-        user_pk=user.pk,
-        user_id=user.user_id,
-        device_pk=device.pk,
-        device_id=device.device_id,
-        profile=user.profile,
-        verify_key=bytes(device.verify_key),
-    )
-
-
 def _expired(organization: Organization) -> HandshakeFailed:
     # The reference also kicks the organization's other live sessions when it sees it expired.
     sessions.close_organization_sessions_on_commit(organization.pk)
@@ -83,7 +70,16 @@ def identify_device(answer: AuthenticatedAnswer) -> DeviceIdentity:
         raise HandshakeFailed("revoked_device", "Device has been revoked")
     if user.frozen:
         raise HandshakeFailed("frozen_user", "User has been frozen by the server administrator")
-    return _device_identity(organization, user, device)
+    return DeviceIdentity(
+        organization_pk=organization.pk,
+        organization_id=organization.organization_id,
+        user_pk=user.pk,
+        user_id=user.user_id,
+        device_pk=device.pk,
+        device_id=device.device_id,
+        profile=user.profile,
+        verify_key=bytes(device.verify_key),
+    )
 
 
 def identify_invitation(answer: InvitedAnswer) -> InvitationIdentity:
@@ -162,7 +158,16 @@ def identify_http_device(organization_pk: int, device_id: str) -> DeviceIdentity
         return HTTP_USER_REVOKED
     if user.frozen:
         return HTTP_USER_FROZEN
-    return _device_identity(organization, user, device)
+    return DeviceIdentity(
+        organization_pk=organization.pk,
+        organization_id=organization.organization_id,
+        user_pk=user.pk,
+        user_id=user.user_id,
+        device_pk=device.pk,
+        device_id=device.device_id,
+        profile=user.profile,
+        verify_key=bytes(device.verify_key),
+    )
 
 
 def identify_http_invitation(organization_pk: int, token: object) -> InvitationIdentity | int:

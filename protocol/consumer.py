@@ -39,22 +39,6 @@ MAX_FRAME_SIZE = 16 * 1024 * 1024
 DECODE_IN_THREAD_ABOVE = 1024 * 1024
 
 
-async def dispatch_channel_message(consumer: Any, message: dict[str, Any]) -> None:
-    """A channel-layer message for a Channels consumer (this one, or the HTTP RPC routes')."""
-    handler = MESSAGE_HANDLERS.get(message["type"])
-    if handler is not None:
-        # Runs while a command is waiting in its own task (e.g. a conduit step woken by its peer).
-        await handler(consumer, message)
-        return
-    # Channels' own dispatch first hops to a thread to close stale database connections, for
-    # every frame and event. Our database work already releases its connection after each call
-    # (protocol/db.py), so that hop is pure overhead on the hot path.
-    method = getattr(consumer, get_handler_name(message), None)
-    if method is None:
-        raise ValueError(f"No handler for message type {message['type']}")
-    await method(message)
-
-
 class ParsecConsumer(AsyncWebsocketConsumer):
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         try:
@@ -343,7 +327,18 @@ class ParsecConsumer(AsyncWebsocketConsumer):
     # Messages from the channel layer ------------------------------------------------------
 
     async def dispatch(self, message: dict[str, Any]) -> None:
-        await dispatch_channel_message(self, message)
+        handler = MESSAGE_HANDLERS.get(message["type"])
+        if handler is not None:
+            # Runs while a command is waiting in its own task (e.g. a conduit step woken by its peer).
+            await handler(self, message)
+            return
+        # Channels' own dispatch first hops to a thread to close stale database connections, for
+        # every frame and event. Our database work already releases its connection after each call
+        # (protocol/db.py), so that hop is pure overhead on the hot path.
+        method = getattr(self, get_handler_name(message), None)
+        if method is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await method(message)
 
     async def parsec_event(self, message: dict[str, Any]) -> None:
         await events.deliver(self, message)

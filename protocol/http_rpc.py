@@ -18,6 +18,7 @@ import uuid
 from typing import Any
 
 import structlog
+from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
@@ -95,9 +96,16 @@ class HttpSessionConsumer(AsyncHttpConsumer):
             self.worker = asyncio.create_task(self.serve(b"".join(self.body)))
 
     async def dispatch(self, message: dict[str, Any]) -> None:
-        from protocol.consumer import dispatch_channel_message
+        from protocol.consumer import MESSAGE_HANDLERS
 
-        await dispatch_channel_message(self, message)
+        handler = MESSAGE_HANDLERS.get(message["type"])
+        if handler is not None:
+            await handler(self, message)
+            return
+        method = getattr(self, get_handler_name(message), None)
+        if method is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await method(message)
 
     async def parsec_event(self, message: dict[str, Any]) -> None:
         from protocol import events
