@@ -17,6 +17,7 @@ import sys
 import time
 import traceback
 from dataclasses import asdict
+from pathlib import Path
 
 from bench.phases import DEFAULT_PHASES, PHASES, Options, Result, SkipPhase, machine_busy_seconds
 from bench.servers import SERVER_KINDS, Lab, cpu_seconds_of
@@ -37,7 +38,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--servers", default="ours,reference",
-                        help="comma-separated, in round order: ours, reference (default: ours,reference)")
+                        help="comma-separated, in round order: ours, reference, before (default: ours,reference)")
+    parser.add_argument("--before-tree", metavar="DIR",
+                        help="the checkout the `before` server runs from (e.g. `git worktree add /tmp/before <commit>`), "
+                        "with this repository's .venv: before/after comparisons of our own server in one run")
     parser.add_argument("--phases", default=",".join(DEFAULT_PHASES),
                         help=f"comma-separated among: {', '.join(PHASES)} (default: all but fanout)")
     parser.add_argument("--connections", "-c", type=int, default=8, help="concurrent connections (default 8)")
@@ -79,6 +83,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     for server in args.server_list:
         if server not in SERVER_KINDS:
             parser.error(f"unknown server {server!r}: expected {', '.join(SERVER_KINDS)}")
+    if "before" in args.server_list and not args.before_tree:
+        parser.error("--servers before needs --before-tree DIR")
     for phase in args.phase_list:
         if phase not in PHASES:
             parser.error(f"unknown phase {phase!r}: expected {', '.join(PHASES)}")
@@ -208,20 +214,39 @@ def ratio_and_target(phase: str, ours: dict | None, ref: dict | None, all_ours: 
     return ratio, "; ".join(verdicts)
 
 
+def version_ratio(phase: str, ours: dict | None, before: dict | None) -> str:
+    """Ours over the `before` checkout: the headline number (above 1: ours is faster; KiB per connection for
+    idle, below 1 is leaner) and the p99 ratio (below 1: ours answers sooner)."""
+    if not ours or not before:
+        return "-"
+    if phase == "idle":
+        return f"{ours['kib_per_conn'] / before['kib_per_conn']:.2f}x KiB" if before["kib_per_conn"] else "-"
+    key = "mb_per_s" if ours["mb_per_s"] is not None else "ops_per_s"
+    parts = [f"{ours[key] / before[key]:.2f}x"] if before[key] else []
+    if ours["p99_ms"] and before["p99_ms"]:
+        parts.append(f"p99 {ours['p99_ms'] / before['p99_ms']:.2f}x")
+    return " ".join(parts) or "-"
+
+
 def print_table(args, collected: dict[str, dict[str, list[Result]]]) -> None:
     servers = args.server_list
     summaries = {server: {phase: summarize(collected[phase][server]) for phase in args.phase_list}
                  for server in servers}
     headers = ["phase"] + [f"{server} (ops/s|MB/s p50 p99 ms)" for server in servers]
     both = "ours" in servers and "reference" in servers
+    versions = "ours" in servers and "before" in servers
     if both:
         headers += ["ours/ref", "target (ours)"]
+    if versions:
+        headers += ["ours/before"]
     rows = []
     for phase in args.phase_list:
         row = [phase] + [cell(summaries[server][phase], phase) for server in servers]
         if both:
             row += list(ratio_and_target(phase, summaries["ours"][phase], summaries["reference"][phase],
                                          summaries["ours"]))
+        if versions:
+            row.append(version_ratio(phase, summaries["ours"][phase], summaries["before"][phase]))
         rows.append(row)
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
     line = "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |"
@@ -311,7 +336,8 @@ async def main_async(args) -> int:
         fanout=args.fanout_list,
         event_writers=args.event_writers, profile_dir=args.profile, profile_idle=args.profile_idle,
     )
-    lab = Lab(db_min=args.db_min_connections, db_max=args.db_max_connections, log_level=args.log_level or None)
+    lab = Lab(db_min=args.db_min_connections, db_max=args.db_max_connections, log_level=args.log_level or None,
+              before_tree=Path(args.before_tree).resolve() if args.before_tree else None)
     collected: dict[str, dict[str, list[Result]]] = {p: {s: [] for s in args.server_list} for p in args.phase_list}
     try:
         print(f"workdir (server logs): {lab.workdir}", flush=True)

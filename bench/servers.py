@@ -33,7 +33,7 @@ def reference_parsec() -> Path:
     raise RuntimeError("reference server not found: set PARSEC_REF_BIN, or install parsec-cloud 2.17.0 "
                        f"(scripts/setup.sh --tests); looked at {', '.join(map(str, candidates))}")
 
-SERVER_KINDS = ("ours", "reference")
+SERVER_KINDS = ("ours", "reference", "before")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -180,7 +180,11 @@ def _run_checked(command: list[str], *, env: dict[str, str], log: Path, what: st
 class Lab:
     """The PostgreSQL cluster and the servers of one bench run."""
 
-    def __init__(self, *, db_min: int, db_max: int, log_level: str | None, workdir: Path | None = None) -> None:
+    def __init__(self, *, db_min: int, db_max: int, log_level: str | None, workdir: Path | None = None,
+                 before_tree: Path | None = None) -> None:
+        # `before`: our server from another checkout (e.g. `git worktree add /tmp/before <commit>`), run with
+        # this repository's venv, to compare two versions of ours in one run.
+        self.before_tree = before_tree
         self.db_min = db_min
         self.db_max = db_max
         self.log_level = log_level
@@ -213,11 +217,14 @@ class Lab:
         ]
         if self.log_level:
             common += ["--log-level", self.log_level]
-        if kind == "ours":
+        if kind in ("ours", "before"):
+            tree = REPO if kind == "ours" else self.before_tree
+            if tree is None:
+                raise ValueError("the `before` server needs --before-tree")
             _run_checked([str(OUR_PYTHON), "manage.py", "migrate", "--noinput", "-v", "0"],
-                         env={**env, "PARSEC_DB": db_url}, cwd=REPO, log=log, what="our migrate")
+                         env={**env, "PARSEC_DB": db_url}, cwd=tree, log=log, what=f"{kind} migrate")
             command = [str(OUR_PYTHON), "manage.py", "run", *common]
-            cwd = REPO
+            cwd = tree
         elif kind == "reference":
             parsec = str(reference_parsec())
             _run_checked([parsec, "backend", "migrate", "--db", db_url], env=env, log=log,
