@@ -3,6 +3,10 @@
 Organizations: created and updated through the same services as the administration API (so creating one
 yields a bootstrap URL and expiring one closes its sessions). Users and devices: read-only, they only change
 through signed certificates. Keys and certificates are never shown or editable.
+
+The organization's figures that come from the apps built on this one (realms, data and metadata sizes,
+pending invitations, sequester services) and the erase action are added by the site-level app, `server/admin.py`,
+which registers its subclass of `OrganizationAdmin` in place of this one.
 """
 from __future__ import annotations
 
@@ -11,16 +15,14 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.db.models import BigIntegerField, Count, OuterRef, QuerySet, Subquery, Sum
+from django.db.models import BigIntegerField, Count, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
-from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext, gettext_lazy as _
 
 from organizations import audit, services
-from organizations.admin_erase import erase_organization_action
 from organizations.models import AuditEntry, Device, Organization, User
 from organizations.services import AdministrationError
 from protocol import types
@@ -35,16 +37,11 @@ DETAIL_FIELDS = (
     "users_total_column",
     "users_table",
     "device_count_column",
-    "realm_count_column",
-    "data_size_column",
-    "metadata_size_column",
-    "pending_invitations",
     "audit_trail",
     "created_on",
     "bootstrapped_on",
     "expired_on",
     "sequestered",
-    "sequester_services",
 )
 USERS_SHOWN = 50
 CREATION_FIELDS = ("organization_id", "user_profile_outsider_allowed", "active_users_limit", "minimum_archiving_period")
@@ -81,24 +78,18 @@ class OrganizationCreationForm(forms.ModelForm):
         return None
 
 
-def _per_organization(queryset: QuerySet, value: Any) -> Coalesce:
+def per_organization(queryset: QuerySet, value: Any) -> Coalesce:
     """A correlated subquery per organization row: several Count/Sum over joins would multiply each other."""
     rows = queryset.filter(organization=OuterRef("pk")).order_by().values("organization").annotate(value=value)
     return Coalesce(Subquery(rows.values("value"), output_field=BigIntegerField()), 0)
 
 
 def with_figures(queryset: QuerySet[Organization]) -> QuerySet[Organization]:
-    """Organizations annotated with the list's figures, in a single query."""
-    from blocks.models import Block
-    from realms.models import Realm, VlobAtom
-
+    """Organizations annotated with the list's figures of this app, in a single query."""
     return queryset.annotate(
-        active_users=_per_organization(User.objects.filter(revoked_on__isnull=True), Count("pk")),
-        users_total=_per_organization(User.objects.all(), Count("pk")),
-        device_count=_per_organization(Device.objects.all(), Count("pk")),
-        realm_count=_per_organization(Realm.objects.all(), Count("pk")),
-        data_size=_per_organization(Block.objects.all(), Sum("size")),
-        metadata_size=_per_organization(VlobAtom.objects.all(), Sum("size")),
+        active_users=per_organization(User.objects.filter(revoked_on__isnull=True), Count("pk")),
+        users_total=per_organization(User.objects.all(), Count("pk")),
+        device_count=per_organization(Device.objects.all(), Count("pk")),
     )
 
 
@@ -117,17 +108,8 @@ class BootstrappedFilter(admin.SimpleListFilter):
 
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
-    list_display = (
-        "organization_id",
-        "users_column",
-        "device_count_column",
-        "realm_count_column",
-        "data_size_column",
-        "metadata_size_column",
-        "bootstrapped",
-        "is_expired",
-        "created_on",
-    )
+    list_display = ("organization_id", "users_column", "device_count_column", "bootstrapped", "is_expired", "created_on")
+    detail_fields = DETAIL_FIELDS
     list_filter = (BootstrappedFilter, "is_expired", "user_profile_outsider_allowed", "created_on")
     # An organization by its id, or by the e-mail or name of one of its users.
     search_fields = ("organization_id", "users__human_email", "users__human_label")
@@ -152,12 +134,7 @@ class OrganizationAdmin(admin.ModelAdmin):
     def device_count_column(self, organization: Organization) -> int:
         return organization.device_count  # type: ignore[attr-defined]
 
-    @admin.display(description=_("Realms"), ordering="realm_count")
-    def realm_count_column(self, organization: Organization) -> str:
-        url = reverse("admin:realms_realm_changelist") + f"?organization__id__exact={organization.pk}"
-        return format_html('<a href="{}">{}</a>', url, organization.realm_count)  # type: ignore[attr-defined]
-
-    actions = ["expire_organizations", erase_organization_action]
+    actions = ["expire_organizations"]
 
     @admin.action(description=_("Expire the selected organizations (closes their sessions)"),
                   permissions=["change"])
@@ -169,16 +146,6 @@ class OrganizationAdmin(admin.ModelAdmin):
             audit.record(actor=audit.console_actor(request), action=audit.Action.ORGANIZATION_EXPIRED,
                          organization_id=organization.organization_id, details={"is_expired": True})
             self.message_user(request, gettext("%(organization)s: expired") % {"organization": organization})
-
-    @admin.display(description=_("Data size"), ordering="data_size")
-    def data_size_column(self, organization: Organization) -> str:
-        return format_html('<span title="{}">{}</span>', organization.data_size,  # type: ignore[attr-defined]
-                           filesizeformat(organization.data_size))  # type: ignore[attr-defined]
-
-    @admin.display(description=_("Metadata size"), ordering="metadata_size")
-    def metadata_size_column(self, organization: Organization) -> str:
-        return format_html('<span title="{}">{}</span>', organization.metadata_size,  # type: ignore[attr-defined]
-                           filesizeformat(organization.metadata_size))  # type: ignore[attr-defined]
 
     @admin.display(description=_("Users"))
     def users_total_column(self, organization: Organization) -> str:
@@ -207,16 +174,6 @@ class OrganizationAdmin(admin.ModelAdmin):
                            "<th></th></tr></thead><tbody>{}</tbody></table>{}",
                            gettext("Name"), gettext("E-mail"), gettext("Profile"), gettext("Status"), rows, more)
 
-    @admin.display(description=_("Pending invitations"))
-    def pending_invitations(self, organization: Organization) -> str:
-        from invites.models import Invitation
-
-        count = Invitation.objects.filter(organization=organization, deleted_on__isnull=True).count()
-        url = (reverse("admin:invites_invitation_changelist")
-               + f"?organization__id__exact={organization.pk}&pending=yes")
-        return format_html('<span id="pending-invitations">{}</span> &mdash; <a href="{}">{}</a>', count, url,
-                           gettext("list, cancel"))
-
     @admin.display(description=_("Audit trail"))
     def audit_trail(self, organization: Organization) -> str:
         entries = AuditEntry.objects.filter(organization_id=organization.organization_id)
@@ -229,23 +186,6 @@ class OrganizationAdmin(admin.ModelAdmin):
     @admin.display(boolean=True, description=_("Sequestered?"))
     def sequestered(self, organization: Organization) -> bool:
         return organization.sequester_authority_certificate is not None
-
-    @admin.display(description=_("Sequester services"))
-    def sequester_services(self, organization: Organization) -> str:
-        from sequester.models import SequesterService
-
-        services = list(SequesterService.objects.filter(organization=organization).order_by("created_on", "pk"))
-        url = reverse("admin:sequester_sequesterservice_changelist") + f"?organization__id__exact={organization.pk}"
-        listed = format_html_join(
-            ", ", "{} ({}, {})",
-            (
-                (service.service_label, service.get_service_type_display(),
-                 gettext("enabled") if service.is_enabled else gettext("disabled"))
-                for service in services
-            ),
-        )
-        return format_html('<span id="sequester-services">{}</span> &mdash; <a href="{}">{}</a>',
-                           listed or "-", url, gettext("certificates"))
 
     @admin.display(description=_("Bootstrap URL"))
     def bootstrap_url(self, organization: Organization) -> str:
@@ -274,12 +214,12 @@ class OrganizationAdmin(admin.ModelAdmin):
     def get_fields(self, request: HttpRequest, obj: Organization | None = None) -> tuple[str, ...]:
         if obj is None:
             return CREATION_FIELDS
-        return (*DETAIL_FIELDS, *SETTINGS_FIELDS)
+        return (*self.detail_fields, *SETTINGS_FIELDS)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Organization | None = None) -> tuple[str, ...]:
         if obj is None:
             return ()
-        return DETAIL_FIELDS
+        return self.detail_fields
 
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
         initial = super().get_changeform_initial_data(request)

@@ -1,4 +1,5 @@
-"""The administration REST API (docs/protocol.md#administration): thin views over `organizations.services`.
+"""The administration REST API (docs/protocol.md#administration): thin views over `organizations.services`
+and `organizations.selectors`.
 
 Every route checks the bearer token first, parses bodies as JSON whatever their Content-Type (the 2.17 CLI
 sends form-encoded JSON) and answers JSON with the reference's exact error bodies.
@@ -20,8 +21,9 @@ from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from organizations import audit, services
-from organizations.services import AdministrationError, HumanUserItem, OrganizationStats
+from organizations import audit, selectors, services
+from organizations.selectors import OrganizationStats
+from organizations.services import AdministrationError, HumanUserItem
 from protocol import types
 from protocol.db import call_surviving_dead_connections
 
@@ -287,7 +289,7 @@ def administration_organization_stats(request: HttpRequest, organization_id: str
     parsed_id = _parse_organization_id(organization_id)
     if parsed_id is None:
         return _error_response(AdministrationError.NOT_FOUND)
-    outcome = services.organization_stats(organization_id=parsed_id)
+    outcome = selectors.organization_stats(organization_id=parsed_id)
     if isinstance(outcome, AdministrationError):
         return _error_response(outcome)
     return JsonResponse(organization_stats_json(outcome))
@@ -305,7 +307,7 @@ def administration_server_stats(request: HttpRequest) -> HttpResponse:
         if at is None:
             return _bad_data("Invalid `at` query argument (expected RFC3339 datetime)")
 
-    all_stats = services.server_stats(at=at)
+    all_stats = selectors.server_stats(at=at)
 
     if output_format == "json":
         return JsonResponse(server_stats_json(all_stats))

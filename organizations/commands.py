@@ -5,7 +5,7 @@ from typing import Any
 
 from django.conf import settings
 
-from organizations import services
+from organizations import selectors, services
 from organizations.models import Profile
 from organizations.webhooks import post_bootstrap_webhook
 from protocol import replies, types
@@ -72,7 +72,7 @@ async def organization_stats(session: AuthenticatedSession, req: dict[str, Any])
     if session.profile != Profile.ADMIN:
         # The reference sends no explanation.
         return replies.reply("not_allowed", reason=None)
-    stats = await run_sync(services.organization_stats, organization_id=session.organization_id)
+    stats = await run_sync(selectors.organization_stats, organization_id=session.organization_id)
     if isinstance(stats, services.AdministrationError):
         return replies.reply("not_found")
     return replies.ok(

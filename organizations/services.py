@@ -11,9 +11,9 @@ from urllib.parse import quote
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q
 from django.utils import timezone
 
+from organizations import hooks
 from organizations.models import DEFAULT_MINIMUM_ARCHIVING_PERIOD, Device, Organization, Profile, User
 from parsec_site.config import BackendAddr
 from protocol import replies, sessions
@@ -188,10 +188,8 @@ class OrganizationConfig:
 
 def _enabled_sequester_service_certificates(organization: Organization) -> list[bytes]:
     """Certificates of the organization's enabled sequester services, in creation order."""
-    # Imported here: the sequester app builds on organizations and realms, not the reverse.
-    from sequester.services import enabled_service_certificates
-
-    return enabled_service_certificates(organization_pk=organization.pk)
+    # Through a hook the sequester app fills: it builds on organizations, not the reverse.
+    return hooks.enabled_sequester_service_certificates(organization_pk=organization.pk)
 
 
 def organization_config(*, organization_pk: int) -> OrganizationConfig | None:
@@ -209,10 +207,10 @@ def organization_config(*, organization_pk: int) -> OrganizationConfig | None:
     )
 
 
-# --- Administration: organizations, statistics, freezing -------------------------------------------------------
+# --- Administration: organizations, freezing ------------------------------------------------------------------
 #
 # The administration API (`administration.py`), the `create_organization` management command and the Django
-# admin all go through these functions.
+# admin all go through these functions. The statistics, reads, are in `organizations.selectors`.
 
 
 class _Unset(Enum):
@@ -338,104 +336,6 @@ def organization_update(
         if is_expired is True:
             sessions.close_organization_sessions_on_commit(organization.pk)
     return organization
-
-
-@dataclass(frozen=True)
-class UsersPerProfileDetail:
-    profile: str
-    active: int
-    revoked: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"profile": self.profile, "active": self.active, "revoked": self.revoked}
-
-
-@dataclass(frozen=True)
-class OrganizationStats:
-    organization_id: str
-    data_size: int
-    metadata_size: int
-    realms: int
-    users: int
-    active_users: int
-    # Always ADMIN, STANDARD, OUTSIDER, in this order (docs/protocol.md#organization-stats).
-    users_per_profile_detail: tuple[UsersPerProfileDetail, ...]
-
-
-@dataclass(frozen=True)
-class RealmDataStats:
-    data_size: int = 0
-    metadata_size: int = 0
-    realms: int = 0
-
-
-def _realm_data_stats(organization: Organization, at: datetime | None) -> RealmDataStats:
-    """Blocks size (`data_size`), vlob versions size (`metadata_size`) and realm count of the organization.
-
-    Counts only what exists at `at` (None = now). The sums over the realm, vlob and block tables belong to the
-    workspaces apps (`realms.services.realm_data_stats`).
-    """
-    # Imported here: the realms app builds on this one, not the other way round.
-    from realms.services import realm_data_stats
-
-    return RealmDataStats(**realm_data_stats(organization.pk, at))
-
-
-def _users_per_profile(
-    organization_pks: list[int], at: datetime | None
-) -> dict[int, dict[str, UsersPerProfileDetail]]:
-    users = User.objects.filter(organization_id__in=organization_pks)
-    if at is None:
-        revoked = Q(revoked_on__isnull=False)
-    else:
-        users = users.filter(created_on__lte=at)
-        # A user revoked after `at` was still active then.
-        revoked = Q(revoked_on__lte=at)
-    rows = users.values("organization_id", "profile").annotate(
-        total=Count("pk"), revoked=Count("pk", filter=revoked)
-    )
-    counts: dict[int, dict[str, UsersPerProfileDetail]] = {pk: {} for pk in organization_pks}
-    for row in rows:
-        counts[row["organization_id"]][row["profile"]] = UsersPerProfileDetail(
-            profile=row["profile"], active=row["total"] - row["revoked"], revoked=row["revoked"]
-        )
-    return counts
-
-
-def _stats(
-    organization: Organization, per_profile: dict[str, UsersPerProfileDetail], at: datetime | None
-) -> OrganizationStats:
-    detail = tuple(
-        per_profile.get(profile, UsersPerProfileDetail(profile=profile, active=0, revoked=0))
-        for profile in (Profile.ADMIN.value, Profile.STANDARD.value, Profile.OUTSIDER.value)
-    )
-    realm_data = _realm_data_stats(organization, at)
-    active = sum(item.active for item in detail)
-    return OrganizationStats(
-        organization_id=organization.organization_id,
-        data_size=realm_data.data_size,
-        metadata_size=realm_data.metadata_size,
-        realms=realm_data.realms,
-        users=active + sum(item.revoked for item in detail),
-        active_users=active,
-        users_per_profile_detail=detail,
-    )
-
-
-def organization_stats(*, organization_id: str) -> OrganizationStats | AdministrationError:
-    """Current statistics of one organization (administration API and the `organization_stats` command)."""
-    organization = Organization.objects.filter(organization_id=organization_id).first()
-    if organization is None:
-        return AdministrationError.NOT_FOUND
-    return _stats(organization, _users_per_profile([organization.pk], None)[organization.pk], None)
-
-
-def server_stats(*, at: datetime | None = None) -> list[OrganizationStats]:
-    """Statistics of every organization that existed at `at` (default now), counting only what existed then."""
-    at = at or timezone.now()
-    organizations = list(Organization.objects.filter(created_on__lte=at).order_by("organization_id"))
-    per_profile = _users_per_profile([organization.pk for organization in organizations], at)
-    return [_stats(organization, per_profile[organization.pk], at) for organization in organizations]
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,8 @@ INSTALLED_APPS = [
     "blocks",
     "pki",
     "sequester",
+    # The site-level app, on top of all the others (its admin extends theirs): see server/apps.py.
+    "server",
 ]
 
 MIDDLEWARE = [

@@ -3,9 +3,9 @@ from django.contrib import admin
 from django.urls import URLPattern, URLResolver, path
 
 from organizations.administration import urlpatterns as administration_urlpatterns
-from organizations.console import console_urlpatterns
 from parsec_site import health, metrics, views
 from protocol.http import anonymous_rpc
+from server.console import console_urlpatterns
 
 
 def admin_urlpatterns() -> list[URLPattern | URLResolver]:

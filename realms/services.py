@@ -550,24 +550,3 @@ def realm_finish_reencryption_maintenance(
             exclude_device_pk=session.device_pk,
         )
     return replies.ok()
-
-
-# Statistics ------------------------------------------------------------------------------------
-
-
-def realm_data_stats(organization_pk: int, at: datetime | None = None) -> dict[str, int]:
-    """Organization stats from the realm tables: block sizes, vlob version sizes, realm count, as of `at`."""
-    vlobs = VlobAtom.objects.filter(organization_id=organization_pk)
-    realms = Realm.objects.filter(organization_id=organization_pk)
-    block_model = _block_model()
-    blocks = block_model.objects.filter(organization_id=organization_pk) if block_model is not None else None
-    if at is not None:
-        vlobs = vlobs.filter(created_on__lte=at)
-        realms = realms.filter(created_on__lte=at)
-        if blocks is not None:
-            blocks = blocks.filter(created_on__lte=at)
-    return {
-        "data_size": _sum(blocks) if blocks is not None else 0,
-        "metadata_size": _sum(vlobs),
-        "realms": realms.count(),
-    }

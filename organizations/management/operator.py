@@ -1,5 +1,6 @@
-"""What the operator commands share: argument checks and messages (the commands are thin shells over
-`organizations.services`, the same functions as the administration API and the console)."""
+"""What the operator commands share: argument checks and messages (the commands, here and in server/, are
+thin shells over `organizations.services` and `organizations.selectors`, the same functions as the
+administration API and the console)."""
 from __future__ import annotations
 
 import json

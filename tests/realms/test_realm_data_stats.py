@@ -9,7 +9,7 @@ from asgiref.sync import sync_to_async
 
 from organizations.models import Organization
 from realms.models import Realm
-from realms.services import realm_data_stats
+from realms.selectors import realm_data_stats
 from tests.conftest import World, bootstrap_organization, connect_as, create_realm
 from tests.realms.helpers import store_block, store_vlob_atom
 from tests.testkit import certs

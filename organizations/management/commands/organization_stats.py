@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from organizations import services
+from organizations import selectors
 from organizations.administration import organization_stats_json
 from organizations.management.operator import organization_id_argument, unknown_organization, write_json
 from organizations.services import AdministrationError
@@ -23,7 +23,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         organization_id = organization_id_argument(options["organization_id"])
-        stats = services.organization_stats(organization_id=organization_id)
+        stats = selectors.organization_stats(organization_id=organization_id)
         if stats is AdministrationError.NOT_FOUND:
             raise unknown_organization(organization_id)
         if options["format"] == "json":

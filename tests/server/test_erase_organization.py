@@ -1,4 +1,4 @@
-"""Erasing an organization (`organizations.erase`, `manage.py erase_organization`, the console's action).
+"""Erasing an organization (`server.erase`, `manage.py erase_organization`, the console's action).
 
 Two organizations are populated through the real protocol (users, devices, realms, roles and messages,
 archiving, vlobs, blocks, invitations); one is erased, on every kind of blockstore, and the other must
@@ -20,11 +20,11 @@ from django.core.management.base import CommandError
 from blocks import blockstores
 from blocks.blockstores import BlockNotFound, BlockStore
 from blocks.models import Block, BlockData
-from organizations.erase import ERASE_PLAN, ERASED_BY_ORGANIZATION_ID, KEPT_AFTER_ERASE, EraseReport, erase_organization
 from organizations.models import Organization
 from organizations.services import AdministrationError
 from protocol.types import RealmArchivingConfiguration
 from realms.models import VlobAtom
+from server.erase import ERASE_PLAN, ERASED_BY_ORGANIZATION_ID, KEPT_AFTER_ERASE, EraseReport, erase_organization
 from tests.conftest import World, bootstrap_organization, connect_as, create_realm
 from tests.invites.conftest import new_invitation
 from tests.objectstores import MotoServer, SwiftCluster

@@ -1,4 +1,4 @@
-"""The console's "Erase" action on organizations: a confirmation page, then `organizations.erase`.
+"""The console's "Erase" action on organizations: a confirmation page, then `server.erase`.
 
 Kept out of admin.py so that the organization admin only lists it in its `actions`. The operator selects
 one organization, reads what will be deleted, and types the organization id back to confirm.
@@ -14,10 +14,9 @@ from django.template.response import TemplateResponse
 from django.utils.translation import gettext, gettext_lazy as _
 
 from organizations import audit
-
-from organizations.erase import erase_organization
 from organizations.models import Organization
 from organizations.services import AdministrationError
+from server.erase import erase_organization
 
 
 class EraseConfirmationForm(forms.Form):
@@ -74,4 +73,4 @@ def erase_organization_action(modeladmin: admin.ModelAdmin, request: HttpRequest
         "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         "action_name": "erase_organization_action",
     }
-    return TemplateResponse(request, "organizations/erase_confirmation.html", context)
+    return TemplateResponse(request, "server/erase_confirmation.html", context)

@@ -1,6 +1,6 @@
 """`manage.py erase_organization ORG [--dry-run] [--yes]`: delete an organization, its rows and its blocks.
 
-A thin shell over `organizations.erase.erase_organization` (the console's "Erase" action calls it too).
+A thin shell over `server.erase.erase_organization` (the console's "Erase" action calls it too).
 Without `--yes` it shows what would be deleted and asks for the organization id typed back. Exit status
 1 when blocks could not be deleted (the rows are kept: run it again once the blockstore answers).
 """
@@ -13,8 +13,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from blocks.blockstores import blockstore_from_config
 from organizations import audit
-from organizations.erase import DEFAULT_JOBS, erase_organization
 from organizations.services import AdministrationError
+from server.erase import DEFAULT_JOBS, erase_organization
 
 
 class Command(BaseCommand):

@@ -8,9 +8,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from organizations import services
 from organizations.administration import server_stats_csv, server_stats_json
 from organizations.management.operator import date_argument, write_json
+from organizations.selectors import server_stats
 
 
 class Command(BaseCommand):
@@ -25,7 +25,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         at = date_argument(options["at"]) if options["at"] is not None else None
-        all_stats = services.server_stats(at=at)
+        all_stats = server_stats(at=at)
         if options["format"] == "json":
             write_json(self.stdout, server_stats_json(all_stats))
         else:

@@ -1,6 +1,6 @@
 """The web console's own pages (beyond Django's admin screens): server statistics, CSV, monthly chart.
 
-The figures are those of `GET /administration/stats` (same services, same CSV); the chart is drawn here
+The figures are those of `GET /administration/stats` (same selectors, same CSV); the chart is drawn here
 as SVG from the users' certificates' and the blocks' timestamps, so the page needs no script or CDN.
 """
 from __future__ import annotations
@@ -21,9 +21,10 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
 
-from organizations import services
+from blocks.models import Block
 from organizations.administration import parse_rfc3339, server_stats_csv
 from organizations.models import Organization, User
+from organizations.selectors import server_stats
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -71,8 +72,6 @@ def _per_month(queryset, field: str, value) -> dict[date, int]:
 
 def monthly_usage(*, until: datetime | None = None) -> list[MonthPoint]:
     """One point per month, from the first organization's creation to `until` (default now)."""
-    from blocks.models import Block
-
     until = until or timezone.now()
     first = Organization.objects.aggregate(first=Min("created_on"))["first"]
     if first is None or first > until:
@@ -191,11 +190,11 @@ def stats_view(request: HttpRequest) -> HttpResponse:
         if error is not None:
             return HttpResponse(error, status=400, content_type="text/plain; charset=utf-8")
         moment = at or timezone.now()
-        response = HttpResponse(server_stats_csv(services.server_stats(at=at)), content_type="text/csv")
+        response = HttpResponse(server_stats_csv(server_stats(at=at)), content_type="text/csv")
         response["Content-Disposition"] = f'attachment; filename="parsec-stats-{moment:%Y-%m-%d}.csv"'
         return response
 
-    all_stats = services.server_stats(at=at) if error is None else []
+    all_stats = server_stats(at=at) if error is None else []
     totals = {
         "organizations": len(all_stats),
         "users": sum(stats.users for stats in all_stats),

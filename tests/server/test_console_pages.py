@@ -17,11 +17,11 @@ from django.urls import clear_url_caches
 from blocks.models import Block
 from invites.models import Invitation, InvitationType
 from organizations import audit
-from organizations.console import monthly_usage, parse_at, usage_chart_svg
 from organizations.models import AuditEntry, Device, Organization, User
 from parsec_site import config as parsec_config
 from parsec_site.config import BackendAddr
 from realms.models import Realm, VlobAtom
+from server.console import monthly_usage, parse_at, usage_chart_svg
 from tests.organizations.factories import add_user, bootstrapped_organization
 
 NOW = datetime.now(dt_timezone.utc)

@@ -45,7 +45,7 @@ from realms.models import (
     VlobAtom,
 )
 from pki.models import PkiEnrollment
-from realms.services import realm_data_stats
+from realms.selectors import realm_data_stats
 from sequester.models import SequesterService, SequesterServiceVlobAtom
 
 logger = logging.getLogger("parsec.organizations")
@@ -54,7 +54,7 @@ DEFAULT_JOBS = 8  # blocks deleted at once
 SHOWN_FAILURES = 20  # failed blocks listed by `describe()`
 
 # Every table holding rows of an organization, children first, with the lookup from the table to the
-# organization's primary key. tests/organizations/test_erase_organization.py checks that every model of
+# organization's primary key. tests/server/test_erase_organization.py checks that every model of
 # the project is listed here: a new table must be added (a model reaching the organization by a
 # cascading foreign key would also go with the final delete of the organization row).
 ERASE_PLAN: tuple[tuple[type[models.Model], str], ...] = (
