@@ -39,8 +39,9 @@ import secrets
 import sys
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from nacl.public import PrivateKey
 from nacl.signing import SigningKey
@@ -226,8 +227,8 @@ def load(plan: Plan, *, log=None) -> dict[str, float]:
             organization_id=plan.organization_id, bootstrap_token=plan.bootstrap_token, created_on=created_on,
             root_verify_key=bytes(plan.root_signing_key.verify_key), bootstrapped_on=alice.timestamp,
         )
-        AuditEntry.objects.create(timestamp=created_on, actor="bench.largeorg", action=AuditEntry.Action.ORGANIZATION_CREATED,
-                                  organization_id=plan.organization_id)
+        AuditEntry.objects.create(timestamp=created_on, actor="bench.largeorg",
+                                  action=AuditEntry.Action.ORGANIZATION_CREATED, organization_id=plan.organization_id)
         org_pk = organization.pk
         user_fields = ["organization", "user_id", "human_email", "human_label", "profile", "user_certificate",
                        "redacted_user_certificate", "user_certifier", "created_on", "frozen"]
@@ -330,7 +331,7 @@ class LoadedOrg:
     timings: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, plan: Plan) -> "LoadedOrg":
+    def of(cls, plan: Plan) -> LoadedOrg:
         step = max(1, len(plan.vlobs) // SAMPLE_VLOBS)
         return cls(organization_id=plan.organization_id, shape=plan.shape, alice=plan.alice.device,
                    member=plan.users[0].device, sample_user_id=plan.users[len(plan.users) // 2].device.user_id,
@@ -350,7 +351,7 @@ class LoadedOrg:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "LoadedOrg":
+    def from_json(cls, data: dict[str, Any]) -> LoadedOrg:
         root = SigningKey(bytes.fromhex(data["root_signing_key"]))
         org = data["organization_id"]
         return cls(organization_id=org, shape=Shape(**data["shape"]), alice=_device_from_json(org, data["alice"], root),
@@ -377,14 +378,18 @@ def main(argv: list[str] | None = None) -> int:
     defaults = Shape()
     parser = argparse.ArgumentParser(prog="python -m bench.largeorg", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--db", required=True, help="our server's database (postgresql://... or sqlite:///...), migrated")
+    parser.add_argument("--db", required=True,
+                        help="our server's database (postgresql://... or sqlite:///...), migrated")
     parser.add_argument("--organization", default=None, help="organization id (default: Large<random>)")
-    parser.add_argument("--users", type=int, default=defaults.users, help=f"users, alice included (default {defaults.users})")
-    parser.add_argument("--vlobs", type=int, default=defaults.vlobs, help=f"vlobs of the big realm (default {defaults.vlobs})")
+    parser.add_argument("--users", type=int, default=defaults.users,
+                        help=f"users, alice included (default {defaults.users})")
+    parser.add_argument("--vlobs", type=int, default=defaults.vlobs,
+                        help=f"vlobs of the big realm (default {defaults.vlobs})")
     parser.add_argument("--member-realms", type=int, default=defaults.member_realms,
                         help=f"realms shared with the member (default {defaults.member_realms})")
     parser.add_argument("--blob-size", type=int, default=defaults.blob_size, help="bytes of each blob (default 1024)")
-    parser.add_argument("--handles", metavar="FILE", help="write the keys and ids of the loaded organization there (JSON)")
+    parser.add_argument("--handles", metavar="FILE",
+                        help="write the keys and ids of the loaded organization there (JSON)")
     args = parser.parse_args(argv)
     try:
         shape = Shape(users=args.users, vlobs=args.vlobs, member_realms=args.member_realms, blob_size=args.blob_size)
@@ -402,8 +407,19 @@ def main(argv: list[str] | None = None) -> int:
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    log(f"loading {organization_id}: {shape}")
-    loaded = build(organization_id, shape, log=log)
+    from django.db import DatabaseError, IntegrityError
+
+    from organizations.models import Organization
+
+    try:
+        if Organization.objects.filter(organization_id=organization_id).exists():
+            parser.error(f"organization {organization_id} already exists in that database")
+        log(f"loading {organization_id}: {shape}")
+        loaded = build(organization_id, shape, log=log)
+    except IntegrityError as exc:  # e.g. created meanwhile: the whole load was rolled back
+        parser.exit(1, f"nothing loaded: {exc}\n")
+    except DatabaseError as exc:
+        parser.exit(1, f"nothing loaded (is the database migrated? `manage.py migrate`): {exc}\n")
     log(f"  {int(loaded.timings['rows'])} rows in {loaded.timings['total']:.1f} s")
     if args.handles:
         with open(args.handles, "w") as f:

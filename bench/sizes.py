@@ -9,13 +9,21 @@ import secrets
 import subprocess
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Awaitable, Callable
 
 from bench.client import Conn, ProtocolError
 from bench.largeorg import LoadedOrg, Shape
 from bench.phases import (
-    Operation, Options, Result, SkipPhase, _check, close_conns, event_latency, gather_limited, timed_loop,
+    Operation,
+    Options,
+    Result,
+    SkipPhase,
+    _check,
+    close_conns,
+    event_latency,
+    gather_limited,
+    timed_loop,
 )
 from bench.servers import OUR_PYTHON, REPO, Server, _clean_env
 from bench.setup import Org, random_bytes
@@ -57,8 +65,8 @@ def load_sized(server: Server, shapes: dict[str, Shape], workdir: Path, log=prin
                    "--blob-size", str(shape.blob_size), "--handles", str(handles)]
         started = time.perf_counter()
         with open(output, "wb") as out:
-            done = subprocess.run(command, cwd=REPO, env=_clean_env(), stdout=out, stderr=subprocess.STDOUT,
-                                  timeout=LOAD_TIMEOUT)
+            done = subprocess.run(command, check=False, cwd=REPO, env=_clean_env(), stdout=out,
+                                  stderr=subprocess.STDOUT, timeout=LOAD_TIMEOUT)
         if done.returncode != 0:
             raise RuntimeError(f"loading the {size} organization failed (exit {done.returncode}), see {output}:\n"
                                + "\n".join(output.read_text(errors="replace").splitlines()[-15:]))
