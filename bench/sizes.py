@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from bench.client import Conn, ProtocolError
-from bench.largeorg import LoadedOrg, Shape
+from bench.largeorg import LoadedOrg, Shape, make_plan
+from bench.largeorg_reference import load_reference
 from bench.phases import (
     Operation,
     Options,
@@ -27,6 +28,7 @@ from bench.phases import (
 )
 from bench.servers import OUR_PYTHON, REPO, Server, _clean_env
 from bench.setup import Org, random_bytes
+from protocol.certificates import UserCertificate
 from tests.testkit import certs
 
 SIZE_TARGET = 1.5  # each latency of the large organization at most this times the small one's
@@ -53,29 +55,75 @@ def parse_shape(text: str, default: Shape) -> Shape:
 
 
 def load_sized(server: Server, shapes: dict[str, Shape], workdir: Path, log=print) -> dict[str, LoadedOrg]:
-    """Both organizations, loaded into the server's database by `python -m bench.largeorg` (its own process: it
-    sets Django up on that database)."""
+    """Both organizations, loaded into the server's database. Ours: by `python -m bench.largeorg`, in its own
+    process (it sets Django up on that database). The reference: by bench/largeorg_reference.py, from here."""
     loaded = {}
     for size, shape in shapes.items():
-        handles = workdir / f"largeorg-{server.kind}-{size}.json"
-        output = workdir / f"largeorg-{server.kind}-{size}.log"
-        command = [str(OUR_PYTHON), "-m", "bench.largeorg", "--db", server.db_url,
-                   "--organization", f"{size.capitalize()}{secrets.token_hex(3)}", "--users", str(shape.users),
-                   "--vlobs", str(shape.vlobs), "--member-realms", str(shape.member_realms),
-                   "--blob-size", str(shape.blob_size), "--handles", str(handles)]
+        organization_id = f"{size.capitalize()}{secrets.token_hex(3)}"
         started = time.perf_counter()
-        with open(output, "wb") as out:
-            done = subprocess.run(command, check=False, cwd=REPO, env=_clean_env(), stdout=out,
-                                  stderr=subprocess.STDOUT, timeout=LOAD_TIMEOUT)
-        if done.returncode != 0:
-            raise RuntimeError(f"loading the {size} organization failed (exit {done.returncode}), see {output}:\n"
-                               + "\n".join(output.read_text(errors="replace").splitlines()[-15:]))
-        loaded[size] = LoadedOrg.from_json(json.loads(handles.read_text()))
-        timings = loaded[size].timings
-        log(f"{server.kind}: {size} organization {loaded[size].organization_id} ({shape.users} users, "
-            f"{shape.vlobs} vlobs, member of {shape.member_realms} realms): {int(timings['rows'])} rows in "
-            f"{time.perf_counter() - started:.0f} s (signing {timings['sign']:.0f} s)")
+        if server.kind == "reference":
+            plan = make_plan(organization_id, shape)
+            load_reference(plan, server.db_url)
+            loaded[size] = LoadedOrg.of(plan)
+        else:
+            loaded[size] = _load_ours(server, size, shape, organization_id, workdir)
+        log(f"{server.kind}: {size} organization {organization_id} ({shape.users} users, {shape.vlobs} vlobs, "
+            f"member of {shape.member_realms} realms) loaded in {time.perf_counter() - started:.0f} s")
     return loaded
+
+
+def _load_ours(server: Server, size: str, shape: Shape, organization_id: str, workdir: Path) -> LoadedOrg:
+    handles = workdir / f"largeorg-{server.kind}-{size}.json"
+    output = workdir / f"largeorg-{server.kind}-{size}.log"
+    command = [str(OUR_PYTHON), "-m", "bench.largeorg", "--db", server.db_url, "--organization", organization_id,
+               "--users", str(shape.users), "--vlobs", str(shape.vlobs), "--member-realms", str(shape.member_realms),
+               "--blob-size", str(shape.blob_size), "--handles", str(handles)]
+    with open(output, "wb") as out:
+        done = subprocess.run(command, check=False, cwd=REPO, env=_clean_env(), stdout=out,
+                              stderr=subprocess.STDOUT, timeout=LOAD_TIMEOUT)
+    if done.returncode != 0:
+        raise RuntimeError(f"loading the {size} organization failed (exit {done.returncode}), see {output}:\n"
+                           + "\n".join(output.read_text(errors="replace").splitlines()[-15:]))
+    return LoadedOrg.from_json(json.loads(handles.read_text()))
+
+
+async def check_loaded(ws_url: str, loaded: LoadedOrg) -> None:
+    """A sample of the loaded organization read back through the server's own protocol (raises ProtocolError):
+    the loaded rows must serve the commands as their own rows do. tests/bench does it thoroughly for ours; this
+    is what checks the reference's loader."""
+    def expect(condition: bool, what: str) -> None:
+        if not condition:
+            raise ProtocolError(f"loaded organization {loaded.organization_id}: {what}")
+
+    alice = await Conn.open(ws_url, loaded.alice)
+    try:
+        reply = await alice.call_ok("user_get", user_id=loaded.sample_user_id)
+        certificate = UserCertificate.verify_and_load(reply["user_certificate"], loaded.alice.verify_key)
+        expect(certificate.user_id == loaded.sample_user_id and len(reply["device_certificates"]) == 1,
+               f"user_get {loaded.sample_user_id}: {certificate}")
+        reply = await alice.call_ok("human_find", query=None, omit_revoked=True, omit_non_human=False, page=1,
+                                    per_page=1)
+        expect(reply["total"] == loaded.shape.users, f"human_find total {reply['total']}")
+        reply = await alice.call_ok("vlob_read", encryption_revision=1, vlob_id=loaded.sample_vlobs[-1], version=None,
+                                    timestamp=None)
+        expect((reply["version"], reply["author"]) == (1, "alice@dev1"), f"vlob_read {reply['version']}")
+        back = min(3, loaded.big_realm_checkpoint)
+        reply = await alice.call_ok("vlob_poll_changes", realm_id=loaded.big_realm,
+                                    last_checkpoint=loaded.big_realm_checkpoint - back)
+        expect(reply["current_checkpoint"] == loaded.big_realm_checkpoint and len(reply["changes"]) == back,
+               f"vlob_poll_changes {reply['current_checkpoint']} {len(reply['changes'])}")
+    finally:
+        await alice.close()
+    member = await Conn.open(ws_url, loaded.member)
+    try:
+        await member.call_ok("events_subscribe")
+        reply = await member.call_ok("realm_get_role_certificates", realm_id=loaded.member_realms[-1])
+        expect(len(reply["certificates"]) == 2, f"{len(reply['certificates'])} role certificates")
+        count = len(loaded.member_realms)
+        reply = await member.call_ok("message_get", offset=count - 1)
+        expect([m["count"] for m in reply["messages"]] == [count], "message_get")
+    finally:
+        await member.close()
 
 
 # Versions of the vlobs the update phase writes, across rounds: (organization, vlob) -> latest version.
