@@ -95,8 +95,15 @@ class NewRealm:
     realm_id: uuid.UUID
     owner_certificate: bytes  # realm_create's, signed by alice
     created_on: datetime.datetime
-    # realm_update_roles to the member: certificate, timestamp, recipient message
-    shared: tuple[bytes, datetime.datetime, bytes] | None = None
+
+
+@dataclass
+class MemberRealm(NewRealm):
+    """Created by alice, then shared with the member by realm_update_roles."""
+
+    share_certificate: bytes
+    shared_on: datetime.datetime
+    message: bytes  # the recipient message
 
 
 @dataclass
@@ -116,7 +123,7 @@ class Plan:
     users: list[NewUser]  # without alice; users[0] is the member
     big_realm: NewRealm
     vlobs: list[NewVlob]
-    member_realms: list[NewRealm]
+    member_realms: list[MemberRealm]
 
 
 def make_plan(organization_id: str, shape: Shape, *, end: datetime.datetime | None = None) -> Plan:
@@ -154,9 +161,9 @@ def make_plan(organization_id: str, shape: Shape, *, end: datetime.datetime | No
             alice_device.signing_key, author=alice_device.device_id, timestamp=timestamp, realm_id=realm.realm_id,
             user_id=MEMBER_USER_ID, role="CONTRIBUTOR",
         )
-        # Encrypted for the member by the client: opaque to the server, like a blob.
-        realm.shared = (certificate, timestamp, os.urandom(200))
-        member_realms.append(realm)
+        # The message is encrypted for the member by the client: opaque to the server, like a blob.
+        member_realms.append(MemberRealm(realm.realm_id, realm.owner_certificate, realm.created_on, certificate,
+                                         timestamp, os.urandom(200)))
     # One random blob per 64 vlobs: urandom of 100 MB would be most of the plan's time, and the server
     # neither knows nor cares that two ciphertexts repeat.
     blobs = [os.urandom(shape.blob_size) for _ in range(max(1, shape.vlobs // 64))]
@@ -236,7 +243,7 @@ def load(plan: Plan, *, log=None) -> dict[str, float]:
                          "redacted_device_certificate", "device_certifier", "created_on"]
 
         def user_row(user: NewUser, certifier: int | None) -> tuple:
-            email, label = user.device.human_handle
+            email, label = user.device.human_handle or (None, None)  # NULLs for a non-human user
             return (org_pk, user.device.user_id, email, label, user.device.profile,
                     user.certificates["user_certificate"], user.certificates["redacted_user_certificate"],
                     certifier, user.timestamp, False)
@@ -267,14 +274,14 @@ def load(plan: Plan, *, log=None) -> dict[str, float]:
         writer.write(RealmUserRole, role_fields,
                      [(realm_pks[r.realm_id], alice_user, "OWNER", r.owner_certificate, alice_device, r.created_on)
                       for r in realms]
-                     + [(realm_pks[r.realm_id], member, "CONTRIBUTOR", r.shared[0], alice_device, r.shared[1])
-                        for r in plan.member_realms])
+                     + [(realm_pks[r.realm_id], member, "CONTRIBUTOR", r.share_certificate, alice_device,
+                         r.shared_on) for r in plan.member_realms])
         # realm_update_roles records the author's last role change; a vlob write the writer's last write.
         writer.write(RealmUserChange, ["realm", "user", "last_role_change", "last_vlob_update"],
                      [(realm_pks[plan.big_realm.realm_id], alice_user, None, last_vlob)]
-                     + [(realm_pks[r.realm_id], alice_user, r.shared[1], None) for r in plan.member_realms])
+                     + [(realm_pks[r.realm_id], alice_user, r.shared_on, None) for r in plan.member_realms])
         writer.write(Message, ["recipient", "index", "sender", "timestamp", "body"],
-                     [(member, index, alice_device, r.shared[1], r.shared[2])
+                     [(member, index, alice_device, r.shared_on, r.message)
                       for index, r in enumerate(plan.member_realms, start=1)])
         lap(f"{len(realms)} realms, their roles and {len(plan.member_realms)} messages")
 

@@ -83,7 +83,7 @@ async def replay(plan: Plan, organization_id: str) -> None:
     assert await alice.command("realm_create", role_certificate=plan.big_realm.owner_certificate) == {"status": "ok"}
     for realm in plan.member_realms:
         assert await alice.command("realm_create", role_certificate=realm.owner_certificate) == {"status": "ok"}
-        certificate, _, message = realm.shared
+        certificate, message = realm.share_certificate, realm.message
         assert await alice.command("realm_update_roles", role_certificate=certificate,
                                    recipient_message=message) == {"status": "ok"}
     for vlob in plan.vlobs:
@@ -212,12 +212,12 @@ async def test_the_member_holds_its_realms(loaded):
 
     realm = plan.member_realms[5]
     reply = await member.command("realm_get_role_certificates", realm_id=realm.realm_id)
-    assert reply == {"status": "ok", "certificates": [realm.owner_certificate, realm.shared[0]]}
+    assert reply == {"status": "ok", "certificates": [realm.owner_certificate, realm.share_certificate]}
     shared = RealmRoleCertificate.verify_and_load(reply["certificates"][1], org.alice.verify_key)
     assert (shared.user_id, shared.role) == (MEMBER_USER_ID, "CONTRIBUTOR")
     messages = (await member.command("message_get", offset=0))["messages"]
     assert [(m["count"], m["sender"], m["timestamp"], m["body"]) for m in messages] == [
-        (index, "alice@dev1", r.shared[1], r.shared[2]) for index, r in enumerate(plan.member_realms, start=1)]
+        (index, "alice@dev1", r.shared_on, r.message) for index, r in enumerate(plan.member_realms, start=1)]
     # The loaded causality state lets alice change the member's role again, later than her last change.
     certificate = certs.realm_role_certificate(
         org.alice.signing_key, author="alice@dev1", timestamp=certs.now(), realm_id=realm.realm_id,
@@ -225,7 +225,7 @@ async def test_the_member_holds_its_realms(loaded):
     assert await alice.command("realm_update_roles", role_certificate=certificate,
                                recipient_message=None) == {"status": "ok"}
     too_early = certs.realm_role_certificate(
-        org.alice.signing_key, author="alice@dev1", timestamp=realm.shared[1] - datetime.timedelta(seconds=1),
+        org.alice.signing_key, author="alice@dev1", timestamp=realm.shared_on - datetime.timedelta(seconds=1),
         realm_id=plan.member_realms[6].realm_id, user_id=MEMBER_USER_ID, role="READER")
     assert (await alice.command("realm_update_roles", role_certificate=too_early,
                                 recipient_message=None))["status"] == "require_greater_timestamp"

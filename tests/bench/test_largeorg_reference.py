@@ -80,7 +80,7 @@ async def replay(server: Server, plan: Plan, organization_id: str) -> None:
         await alice.call_ok("realm_create", role_certificate=plan.big_realm.owner_certificate)
         for realm in plan.member_realms:
             await alice.call_ok("realm_create", role_certificate=realm.owner_certificate)
-            certificate, _, message = realm.shared
+            certificate, message = realm.share_certificate, realm.message
             await alice.call_ok("realm_update_roles", role_certificate=certificate, recipient_message=message)
         for vlob in plan.vlobs:
             await alice.call_ok("vlob_create", realm_id=plan.big_realm.realm_id, encryption_revision=1,
