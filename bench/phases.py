@@ -33,6 +33,7 @@ class Options:
     idle: int = 200
     fanout: tuple[int, ...] = (0, 2000, 5000)  # idle subscribed sessions of the fanout phase, in steps
     event_writers: int = 1
+    size_connections: int = 1  # connections of the size_* phases (bench/sizes.py)
     profile_dir: str | None = None  # py-spy record of the server during each measuring window
     profile_idle: bool = False  # also sample threads that wait (wall-clock view instead of CPU view)
     round_index: int = 0
@@ -362,15 +363,21 @@ async def phase_event(org: Org, options: Options) -> Result:
     subscribed connection listens. Latency = vlob_update sent → matching `realm.vlobs_updated` received."""
     if org.shared_realm is None or org.bob is None:
         raise SkipPhase(f"event setup failed: {org.sharing_error}")
-    loop = asyncio.get_running_loop()
-    waiting: dict[tuple[uuid.UUID, int], asyncio.Future] = {}
     listener = await org.connect(org.bob)
     writers = await open_conns(org, options.event_writers)
+    return await event_latency(org, "event", listener, writers, org.shared_realm, options)
+
+
+async def event_latency(org: Org, name: str, listener: Conn, writers: list[Conn], realm_id: uuid.UUID,
+                        options: Options) -> Result:
+    """The event phase's loop, for any listener and realm; closes the connections it is given."""
+    loop = asyncio.get_running_loop()
+    waiting: dict[tuple[uuid.UUID, int], asyncio.Future] = {}
     blob = random_bytes(options.blob_size)
     listen_task = None
     try:
         await listener.call_ok("events_subscribe")
-        vlobs = [await vlob_create(writer, org.shared_realm, blob) for writer in writers]
+        vlobs = [await vlob_create(writer, realm_id, blob) for writer in writers]
 
         async def listen() -> None:
             while True:
@@ -410,7 +417,7 @@ async def phase_event(org: Org, options: Options) -> Result:
 
         after_reply: list[float] = []
         measured_from = time.perf_counter() + options.warmup
-        result = await timed_loop(org, "event", [make(w, v) for w, v in zip(writers, vlobs)], options)
+        result = await timed_loop(org, name, [make(w, v) for w, v in zip(writers, vlobs)], options)
         # How much of the latency is the delivery itself (negative: the event beat the reply).
         after_reply.sort()
         result.extra = {"after_reply_p50_ms": _ms(percentile(after_reply, 0.5)),

@@ -22,6 +22,9 @@ from pathlib import Path
 from bench.phases import DEFAULT_PHASES, PHASES, Options, Result, SkipPhase, machine_busy_seconds
 from bench.servers import SERVER_KINDS, Lab, cpu_seconds_of
 from bench.setup import Org, add_bob_and_share, create_organization
+from bench.sizes import LARGE, SIZE_PHASES, SIZE_TARGET, SMALL, check_loaded, load_sized, parse_shape
+
+ALL_PHASES = {**PHASES, **SIZE_PHASES}
 
 # Targets of the issue (ours compared with the reference measured in the same run).
 OPS_RATIO_TARGET = {"ping": 5.0, "vlob_create": 5.0, "vlob_read": 5.0, "vlob_update": 5.0}
@@ -43,7 +46,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="the checkout the `before` server runs from (e.g. `git worktree add /tmp/before <commit>`), "
                         "with this repository's .venv: before/after comparisons of our own server in one run")
     parser.add_argument("--phases", default=",".join(DEFAULT_PHASES),
-                        help=f"comma-separated among: {', '.join(PHASES)} (default: all but fanout)")
+                        help=f"comma-separated among: {', '.join(ALL_PHASES)}; `size` = every size_* phase "
+                        "(default: all but fanout and size_*)")
     parser.add_argument("--connections", "-c", type=int, default=8, help="concurrent connections (default 8)")
     parser.add_argument("--shared-connections", type=int, default=None,
                         help="connections of the vlob_*_shared phases (default: 4 x --connections)")
@@ -57,6 +61,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--blob-size", type=int, default=1024, help="vlob blob bytes (default 1024)")
     parser.add_argument("--block-size", type=int, default=512 * 1024, help="block bytes (default 524288)")
     parser.add_argument("--event-writers", type=int, default=1, help="writer connections of the event phase")
+    parser.add_argument("--small-org", default="", metavar="users=N,vlobs=N,realms=N",
+                        help=f"the small organization of the size_* phases (default users={SMALL.users},"
+                        f"vlobs={SMALL.vlobs},realms={SMALL.member_realms})")
+    parser.add_argument("--large-org", default="", metavar="users=N,vlobs=N,realms=N",
+                        help=f"the large organization of the size_* phases (default users={LARGE.users},"
+                        f"vlobs={LARGE.vlobs},realms={LARGE.member_realms})")
+    parser.add_argument("--size-connections", type=int, default=1,
+                        help="concurrent connections of the size_* phases (default 1: latency, not throughput)")
     parser.add_argument("--db-min-connections", type=int, default=5, help="both servers' pool min (default 5)")
     parser.add_argument("--db-max-connections", type=int, default=None,
                         help="both servers' pool max (default: max(7, connections + 2); the reference deadlocks "
@@ -78,7 +90,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="after the phases, print the servers' pids and wait for Ctrl-C (for profiling)")
     args = parser.parse_args(argv)
     args.server_list = [s.strip() for s in args.servers.split(",") if s.strip()]
-    args.phase_list = [p.strip() for p in args.phases.split(",") if p.strip()]
+    args.phase_list = []
+    for phase in (p.strip() for p in args.phases.split(",") if p.strip()):
+        args.phase_list += list(SIZE_PHASES) if phase == "size" else [phase]
     args.fanout_list = tuple(int(n) for n in args.fanout.split(",") if n.strip())
     for server in args.server_list:
         if server not in SERVER_KINDS:
@@ -86,8 +100,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if "before" in args.server_list and not args.before_tree:
         parser.error("--servers before needs --before-tree DIR")
     for phase in args.phase_list:
-        if phase not in PHASES:
-            parser.error(f"unknown phase {phase!r}: expected {', '.join(PHASES)}")
+        if phase not in ALL_PHASES:
+            parser.error(f"unknown phase {phase!r}: expected size or {', '.join(ALL_PHASES)}")
+    try:
+        args.small_shape = parse_shape(args.small_org, SMALL)
+        args.large_shape = parse_shape(args.large_org, LARGE)
+    except ValueError as exc:
+        parser.error(f"--small-org/--large-org: {exc}")
     if args.db_max_connections is None:
         args.db_max_connections = max(7, args.connections + 2)
     if args.shared_connections is None:
@@ -125,12 +144,21 @@ def describe(result: Result) -> str:
             f"{count} idle sessions: p50 {fmt(step['p50_ms'], 2)} p99 {fmt(step['p99_ms'], 2)} ms "
             f"{fmt(step['ops_per_s'])}/s (opened in {step['opened_s']:.0f} s)"
             for count, step in result.extra["steps"].items()))
-    if result.phase == "event" and result.extra.get("after_reply_p50_ms") is not None:
+    if result.phase in SIZE_PHASES:
+        small, large = result.extra["small"], result.extra["large"]
+        parts.append(f"small p50 {fmt(small['p50_ms'], 2)} p99 {fmt(small['p99_ms'], 2)} ms, "
+                     f"large p50 {fmt(large['p50_ms'], 2)} p99 {fmt(large['p99_ms'], 2)} ms "
+                     f"(p50 x{_ratio(large['p50_ms'], small['p50_ms'])})")
+    if result.phase in ("event", "size_member_event") and result.extra.get("after_reply_p50_ms") is not None:
         parts.append(f"event after the update's reply: p50 {fmt(result.extra['after_reply_p50_ms'], 2)} "
                      f"p99 {fmt(result.extra['after_reply_p99_ms'], 2)} ms")
     if result.errors:
         parts.append(f"ERRORS {result.errors}: {result.first_error}")
     return ", ".join(parts)
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> str:
+    return f"{numerator / denominator:.2f}" if numerator is not None and denominator else "-"
 
 
 def median(values: list[float | None]) -> float | None:
@@ -282,6 +310,40 @@ def print_table(args, collected: dict[str, dict[str, list[Result]]]) -> None:
     print()
 
 
+def print_size_table(args, collected: dict[str, dict[str, list[Result]]]) -> None:
+    """Flat with size: per size_* phase and server, the median across rounds of the small and the large
+    organization's latencies, their ratio, and the target (p50 and p99 each at most SIZE_TARGET x small)."""
+    phases = [phase for phase in args.phase_list if phase in SIZE_PHASES]
+    if not phases:
+        return
+    small, large = args.small_shape, args.large_shape
+    print(f"Flat with size: small organization {small.users} users, {small.vlobs} vlobs in the realm, member of "
+          f"{small.member_realms} realms; large {large.users} users, {large.vlobs} vlobs, member of "
+          f"{large.member_realms} realms; {args.size_connections} connection(s); median of the rounds, ms")
+    headers = ["phase", "server", "small p50", "small p99", "large p50", "large p99", "large/small p50",
+               "large/small p99", f"target ≤{SIZE_TARGET:g}x"]
+    rows = []
+    for phase in phases:
+        for server in args.server_list:
+            good = [r for r in collected[phase][server] if r.ok]
+            if not good:
+                rows.append([phase, server, failure(collected[phase][server])[:60], "", "", "", "", "", ""])
+                continue
+            values = {f"{size}_{key}": median([r.extra[size][key] for r in good])
+                      for size in ("small", "large") for key in ("p50_ms", "p99_ms")}
+            ratios = [values["large_p50_ms"] / values["small_p50_ms"], values["large_p99_ms"] / values["small_p99_ms"]]
+            verdict = "ok" if max(ratios) <= SIZE_TARGET else "MISS"
+            rows.append([phase, server, fmt(values["small_p50_ms"], 2), fmt(values["small_p99_ms"], 2),
+                         fmt(values["large_p50_ms"], 2), fmt(values["large_p99_ms"], 2), f"{ratios[0]:.2f}x",
+                         f"{ratios[1]:.2f}x", verdict])
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
+    print()
+
+
 async def other_cpu_now(lab: Lab, sample: float = 1.0) -> float:
     """CPU used by everything but the bench, its servers and PostgreSQL over `sample` seconds (% of a core)."""
     def ours() -> float:
@@ -316,10 +378,12 @@ async def wait_quiet(lab: Lab, threshold: float, max_wait: float) -> None:
 async def run_phase(name: str, org: Org, options: Options) -> Result:
     # Setup, warm-up, window, teardown: anything beyond this is a stuck server.
     limit = options.warmup + options.duration + 120 + options.idle * 0.5
+    if name in SIZE_PHASES:
+        limit = 2 * limit  # one window per organization
     if name == "fanout":
         limit = len(options.fanout) * (options.warmup + options.duration + 2) + 120 + max(options.fanout, default=0) * 0.1
     try:
-        return await asyncio.wait_for(PHASES[name](org, options), limit)
+        return await asyncio.wait_for(ALL_PHASES[name](org, options), limit)
     except asyncio.TimeoutError:
         return Result(phase=name, server=org.server.kind, skipped=f"failed: phase not done within {limit:.0f} s")
     except SkipPhase as exc:
@@ -335,6 +399,7 @@ async def main_async(args) -> int:
         warmup=args.warmup, blob_size=args.blob_size, block_size=args.block_size, idle=args.idle,
         fanout=args.fanout_list,
         event_writers=args.event_writers, profile_dir=args.profile, profile_idle=args.profile_idle,
+        size_connections=args.size_connections,
     )
     lab = Lab(db_min=args.db_min_connections, db_max=args.db_max_connections, log_level=args.log_level or None,
               before_tree=Path(args.before_tree).resolve() if args.before_tree else None)
@@ -350,6 +415,18 @@ async def main_async(args) -> int:
             await add_bob_and_share(org)
             orgs[kind] = org
             note = f"; event phase unavailable: {org.sharing_error}" if org.sharing_error else ""
+            if any(phase in SIZE_PHASES for phase in args.phase_list):
+                # `before` gets this checkout's loader: fine while the schema is the same, and the read-back
+                # check says so when it is not.
+                try:
+                    sized = load_sized(server, {"small": args.small_shape, "large": args.large_shape},
+                                       lab.workdir, log=lambda line: print(line, flush=True))
+                    for loaded in sized.values():
+                        await check_loaded(server.ws_url, loaded)
+                    org.sized = sized
+                except Exception as exc:  # noqa: BLE001 - the other phases still run
+                    org.sized_error = f"loading failed: {type(exc).__name__}: {str(exc)[:400]}"
+                    print(f"{kind}: size_* phases unavailable, {org.sized_error}", flush=True)
             print(f"{kind}: pid {server.pid}, port {server.port}, organization {org.organization_id} "
                   f"ready in {time.perf_counter() - started:.1f} s{note}", flush=True)
         for phase in args.phase_list:
@@ -368,6 +445,7 @@ async def main_async(args) -> int:
                     load = os.getloadavg()[0]
                     print(f"[{phase} r{round_index + 1} {kind:9}] {describe(result)} (load {load:.1f})", flush=True)
         print_table(args, collected)
+        print_size_table(args, collected)
         if args.json:
             with open(args.json, "w") as f:
                 json.dump({"args": {k: v for k, v in vars(args).items()},

@@ -25,6 +25,9 @@ class Org:
     shared_realm: uuid.UUID | None = None
     sharing_error: str | None = None
     notes: list[str] = field(default_factory=list)
+    # The loaded organizations of the size_* phases (bench/sizes.py): "small" and "large", or why not.
+    sized: dict = field(default_factory=dict)
+    sized_error: str | None = None
 
     async def connect(self, device: TestDevice | None = None) -> Conn:
         return await Conn.open(self.server.ws_url, device or self.alice)
