@@ -12,8 +12,8 @@ from datetime import datetime
 from django.db import IntegrityError
 from django.utils import timezone
 
-from blocks import blockstores
-from blocks.blockstores import BlockNotFound, BlockStoreError
+from blocks.stores import factory
+from blocks.stores.base import BlockNotFound, BlockStoreError
 from blocks.models import Block
 from protocol import replies
 from protocol.db import db_param, fetch_row, run_sync
@@ -145,8 +145,8 @@ def check_block_read(*, session: AuthenticatedSession, block_id: uuid.UUID, now:
 
 
 def _store_create(organization_id: str, block_id: uuid.UUID, data: bytes) -> None:
-    blockstores.get_blockstore().create(organization_id, block_id, data)
+    factory.get_blockstore().create(organization_id, block_id, data)
 
 
 def _store_read(organization_id: str, block_id: uuid.UUID) -> bytes:
-    return blockstores.get_blockstore().read(organization_id, block_id)
+    return factory.get_blockstore().read(organization_id, block_id)

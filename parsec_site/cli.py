@@ -22,11 +22,11 @@ from pathlib import Path
 from environ import Env
 from django.core.exceptions import ImproperlyConfigured
 
+from parsec_site.addr import BackendAddr
 from parsec_site.config import (
     DEFAULT_DATA_DIR,
     MOCKED_EMAIL_SENDER,
     OPTIONS,
-    BackendAddr,
     ServerConfig,
     check_supported,
     load_server_config,

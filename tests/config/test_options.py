@@ -8,12 +8,11 @@ from typing import Any
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
+from blocks.stores.config import LocalBlockstore, MockedBlockstore
 from parsec_site import cli
+from parsec_site.addr import BackendAddr
 from parsec_site.config import (
     OPTIONS,
-    BackendAddr,
-    LocalBlockstore,
-    MockedBlockstore,
     ServerConfig,
     check_supported,
     load_server_config,
