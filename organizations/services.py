@@ -189,7 +189,7 @@ class OrganizationConfig:
 def _enabled_sequester_service_certificates(organization: Organization) -> list[bytes]:
     """Certificates of the organization's enabled sequester services, in creation order."""
     # Imported here: the sequester app builds on organizations and realms, not the reverse.
-    from sequester.services import enabled_service_certificates
+    from sequester.selectors import enabled_service_certificates
 
     return enabled_service_certificates(organization_pk=organization.pk)
 
