@@ -6,4 +6,4 @@ class BlocksConfig(AppConfig):
 
     def ready(self) -> None:
         # Fill the protocol command registry with this app's commands.
-        from blocks import commands  # noqa: F401
+        from blocks import handlers  # noqa: F401

@@ -1,23 +1,20 @@
-"""Block rules (docs/protocol.md#blocks): checks in one statement, data in the blockstore, then metadata.
+"""Block rules (docs/protocol.md#blocks), synchronous like every app's services: the checks before the data
+is stored, and the metadata row after. `blocks.orchestration` runs them around the store I/O.
 
-Each phase is its own `run_sync` call, so a slow blockstore (S3, Swift) never holds a database
-connection of the small pool nor a transaction while it works.
+Each function is one statement on its own (no transaction): the checks read the realm access state and
+whether the id is taken at once, and the unique constraint decides a race between two writers.
 """
 from __future__ import annotations
 
-import logging
+import enum
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import IntegrityError
-from django.utils import timezone
 
-from blocks import blockstores
-from blocks.blockstores import BlockNotFound, BlockStoreError
 from blocks.models import Block
-from protocol import replies
-from protocol.db import db_param, fetch_row, run_sync
-from protocol.replies import Reply
+from protocol.db import db_param, fetch_row
 from protocol.session import AuthenticatedSession
 from realms.access import (
     ACCESS_STATE_COLUMNS,
@@ -29,37 +26,41 @@ from realms.access import (
 )
 from realms.models import Realm
 
-logger = logging.getLogger(__name__)
-
 _BLOCK_ID = Block._meta.get_field("block_id")
 _REALM_ID = Realm._meta.get_field("realm_id")
+
+
+class BlockOutcome(enum.Enum):
+    """Every outcome of the block family; the values are the wire statuses (mapped in `blocks.handlers`)."""
+
+    OK = "ok"
+    NOT_FOUND = "not_found"
+    ALREADY_EXISTS = "already_exists"
+    NOT_ALLOWED = "not_allowed"
+    IN_MAINTENANCE = "in_maintenance"
+    REALM_ARCHIVED = "realm_archived"
+    REALM_DELETED = "realm_deleted"
+    # The blockstore failed (or lost a block it should hold): the client retries with the same id and data.
+    STORE_UNAVAILABLE = "timeout"
+
+
+@dataclass(frozen=True)
+class BlockReadOk:
+    block: bytes
+
+
+def _refusal(refused: Refused) -> BlockOutcome:
+    # Without a timestamp or an encryption revision the realm check refuses only with statuses of this family.
+    return BlockOutcome(refused.status)
 
 
 # --- block_create --------------------------------------------------------------------------------
 
 
-async def block_create(
-    *, session: AuthenticatedSession, block_id: uuid.UUID, realm_id: uuid.UUID, block: bytes
-) -> Reply:
-    now = timezone.now()
-    checked = await run_sync(check_block_create, session=session, block_id=block_id, realm_id=realm_id, now=now)
-    if not isinstance(checked, Realm):
-        return checked
-    try:
-        await run_sync(_store_create, session.organization_id, block_id, block)
-    except BlockStoreError as exc:
-        # No metadata: the client retries with the same id and data, the write is idempotent.
-        logger.warning("Blockstore write failed (organization=%s block=%s): %s", session.organization_id, block_id, exc)
-        return replies.reply("timeout")
-    return await run_sync(
-        record_block, session=session, block_id=block_id, realm_pk=checked.pk, size=len(block), now=now
-    )
-
-
 def check_block_create(
     *, session: AuthenticatedSession, block_id: uuid.UUID, realm_id: uuid.UUID, now: datetime
-) -> Realm | Reply:
-    """The checks of §7.1 in order: the realm to attach the block to, or the refusal.
+) -> int | BlockOutcome:
+    """The checks of §7.1 in order: the pk of the realm to attach the block to, or the refusal.
 
     One statement (realm access state and whether the id is taken), so no transaction is needed.
     """
@@ -76,18 +77,18 @@ def check_block_create(
     )
     if row is None:
         # block_create's `not_found` carries no reason field (schema).
-        return replies.reply("not_found")
+        return BlockOutcome.NOT_FOUND
     access = evaluate_realm_access(access_state_from_row(row[:-1]), operation=Operation.WRITE, now=now)
     if isinstance(access, Refused):
-        return replies.reply(access.status)
+        return _refusal(access)
     if row[-1]:
-        return replies.reply("already_exists")
-    return access.realm
+        return BlockOutcome.ALREADY_EXISTS
+    return access.realm.pk
 
 
 def record_block(
     *, session: AuthenticatedSession, block_id: uuid.UUID, realm_pk: int, size: int, now: datetime
-) -> Reply:
+) -> BlockOutcome:
     try:
         # One INSERT, atomic on its own: no transaction around it.
         Block.objects.create(
@@ -100,31 +101,15 @@ def record_block(
         )
     except IntegrityError:
         # A concurrent block_create of the same id passed the checks too; the database kept the other.
-        return replies.reply("already_exists")
-    return replies.ok()
+        return BlockOutcome.ALREADY_EXISTS
+    return BlockOutcome.OK
 
 
 # --- block_read ----------------------------------------------------------------------------------
 
 
-async def block_read(*, session: AuthenticatedSession, block_id: uuid.UUID) -> Reply:
-    now = timezone.now()
-    refused = await run_sync(check_block_read, session=session, block_id=block_id, now=now)
-    if refused is not None:
-        return refused
-    try:
-        data = await run_sync(_store_read, session.organization_id, block_id)
-    except BlockNotFound:
-        logger.error("Block has metadata but no data (organization=%s block=%s)", session.organization_id, block_id)
-        return replies.reply("timeout")
-    except BlockStoreError as exc:
-        logger.warning("Blockstore read failed (organization=%s block=%s): %s", session.organization_id, block_id, exc)
-        return replies.reply("timeout")
-    return replies.ok(block=data)
-
-
-def check_block_read(*, session: AuthenticatedSession, block_id: uuid.UUID, now: datetime) -> Reply | None:
-    """The checks of §7.2 in order, in one statement: None when the block may be read."""
+def check_block_read(*, session: AuthenticatedSession, block_id: uuid.UUID, now: datetime) -> BlockOutcome:
+    """The checks of §7.2 in order, in one statement: OK when the block may be read."""
     row = fetch_row(
         f"SELECT {ACCESS_STATE_COLUMNS}"
         f' FROM "{Block._meta.db_table}" b JOIN "{Realm._meta.db_table}" r ON r."id" = b."realm_id"'
@@ -133,20 +118,9 @@ def check_block_read(*, session: AuthenticatedSession, block_id: uuid.UUID, now:
         ACCESS_STATE_FIELDS,
     )
     if row is None:
-        return replies.reply("not_found")
+        return BlockOutcome.NOT_FOUND
     # READ without an encryption revision: allowed during re-encryption, refused in other maintenance.
     access = evaluate_realm_access(access_state_from_row(row), operation=Operation.READ, now=now)
     if isinstance(access, Refused):
-        return replies.reply(access.status)
-    return None
-
-
-# --- Blockstore calls (worker threads only) -----------------------------------------------------
-
-
-def _store_create(organization_id: str, block_id: uuid.UUID, data: bytes) -> None:
-    blockstores.get_blockstore().create(organization_id, block_id, data)
-
-
-def _store_read(organization_id: str, block_id: uuid.UUID) -> bytes:
-    return blockstores.get_blockstore().read(organization_id, block_id)
+        return _refusal(access)
+    return BlockOutcome.OK

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from organizations import hooks
 from organizations.models import DEFAULT_MINIMUM_ARCHIVING_PERIOD, Device, Organization, Profile, User
-from parsec_site.config import BackendAddr
+from parsec_site.addr import BackendAddr
 from protocol import replies, sessions
 from protocol.certificates import (
     DeviceCertificate,

@@ -22,19 +22,20 @@ from pathlib import Path
 from environ import Env
 from django.core.exceptions import ImproperlyConfigured
 
+from parsec_site.addr import BackendAddr
 from parsec_site.config import (
     DEFAULT_DATA_DIR,
     MOCKED_EMAIL_SENDER,
     OPTIONS,
-    BackendAddr,
     ServerConfig,
     check_supported,
+    default_value,
     load_server_config,
     option_error,
     read_or_create_secret,
 )
 
-DEFAULT_PORT = 6777
+DEFAULT_PORT = int(default_value("PARSEC_PORT"))
 DEV_ADMINISTRATION_TOKEN = "s3cr3t"
 ADMINISTRATION_TOKEN_FILE = "administration_token"
 # Without any of these, `run` starts the embedded default (and other commands find its files).
@@ -75,7 +76,7 @@ def build_run_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     for option in OPTIONS:
-        help_text = f"{option.help} [env {option.env}, default: {option.default}]"
+        help_text = f"{option.help} [env {option.env}, default: {option.shown_default.replace('`', '')}]"
         if option.kind == "switch":
             parser.add_argument(*option.flags, dest=option.dest, action="store_true", default=None, help=help_text)
         elif option.kind == "list":

@@ -2,7 +2,9 @@
 
 `manage.py` turns command-line flags into these variables before Django starts (see `cli.py`),
 so this module is the single reader of the environment. `OPTIONS` is the one table of options:
-the command line parser, the error messages and docs/configuration.md all follow it.
+each option's flags, variable and default are written there once, and the command line parser,
+`--help`, the error messages, the values read here and docs/configuration.md (checked by
+tests/config/test_options.py) all follow it.
 """
 from __future__ import annotations
 
@@ -12,245 +14,16 @@ import secrets
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal, TypeVar, Union
-from urllib.parse import parse_qs, urlsplit
+from typing import Callable, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from blocks.stores.config import BlockstoreConfig, RaidBlockstore, parse_blockstore
+from parsec_site.addr import BackendAddr
+
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class BackendAddr:
-    """The public `parsec://host[:port][?no_ssl=true]` address of this server."""
-
-    hostname: str
-    port: int
-    use_ssl: bool
-
-    @classmethod
-    def parse(cls, url: str) -> "BackendAddr":
-        parts = urlsplit(url)
-        if parts.scheme != "parsec" or not parts.hostname or parts.path not in ("", "/"):
-            raise ValueError("expected parsec://<host>[:<port>][?no_ssl=true]")
-        no_ssl_values = parse_qs(parts.query).get("no_ssl", [])
-        if len(no_ssl_values) > 1 or (no_ssl_values and no_ssl_values[0] not in ("true", "false")):
-            raise ValueError("`no_ssl` must be given at most once, as `true` or `false`")
-        use_ssl = no_ssl_values != ["true"]
-        port = parts.port or (443 if use_ssl else 80)
-        return cls(hostname=parts.hostname, port=port, use_ssl=use_ssl)
-
-    @property
-    def netloc(self) -> str:
-        default_port = 443 if self.use_ssl else 80
-        return self.hostname if self.port == default_port else f"{self.hostname}:{self.port}"
-
-    def to_url(self, path: str = "", query: str = "") -> str:
-        """`parsec://` URL, with `no_ssl=true` first in the query as the client writes it."""
-        params = [] if self.use_ssl else ["no_ssl=true"]
-        if query:
-            params.append(query)
-        suffix = f"?{'&'.join(params)}" if params else ""
-        return f"parsec://{self.netloc}{path}{suffix}"
-
-    def to_http_url(self, path: str = "") -> str:
-        scheme = "https" if self.use_ssl else "http"
-        return f"{scheme}://{self.netloc}{path}"
-
-
-# --- Blockstore (docs/configuration.md#blockstore) --------------------------------------------
-
-
-@dataclass(frozen=True)
-class MockedBlockstore:
-    kind = "MOCKED"
-
-
-@dataclass(frozen=True)
-class PostgreSQLBlockstore:
-    """Blocks in the metadata database (whatever its kind: the reference's `POSTGRESQL` name is kept)."""
-
-    kind = "POSTGRESQL"
-
-
-@dataclass(frozen=True)
-class LocalBlockstore:
-    """Ours: one file per block under a folder."""
-
-    path: Path
-    kind = "LOCAL"
-
-
-@dataclass(frozen=True)
-class S3Blockstore:
-    endpoint_url: str | None
-    region: str
-    bucket: str
-    key: str = field(repr=False)
-    secret: str = field(repr=False)
-    kind = "S3"
-
-
-@dataclass(frozen=True)
-class SwiftBlockstore:
-    auth_url: str
-    tenant: str
-    container: str
-    user: str
-    password: str = field(repr=False)
-    kind = "SWIFT"
-
-
-SingleBlockstore = Union[MockedBlockstore, PostgreSQLBlockstore, LocalBlockstore, S3Blockstore, SwiftBlockstore]
-RaidMode = Literal["RAID0", "RAID1", "RAID5"]
-
-
-@dataclass(frozen=True)
-class RaidBlockstore:
-    mode: RaidMode
-    nodes: tuple[SingleBlockstore, ...]
-
-    @property
-    def kind(self) -> str:
-        return self.mode
-
-
-BlockstoreConfig = Union[SingleBlockstore, RaidBlockstore]
-
-SINGLE_BLOCKSTORE_GRAMMAR = (
-    "MOCKED, POSTGRESQL, LOCAL:<path>, s3:[<endpoint_url>]:<region>:<bucket>:<key>:<secret> "
-    "or swift:<auth_url>:<tenant>:<container>:<user>:<password>"
-)
-
-
-def split_with_escaping(text: str) -> list[str]:
-    """Split on `:`; `\\:` is a literal colon, `\\\\` a literal backslash, `\\` + other is kept as is."""
-    parts: list[str] = []
-    current: list[str] = []
-    chars = iter(text)
-    for char in chars:
-        if char == "\\":
-            following = next(chars, None)
-            if following is None:
-                current.append("\\")
-            elif following in ("\\", ":"):
-                current.append(following)
-            else:
-                current.append("\\" + following)
-        elif char == ":":
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    parts.append("".join(current))
-    return parts
-
-
-def _with_https_default(url: str) -> str:
-    # An endpoint without scheme gets TLS, like the reference (`s3:foo.com:...` -> https://foo.com).
-    return url if not url or url.startswith(("http://", "https://")) else f"https://{url}"
-
-
-def _check_fields(
-    kind: str, grammar: str, names: tuple[str, ...], fields: list[str], required: tuple[str, ...]
-) -> None:
-    """Point at the bad part of an S3 / Swift value: the field count (unescaped `:`) or an empty field."""
-    if len(fields) != len(names):
-        raise ValueError(
-            f"invalid {kind} config, expected `{grammar}`: {len(names)} fields after the prefix, got {len(fields)} "
-            "(write `\\:` for a `:` inside a field, e.g. `http\\://host\\:9000`)"
-        )
-    for name, value in zip(names, fields):
-        if name in required and not value:
-            raise ValueError(f"invalid {kind} config, expected `{grammar}`: <{name}> is empty")
-
-
-def _check_url(kind: str, name: str, url: str) -> None:
-    parts = urlsplit(url)
-    try:
-        parts.port  # noqa: B018 - raises on a bad port
-    except ValueError:
-        raise ValueError(f"invalid {kind} config: <{name}> `{url}` has a bad port") from None
-    if not parts.hostname:
-        raise ValueError(f"invalid {kind} config: <{name}> `{url}` has no host")
-
-
-def parse_single_blockstore(value: str) -> SingleBlockstore:
-    if value.upper() == "MOCKED":
-        return MockedBlockstore()
-    if value.upper() == "POSTGRESQL":
-        return PostgreSQLBlockstore()
-    prefix, *fields = split_with_escaping(value)
-    if prefix.upper() == "LOCAL":
-        if len(fields) != 1 or not fields[0]:
-            raise ValueError("invalid LOCAL config, expected `LOCAL:<path>` (write `\\:` for a `:` in the path)")
-        return LocalBlockstore(path=Path(fields[0]).resolve())
-    if prefix.upper() == "S3":
-        _check_fields(
-            "S3", "s3:[<endpoint_url>]:<region>:<bucket>:<key>:<secret>",
-            ("endpoint_url", "region", "bucket", "key", "secret"), fields, required=("bucket",),
-        )
-        endpoint_url, region, bucket, key, secret = fields
-        endpoint_url = _with_https_default(endpoint_url)
-        if endpoint_url:
-            _check_url("S3", "endpoint_url", endpoint_url)
-        return S3Blockstore(endpoint_url=endpoint_url or None, region=region, bucket=bucket, key=key, secret=secret)
-    if prefix.upper() == "SWIFT":
-        _check_fields(
-            "Swift", "swift:<auth_url>:<tenant>:<container>:<user>:<password>",
-            ("auth_url", "tenant", "container", "user", "password"), fields, required=("auth_url", "container", "user"),
-        )
-        auth_url, tenant, container, user, password = fields
-        auth_url = _with_https_default(auth_url)
-        _check_url("Swift", "auth_url", auth_url)
-        return SwiftBlockstore(auth_url=auth_url, tenant=tenant, container=container, user=user, password=password)
-    raise ValueError(f"invalid blockstore type `{prefix}`, expected {SINGLE_BLOCKSTORE_GRAMMAR}")
-
-
-def parse_blockstore(values: tuple[str, ...]) -> BlockstoreConfig:
-    """One single store, or several `RAID<0|1|5>:<node index>:<single store>` values of one RAID mode."""
-    if not values:
-        raise ValueError("no blockstore given")
-    raid_nodes: dict[str | None, list[tuple[int | None, str]]] = {}
-    for value in values:
-        parts = value.split(":", 2)
-        # RAID only with a prefix *and* 3 parts, like the reference: `RAID1` alone is a bad single store.
-        if parts[0].upper() in ("RAID0", "RAID1", "RAID5") and len(parts) == 3:
-            mode, raw_index, node_value = parts
-            try:
-                index: int | None = int(raw_index)
-            except ValueError:
-                raise ValueError(f"invalid node index `{raw_index}` (must be an integer)") from None
-            raid_nodes.setdefault(mode.upper(), []).append((index, node_value))
-        else:
-            raid_nodes.setdefault(None, []).append((None, value))
-    if len(raid_nodes) != 1:
-        modes = ", ".join(sorted(mode or "non-RAID" for mode in raid_nodes))
-        raise ValueError(f"multiple blockstore configs using different RAID modes ({modes})")
-    [(mode, nodes)] = raid_nodes.items()
-    if mode is None:
-        if len(nodes) != 1:
-            raise ValueError("multiple blockstore configs are only available in RAID mode")
-        return parse_single_blockstore(nodes[0][1])
-    by_index: dict[int, str] = {}
-    for index, node_value in nodes:
-        assert index is not None
-        if index in by_index:
-            raise ValueError(f"duplicate node index `{index}` in {mode} config")
-        by_index[index] = node_value
-    for expected in range(len(nodes)):
-        if expected not in by_index:
-            raise ValueError(f"Missing node index `{expected}` in {mode} config")
-    if mode == "RAID5" and len(nodes) < 3:
-        raise ValueError("RAID5 blockstore needs at least 3 nodes")
-    parsed: list[SingleBlockstore] = []
-    for index in range(len(nodes)):
-        try:
-            parsed.append(parse_single_blockstore(by_index[index]))
-        except ValueError as exc:
-            raise ValueError(f"{mode} node {index}: {exc}") from None
-    return RaidBlockstore(mode=mode, nodes=tuple(parsed))  # type: ignore[arg-type]
 
 
 # --- The option table (docs/configuration.md#options, plus our own options) --------------------
@@ -259,15 +32,26 @@ OptionKind = Literal["value", "switch", "list"]
 
 
 @dataclass(frozen=True)
+class Unset:
+    """An option without a default value: absent (None, or off for a switch) unless given.
+
+    `meaning` is what its absence means, for the Default column of docs/configuration.md and `--help`.
+    """
+
+    meaning: str = "none"
+
+
+@dataclass(frozen=True)
 class Option:
     flags: tuple[str, ...]
     env: str
     kind: OptionKind
-    default: str  # as documented
+    # The one place each default is written: the value taken when neither flag nor variable is given,
+    # as it would be written in the variable (read by the same parser), or Unset.
+    default: str | Unset
     help: str
     metavar: str | None = None
     secret: bool = False  # values never echoed in errors
-    status: str = "supported"
 
     @property
     def dest(self) -> str:
@@ -277,14 +61,19 @@ class Option:
     def label(self) -> str:
         return f"{self.flags[0]} / {self.env}"
 
+    @property
+    def shown_default(self) -> str:
+        """The Default column of docs/configuration.md (Markdown); `--help` shows it without backticks."""
+        if isinstance(self.default, Unset):
+            return self.default.meaning
+        return self.default if self.kind == "switch" else f"`{self.default}`"
 
-FOR_SMTP = "supported"
 
 OPTIONS: tuple[Option, ...] = (
     Option(("--host", "-H"), "PARSEC_HOST", "value", "127.0.0.1", "listen address", "HOST"),
     Option(("--port", "-P"), "PARSEC_PORT", "value", "6777", "listen port", "PORT"),
     Option(
-        ("--db",), "PARSEC_DB", "value", "required",
+        ("--db",), "PARSEC_DB", "value", Unset("required"),
         "MOCKED (in memory, lost at exit), postgresql://... / postgres://... or sqlite:///<path> "
         "(sqlite:////<absolute path>)", "URL", secret=True,
     ),
@@ -303,12 +92,12 @@ OPTIONS: tuple[Option, ...] = (
         "longest a database statement may run, in seconds (0 = no limit; ours)", "SECONDS",
     ),
     Option(
-        ("--blockstore", "-b"), "PARSEC_BLOCKSTORE", "list", "required",
+        ("--blockstore", "-b"), "PARSEC_BLOCKSTORE", "list", Unset("required"),
         "block storage (repeatable for RAID; environment: whitespace-separated list), see docs/configuration.md",
         "CONFIG", secret=True,
     ),
     Option(
-        ("--administration-token",), "PARSEC_ADMINISTRATION_TOKEN", "value", "required",
+        ("--administration-token",), "PARSEC_ADMINISTRATION_TOKEN", "value", Unset("required"),
         "bearer token of the administration API", "TOKEN", secret=True,
     ),
     Option(
@@ -316,12 +105,12 @@ OPTIONS: tuple[Option, ...] = (
         "allow bootstrapping organizations never created through the administration API",
     ),
     Option(
-        ("--organization-bootstrap-webhook",), "PARSEC_ORGANIZATION_BOOTSTRAP_WEBHOOK", "value", "none",
+        ("--organization-bootstrap-webhook",), "PARSEC_ORGANIZATION_BOOTSTRAP_WEBHOOK", "value", Unset(),
         "URL POSTed after each organization bootstrap", "URL",
     ),
     Option(
         ("--organization-initial-active-users-limit",), "PARSEC_ORGANIZATION_INITIAL_ACTIVE_USERS_LIMIT", "value",
-        "none (no limit)", "active users limit of new organizations", "N",
+        Unset("none (no limit)"), "active users limit of new organizations", "N",
     ),
     Option(
         ("--organization-initial-user-profile-outsider-allowed",),
@@ -329,38 +118,36 @@ OPTIONS: tuple[Option, ...] = (
         "whether new organizations allow the OUTSIDER profile (takes a boolean)", "BOOLEAN",
     ),
     Option(
-        ("--backend-addr",), "PARSEC_BACKEND_ADDR", "value", "required",
+        ("--backend-addr",), "PARSEC_BACKEND_ADDR", "value", Unset("required"),
         "public parsec://host[:port][?no_ssl=true] address, used in e-mails and /redirect", "URL",
     ),
     Option(
-        ("--email-host",), "PARSEC_EMAIL_HOST", "value", "required", "SMTP host, or MOCKED", "HOST",
-        status="supported",
+        ("--email-host",), "PARSEC_EMAIL_HOST", "value", Unset("required"), "SMTP host, or MOCKED", "HOST",
     ),
-    Option(("--email-port",), "PARSEC_EMAIL_PORT", "value", "25", "SMTP port", "PORT", status=FOR_SMTP),
-    Option(("--email-host-user",), "PARSEC_EMAIL_HOST_USER", "value", "none", "SMTP login", "USER", status=FOR_SMTP),
+    Option(("--email-port",), "PARSEC_EMAIL_PORT", "value", "25", "SMTP port", "PORT"),
+    Option(("--email-host-user",), "PARSEC_EMAIL_HOST_USER", "value", Unset(), "SMTP login", "USER"),
     Option(
-        ("--email-host-password",), "PARSEC_EMAIL_HOST_PASSWORD", "value", "none", "SMTP password", "PASSWORD",
-        secret=True, status=FOR_SMTP,
+        ("--email-host-password",), "PARSEC_EMAIL_HOST_PASSWORD", "value", Unset(), "SMTP password", "PASSWORD",
+        secret=True,
     ),
-    Option(("--email-use-ssl",), "PARSEC_EMAIL_USE_SSL", "switch", "off", "SMTP over implicit TLS", status=FOR_SMTP),
+    Option(("--email-use-ssl",), "PARSEC_EMAIL_USE_SSL", "switch", "off", "SMTP over implicit TLS"),
     Option(
         ("--email-use-tls",), "PARSEC_EMAIL_USE_TLS", "switch", "off", "STARTTLS (ignored with --email-use-ssl)",
-        status=FOR_SMTP,
     ),
     Option(
-        ("--email-sender",), "PARSEC_EMAIL_SENDER", "value", "none (no-reply@parsec.com with MOCKED)",
+        ("--email-sender",), "PARSEC_EMAIL_SENDER", "value", Unset("none (`no-reply@parsec.com` with MOCKED)"),
         "From address; required unless --email-host=MOCKED", "ADDRESS",
     ),
     Option(
         ("--email-language",), "PARSEC_EMAIL_LANGUAGE", "value", "en", "e-mail language: en or fr (ours)", "LANG",
     ),
     Option(
-        ("--forward-proto-enforce-https",), "PARSEC_FORWARD_PROTO_ENFORCE_HTTPS", "value", "none",
+        ("--forward-proto-enforce-https",), "PARSEC_FORWARD_PROTO_ENFORCE_HTTPS", "value", Unset(),
         "<header>:<value> marking requests that came over HTTPS, e.g. X-Forwarded-Proto:https", "HEADER:VALUE",
     ),
-    Option(("--ssl-keyfile",), "PARSEC_SSL_KEYFILE", "value", "none", "TLS key file (PEM)", "FILE"),
+    Option(("--ssl-keyfile",), "PARSEC_SSL_KEYFILE", "value", Unset(), "TLS key file (PEM)", "FILE"),
     Option(
-        ("--ssl-certfile",), "PARSEC_SSL_CERTFILE", "value", "none",
+        ("--ssl-certfile",), "PARSEC_SSL_CERTFILE", "value", Unset(),
         "TLS certificate file (PEM; the chain may follow the certificate)", "FILE",
     ),
     Option(
@@ -370,10 +157,10 @@ OPTIONS: tuple[Option, ...] = (
         ("--log-format", "-f"), "PARSEC_LOG_FORMAT", "value", "CONSOLE", "CONSOLE or JSON", "FORMAT",
     ),
     Option(
-        ("--log-file", "-o"), "PARSEC_LOG_FILE", "value", "stderr", "log file (`-` = stderr)", "FILE",
+        ("--log-file", "-o"), "PARSEC_LOG_FILE", "value", Unset("stderr"), "log file (`-` = stderr)", "FILE",
     ),
     Option(
-        ("--sentry-dsn",), "PARSEC_SENTRY_DSN", "value", "none", "Sentry DSN: report errors (no user data)", "DSN",
+        ("--sentry-dsn",), "PARSEC_SENTRY_DSN", "value", Unset(), "Sentry DSN: report errors (no user data)", "DSN",
         secret=True,
     ),
     Option(("--sentry-environment",), "PARSEC_SENTRY_ENVIRONMENT", "value", "production", "Sentry environment", "NAME"),
@@ -382,7 +169,7 @@ OPTIONS: tuple[Option, ...] = (
         "seconds between SSE keepalive comments (<= 0 disables)", "SECONDS",
     ),
     Option(
-        ("--redis-url",), "PARSEC_REDIS_URL", "value", "none (in-process events)",
+        ("--redis-url",), "PARSEC_REDIS_URL", "value", Unset("none (in-process events)"),
         "redis:// URL of the channel layer, needed to run several server processes (ours)", "URL", secret=True,
     ),
     Option(
@@ -390,7 +177,7 @@ OPTIONS: tuple[Option, ...] = (
         "server processes sharing the port; more than 1 needs --redis-url and a shared database (ours)", "N",
     ),
     Option(
-        ("--fd",), "PARSEC_FD", "value", "none",
+        ("--fd",), "PARSEC_FD", "value", Unset(),
         "serve on this inherited listening socket instead of --host/--port (ours; used by --workers)", "FD",
     ),
     Option(
@@ -419,11 +206,11 @@ OPTIONS: tuple[Option, ...] = (
         "commands one connection may send per second (burst of as many); beyond, its commands wait (ours)", "N",
     ),
     Option(
-        ("--metrics-token",), "PARSEC_METRICS_TOKEN", "value", "none (no /metrics)",
+        ("--metrics-token",), "PARSEC_METRICS_TOKEN", "value", Unset("none (no `/metrics`)"),
         "bearer token of /metrics, Prometheus format (ours)", "TOKEN", secret=True,
     ),
     Option(
-        ("--metrics-port",), "PARSEC_METRICS_PORT", "value", "none",
+        ("--metrics-port",), "PARSEC_METRICS_PORT", "value", Unset(),
         "also serve the metrics, without token, on this port of --host (ours)", "PORT",
     ),
     Option(
@@ -441,23 +228,31 @@ OPTIONS: tuple[Option, ...] = (
         "URL path of the web console, e.g. `ops/console` (ours)", "PATH",
     ),
     Option(
-        ("--admin-port",), "PARSEC_ADMIN_PORT", "value", "none (the client port)",
+        ("--admin-port",), "PARSEC_ADMIN_PORT", "value", Unset("none (the client port)"),
         "serve the web console only on this port, not on the clients' --port (ours)", "PORT",
     ),
     Option(
-        ("--admin-host",), "PARSEC_ADMIN_HOST", "value", "--host",
+        ("--admin-host",), "PARSEC_ADMIN_HOST", "value", Unset("`--host`"),
         "listen address of --admin-port, e.g. 127.0.0.1 to keep the console local (ours)", "HOST",
     ),
     Option(
-        ("--admin-fd",), "PARSEC_ADMIN_FD", "value", "none",
+        ("--admin-fd",), "PARSEC_ADMIN_FD", "value", Unset(),
         "serve --admin-port on this inherited listening socket (ours; used by --workers, or with --fd)", "FD",
     ),
 )
 
 OPTIONS_BY_ENV: dict[str, Option] = {option.env: option for option in OPTIONS}
 
+
+def default_value(env_name: str) -> str:
+    """The default of an option that has one, as written in the table (what `manage.py run` assumes unset)."""
+    default = OPTIONS_BY_ENV[env_name].default
+    assert not isinstance(default, Unset), f"{env_name} has no default value"
+    return default
+
+
 MOCKED_EMAIL_SENDER = "no-reply@parsec.com"
-DEFAULT_DATA_DIR = "var"
+DEFAULT_DATA_DIR = default_value("PARSEC_DATA_DIR")
 TRUE_STRINGS = frozenset({"1", "true", "t", "yes", "y", "on"})
 FALSE_STRINGS = frozenset({"0", "false", "f", "no", "n", "off"})
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -548,11 +343,11 @@ class ServerConfig:
     debug: bool
     blockstore_config: BlockstoreConfig
     # The web console (ours): off, or at its own prefix, or only on its own port.
-    admin_enabled: bool = True
-    admin_prefix: str = "admin"
-    admin_host: str | None = None
-    admin_port: int | None = None
-    admin_fd: int | None = None
+    admin_enabled: bool
+    admin_prefix: str
+    admin_host: str | None
+    admin_port: int | None
+    admin_fd: int | None
 
     @property
     def admin_url_prefix(self) -> str | None:
@@ -640,16 +435,23 @@ def load_server_config(env: environ.Env) -> ServerConfig:
         value = env.ENVIRON.get(name)
         return value if value else None
 
-    def get(name: str, parse: Callable[[str], T], default: T) -> T:
-        value = raw(name)
-        if value is None:
-            return default
+    def parsed(name: str, parse: Callable[[str], T], value: str) -> T:
         try:
             return parse(value)
         except ValueError as exc:
             option = OPTIONS_BY_ENV.get(name)
             shown = "" if option is None or option.secret else f" {value!r}"
             raise option_error(name, f"invalid value{shown}: {exc}") from None
+
+    def get(name: str, parse: Callable[[str], T]) -> T:
+        """An option with a default value in the table: the given value, else the default, parsed alike."""
+        return parsed(name, parse, raw(name) or default_value(name))
+
+    def get_optional(name: str, parse: Callable[[str], T]) -> T | None:
+        """An option the table leaves Unset: None when it is not given."""
+        assert isinstance(OPTIONS_BY_ENV[name].default, Unset), f"{name} has a default value: use get()"
+        value = raw(name)
+        return None if value is None else parsed(name, parse, value)
 
     def at_least(minimum: int | float) -> Callable[[int | float], int | float]:
         def check(value):
@@ -677,16 +479,18 @@ def load_server_config(env: environ.Env) -> ServerConfig:
     def then(first: Callable[[str], T], second: Callable) -> Callable[[str], T]:
         return lambda value: second(first(value))
 
-    host = get("PARSEC_HOST", str.strip, "127.0.0.1")
-    listen_port = get("PARSEC_PORT", port, 6777)
-    data_dir = get("PARSEC_DATA_DIR", lambda value: Path(value).resolve(), Path(DEFAULT_DATA_DIR).resolve())
-    db_url = get("PARSEC_DB", _validate_db_url, f"sqlite:///{data_dir / 'parsec.sqlite3'}")
-    db_min = get("PARSEC_DB_MIN_CONNECTIONS", then(_parse_int, at_least(0)), 5)
-    db_max = get("PARSEC_DB_MAX_CONNECTIONS", then(_parse_int, at_least(1)), 7)
+    host = get("PARSEC_HOST", str.strip)
+    listen_port = get("PARSEC_PORT", port)
+    data_dir = get("PARSEC_DATA_DIR", lambda value: Path(value).resolve())
+    # --db, --blockstore and --email-host are required by `run` (cli.REQUIRED_FOR_RUN, or the embedded default
+    # fills them); other commands and the tests get these fallbacks.
+    db_url = get_optional("PARSEC_DB", _validate_db_url) or f"sqlite:///{data_dir / 'parsec.sqlite3'}"
+    db_min = get("PARSEC_DB_MIN_CONNECTIONS", then(_parse_int, at_least(0)))
+    db_max = get("PARSEC_DB_MAX_CONNECTIONS", then(_parse_int, at_least(1)))
     if db_max < db_min:
         raise option_error("PARSEC_DB_MAX_CONNECTIONS", f"must be >= --db-min-connections ({db_min})")
-    attempts = get("PARSEC_MAXIMUM_DATABASE_CONNECTION_ATTEMPTS", then(_parse_int, at_least(0)), 10)
-    pause = get("PARSEC_PAUSE_BEFORE_RETRY_DATABASE_CONNECTION", then(_parse_float, at_least(0)), 1.0)
+    attempts = get("PARSEC_MAXIMUM_DATABASE_CONNECTION_ATTEMPTS", then(_parse_int, at_least(0)))
+    pause = get("PARSEC_PAUSE_BEFORE_RETRY_DATABASE_CONNECTION", then(_parse_float, at_least(0)))
 
     blockstore = tuple((raw("PARSEC_BLOCKSTORE") or "MOCKED").split())
     try:
@@ -694,15 +498,17 @@ def load_server_config(env: environ.Env) -> ServerConfig:
     except ValueError as exc:
         raise option_error("PARSEC_BLOCKSTORE", str(exc)) from None
 
-    email_host = get("PARSEC_EMAIL_HOST", str.strip, "MOCKED")
-    email_sender = get("PARSEC_EMAIL_SENDER", str.strip, None)
+    email_host = get_optional("PARSEC_EMAIL_HOST", str.strip)
+    if email_host is None:
+        email_host = "MOCKED"
+    email_sender = get_optional("PARSEC_EMAIL_SENDER", str.strip)
     if email_sender is not None and "@" not in email_sender:
         raise option_error("PARSEC_EMAIL_SENDER", f"invalid value {email_sender!r}: expected an e-mail address")
     if email_sender is None and email_host.upper() == "MOCKED":
         email_sender = MOCKED_EMAIL_SENDER
 
-    ssl_keyfile = get("PARSEC_SSL_KEYFILE", str, None)
-    ssl_certfile = get("PARSEC_SSL_CERTFILE", str, None)
+    ssl_keyfile = get_optional("PARSEC_SSL_KEYFILE", str)
+    ssl_certfile = get_optional("PARSEC_SSL_CERTFILE", str)
     for name, path in (("PARSEC_SSL_KEYFILE", ssl_keyfile), ("PARSEC_SSL_CERTFILE", ssl_certfile)):
         if path is not None and not os.path.isfile(path):
             raise option_error(name, f"file not found: {path}")
@@ -710,18 +516,18 @@ def load_server_config(env: environ.Env) -> ServerConfig:
         missing = "PARSEC_SSL_CERTFILE" if ssl_certfile is None else "PARSEC_SSL_KEYFILE"
         raise option_error(missing, "--ssl-keyfile and --ssl-certfile go together")
 
-    log_file = get("PARSEC_LOG_FILE", str, None)
+    log_file = get_optional("PARSEC_LOG_FILE", str)
 
-    admin_port = get("PARSEC_ADMIN_PORT", port, None)
+    admin_port = get_optional("PARSEC_ADMIN_PORT", port)
     if admin_port is not None and admin_port == listen_port:
         raise option_error("PARSEC_ADMIN_PORT", "must differ from --port (leave it unset to serve the console there)")
-    metrics_port_value = get("PARSEC_METRICS_PORT", port, None)
+    metrics_port_value = get_optional("PARSEC_METRICS_PORT", port)
     if admin_port is not None and admin_port == metrics_port_value:
         raise option_error("PARSEC_ADMIN_PORT", "must differ from --metrics-port")
-    admin_host = get("PARSEC_ADMIN_HOST", str.strip, None)
+    admin_host = get_optional("PARSEC_ADMIN_HOST", str.strip)
     if admin_host is not None and admin_port is None:
         raise option_error("PARSEC_ADMIN_HOST", "goes with --admin-port")
-    admin_fd = get("PARSEC_ADMIN_FD", then(_parse_int, at_least(0)), None)
+    admin_fd = get_optional("PARSEC_ADMIN_FD", then(_parse_int, at_least(0)))
     if admin_fd is not None and admin_port is None:
         raise option_error("PARSEC_ADMIN_FD", "goes with --admin-port (the port the socket listens on)")
 
@@ -733,53 +539,53 @@ def load_server_config(env: environ.Env) -> ServerConfig:
         db_max_connections=db_max,
         maximum_database_connection_attempts=attempts,
         pause_before_retry_database_connection=pause,
-        db_statement_timeout=get("PARSEC_DB_STATEMENT_TIMEOUT", then(_parse_float, at_least(0)), 30.0),
+        db_statement_timeout=get("PARSEC_DB_STATEMENT_TIMEOUT", then(_parse_float, at_least(0))),
         blockstore=blockstore,
         administration_token=raw("PARSEC_ADMINISTRATION_TOKEN") or "",
-        spontaneous_organization_bootstrap=get("PARSEC_SPONTANEOUS_ORGANIZATION_BOOTSTRAP", parse_bool, False),
-        organization_bootstrap_webhook=get("PARSEC_ORGANIZATION_BOOTSTRAP_WEBHOOK", _validate_http_url, None),
-        organization_initial_active_users_limit=get(
-            "PARSEC_ORGANIZATION_INITIAL_ACTIVE_USERS_LIMIT", then(_parse_int, at_least(0)), None
+        spontaneous_organization_bootstrap=get("PARSEC_SPONTANEOUS_ORGANIZATION_BOOTSTRAP", parse_bool),
+        organization_bootstrap_webhook=get_optional("PARSEC_ORGANIZATION_BOOTSTRAP_WEBHOOK", _validate_http_url),
+        organization_initial_active_users_limit=get_optional(
+            "PARSEC_ORGANIZATION_INITIAL_ACTIVE_USERS_LIMIT", then(_parse_int, at_least(0))
         ),
         organization_initial_user_profile_outsider_allowed=get(
-            "PARSEC_ORGANIZATION_INITIAL_USER_PROFILE_OUTSIDER_ALLOWED", parse_bool, True
+            "PARSEC_ORGANIZATION_INITIAL_USER_PROFILE_OUTSIDER_ALLOWED", parse_bool
         ),
-        backend_addr=get("PARSEC_BACKEND_ADDR", BackendAddr.parse, None),
+        backend_addr=get_optional("PARSEC_BACKEND_ADDR", BackendAddr.parse),
         email_host=email_host,
-        email_port=get("PARSEC_EMAIL_PORT", port, 25),
-        email_host_user=get("PARSEC_EMAIL_HOST_USER", str, None),
-        email_host_password=get("PARSEC_EMAIL_HOST_PASSWORD", str, None),
-        email_use_ssl=get("PARSEC_EMAIL_USE_SSL", parse_bool, False),
-        email_use_tls=get("PARSEC_EMAIL_USE_TLS", parse_bool, False),
+        email_port=get("PARSEC_EMAIL_PORT", port),
+        email_host_user=get_optional("PARSEC_EMAIL_HOST_USER", str),
+        email_host_password=get_optional("PARSEC_EMAIL_HOST_PASSWORD", str),
+        email_use_ssl=get("PARSEC_EMAIL_USE_SSL", parse_bool),
+        email_use_tls=get("PARSEC_EMAIL_USE_TLS", parse_bool),
         email_sender=email_sender,
-        email_language=get("PARSEC_EMAIL_LANGUAGE", choice(EMAIL_LANGUAGES, str.lower), "en"),
-        forward_proto_enforce_https=get("PARSEC_FORWARD_PROTO_ENFORCE_HTTPS", _validate_forward_header, None),
+        email_language=get("PARSEC_EMAIL_LANGUAGE", choice(EMAIL_LANGUAGES, str.lower)),
+        forward_proto_enforce_https=get_optional("PARSEC_FORWARD_PROTO_ENFORCE_HTTPS", _validate_forward_header),
         ssl_keyfile=ssl_keyfile,
         ssl_certfile=ssl_certfile,
-        log_level=get("PARSEC_LOG_LEVEL", choice(LOG_LEVELS, str.upper), "INFO"),
-        log_format=get("PARSEC_LOG_FORMAT", choice(LOG_FORMATS, str.upper), "CONSOLE"),
+        log_level=get("PARSEC_LOG_LEVEL", choice(LOG_LEVELS, str.upper)),
+        log_format=get("PARSEC_LOG_FORMAT", choice(LOG_FORMATS, str.upper)),
         log_file=None if log_file in (None, "-") else log_file,
-        sentry_dsn=get("PARSEC_SENTRY_DSN", _validate_sentry_dsn, None),
-        sentry_environment=get("PARSEC_SENTRY_ENVIRONMENT", str, "production"),
-        sse_keepalive=get("PARSEC_SSE_KEEPALIVE", _parse_int, 30),
-        redis_url=get("PARSEC_REDIS_URL", _validate_redis_url, None),
-        workers=get("PARSEC_WORKERS", then(_parse_int, at_least(1)), 1),
-        fd=get("PARSEC_FD", then(_parse_int, at_least(0)), None),
-        shutdown_grace=get("PARSEC_SHUTDOWN_GRACE", then(_parse_float, at_least(0)), 10.0),
-        handshake_timeout=get("PARSEC_HANDSHAKE_TIMEOUT", then(_parse_float, at_least(0.1)), 30.0),
-        request_timeout=get("PARSEC_REQUEST_TIMEOUT", then(_parse_float, at_least(0.1)), 60.0),
-        max_connections=get("PARSEC_MAX_CONNECTIONS", then(_parse_int, at_least(1)), 10000),
+        sentry_dsn=get_optional("PARSEC_SENTRY_DSN", _validate_sentry_dsn),
+        sentry_environment=get("PARSEC_SENTRY_ENVIRONMENT", str),
+        sse_keepalive=get("PARSEC_SSE_KEEPALIVE", _parse_int),
+        redis_url=get_optional("PARSEC_REDIS_URL", _validate_redis_url),
+        workers=get("PARSEC_WORKERS", then(_parse_int, at_least(1))),
+        fd=get_optional("PARSEC_FD", then(_parse_int, at_least(0))),
+        shutdown_grace=get("PARSEC_SHUTDOWN_GRACE", then(_parse_float, at_least(0))),
+        handshake_timeout=get("PARSEC_HANDSHAKE_TIMEOUT", then(_parse_float, at_least(0.1))),
+        request_timeout=get("PARSEC_REQUEST_TIMEOUT", then(_parse_float, at_least(0.1))),
+        max_connections=get("PARSEC_MAX_CONNECTIONS", then(_parse_int, at_least(1))),
         max_connections_per_organization=get(
-            "PARSEC_MAX_CONNECTIONS_PER_ORGANIZATION", then(_parse_int, at_least(1)), 8000
+            "PARSEC_MAX_CONNECTIONS_PER_ORGANIZATION", then(_parse_int, at_least(1))
         ),
-        max_commands_per_second=get("PARSEC_MAX_COMMANDS_PER_SECOND", then(_parse_float, at_least(1)), 1000.0),
+        max_commands_per_second=get("PARSEC_MAX_COMMANDS_PER_SECOND", then(_parse_float, at_least(1))),
         metrics_token=raw("PARSEC_METRICS_TOKEN"),
         metrics_port=metrics_port_value,
         data_dir=data_dir,
-        debug=get("DEBUG", parse_bool, False),
+        debug=get("DEBUG", parse_bool),
         blockstore_config=blockstore_config,
-        admin_enabled=get("PARSEC_ADMIN", parse_bool, True),
-        admin_prefix=get("PARSEC_ADMIN_PREFIX", _validate_admin_prefix, "admin"),
+        admin_enabled=get("PARSEC_ADMIN", parse_bool),
+        admin_prefix=get("PARSEC_ADMIN_PREFIX", _validate_admin_prefix),
         admin_host=admin_host,
         admin_port=admin_port,
         admin_fd=admin_fd,

@@ -141,8 +141,9 @@ async def probe_migrations() -> None:
 
 
 def _blockstore_answers() -> None:
-    from blocks.blockstores import check_blockstore, get_blockstore
-    from parsec_site.config import LocalBlockstore
+    from blocks.stores.base import check_blockstore
+    from blocks.stores.config import LocalBlockstore
+    from blocks.stores.factory import get_blockstore
 
     config = settings.PARSEC.blockstore_config
     for node in getattr(config, "nodes", (config,)):

@@ -7,7 +7,7 @@ class SequesterConfig(AppConfig):
     def ready(self) -> None:
         # `organization_config` lists the enabled services' certificates; organizations cannot import this app.
         from organizations import hooks
-        from sequester.services import enabled_service_certificates
+        from sequester.selectors import enabled_service_certificates
 
         hooks.register_sequester_service_certificates(
             lambda organization_pk: enabled_service_certificates(organization_pk=organization_pk)

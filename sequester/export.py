@@ -16,7 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
-from blocks import blockstores
+from blocks.stores import factory
+from blocks.stores.base import BlockStoreError
 from blocks.models import Block
 from organizations.models import Device, Organization, User
 from realms.models import Realm, RealmUserRole, RealmVlobUpdate
@@ -213,7 +214,7 @@ def export_realm(
             progress(f"{vlobs} vlob versions exported")
 
         # Blocks: read from the configured blockstore.
-        store = blockstores.get_blockstore()
+        store = factory.get_blockstore()
         block_start = con.execute("SELECT max(_id) FROM block").fetchone()[0] or 0
         block_rows = Block.objects.filter(realm=realm).order_by("pk").values_list("pk", "block_id", "author_id")
         blocks = 0
@@ -222,7 +223,7 @@ def export_realm(
             for pk, block_id, author in rows:
                 try:
                     data = store.read(organization_id, block_id)
-                except blockstores.BlockStoreError as exc:
+                except BlockStoreError as exc:
                     raise ExportError(f"Cannot read block {block_id.hex}: {exc}") from None
                 cooked.append((pk, block_id.bytes, data, author))
             con.executemany("INSERT OR IGNORE INTO block (_id, block_id, data, author) VALUES (?, ?, ?, ?)", cooked)

@@ -23,6 +23,7 @@ from protocol.certificates import InvalidCertification
 from protocol.replies import Reply
 from realms.models import VlobAtom
 from sequester import certificates
+from sequester.selectors import enabled_services
 from sequester.models import SequesterService, SequesterServiceVlobAtom, ServiceType
 
 logger = logging.getLogger("parsec.sequester")
@@ -71,7 +72,7 @@ def check_sequester_blob(*, organization_pk: int, sequester_blob: dict[uuid.UUID
     )
     if authority is None:
         return SequesterCheck(refusal=replies.reply("not_a_sequestered_organization"))
-    services = _enabled_services(organization_pk)
+    services = enabled_services(organization_pk=organization_pk)
     given = sequester_blob
     if set(given) != {service.service_id for service in services}:
         return SequesterCheck(refusal=_inconsistency(authority, services))
@@ -82,14 +83,6 @@ def check_sequester_blob(*, organization_pk: int, sequester_blob: dict[uuid.UUID
             for s in services
             if s.service_type == ServiceType.WEBHOOK
         ],
-    )
-
-
-def _enabled_services(organization_pk: int) -> list[SequesterService]:
-    return list(
-        SequesterService.objects.filter(organization_id=organization_pk, disabled_on__isnull=True).order_by(
-            "created_on", "pk"
-        )
     )
 
 
@@ -104,7 +97,7 @@ def _inconsistency(authority: bytes, services: list[SequesterService]) -> Reply:
 def nil_blob_refusal(*, organization_pk: int) -> Reply:
     """A nil blob set while services are enabled (the PostgreSQL reference accepts nil only without)."""
     authority = Organization.objects.values_list("sequester_authority_certificate", flat=True).get(pk=organization_pk)
-    return _inconsistency(authority, _enabled_services(organization_pk))
+    return _inconsistency(authority, enabled_services(organization_pk=organization_pk))
 
 
 def _rejection_reason(response: httpx.Response) -> str:
@@ -174,11 +167,6 @@ def store_blobs(
             for service_pk, blob in storage
         ]
     )
-
-
-def enabled_service_certificates(*, organization_pk: int) -> list[bytes]:
-    """Certificates of the enabled services, in creation order (organization_config)."""
-    return [bytes(service.service_certificate) for service in _enabled_services(organization_pk)]
 
 
 # --- operator management ------------------------------------------------------------------------

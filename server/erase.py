@@ -27,8 +27,8 @@ from typing import Iterable
 
 from django.db import connection, connections, models, transaction
 
-from blocks import blockstores
-from blocks.blockstores import BlockStore, BlockStoreError
+from blocks.stores import factory as blockstores
+from blocks.stores.base import BlockStore, BlockStoreError
 from blocks.models import Block, BlockData
 from invites.models import ClaimerSession, Invitation, ShamirRecoveryConduit, ShamirRecoveryShare, ShamirRecoverySetup
 from organizations import audit, services

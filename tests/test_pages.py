@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from parsec_site.config import BackendAddr
+from parsec_site.addr import BackendAddr
 
 
 def test_landing_page():

@@ -8,8 +8,8 @@ from typing import Callable
 import pytest
 from asgiref.sync import sync_to_async
 
-from blocks import blockstores
-from blocks.blockstores import BlockStore
+from blocks.stores import factory
+from blocks.stores.base import BlockStore
 from tests.conftest import World
 from tests.objectstores import launch_swift_early, stop_early_swift
 from tests.objectstores import moto_servers, s3_servers, swift_cluster, swift_store  # noqa: F401 (fixtures)
@@ -36,7 +36,7 @@ def use_blockstore(monkeypatch: pytest.MonkeyPatch) -> Callable[[BlockStore], Bl
     """Serve this test's commands from `store` instead of the configured blockstore."""
 
     def use(store: BlockStore) -> BlockStore:
-        monkeypatch.setattr(blockstores, "get_blockstore", lambda: store)
+        monkeypatch.setattr(factory, "get_blockstore", lambda: store)
         return store
 
     return use

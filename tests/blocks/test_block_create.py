@@ -7,7 +7,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from blocks.blockstores import BlockNotFound, BlockStoreError, MockedBlockStore
+from blocks.stores.base import BlockNotFound, BlockStoreError
+from blocks.stores.mocked import MockedBlockStore
 from blocks.models import Block
 from tests.blocks.conftest import grant_role, set_archiving, set_maintenance
 from tests.conftest import World, add_user, bootstrap_organization, connect_as, create_realm

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from blocks.blockstores import MockedBlockStore
+from blocks.stores.mocked import MockedBlockStore
 from blocks.models import BlockData
 from tests.conftest import World, connect_as, create_realm
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from blocks.blockstores import BlockStoreError
+from blocks.stores.base import BlockStoreError
 from blocks.models import Block
 from tests.blocks.conftest import grant_role, set_archiving, set_maintenance
 from tests.conftest import World, add_user, bootstrap_organization, connect_as, create_realm

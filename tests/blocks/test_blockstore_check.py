@@ -11,7 +11,7 @@ from asgiref.sync import sync_to_async
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from blocks.raid import split_raid5, xor_parts
+from blocks.stores.raid import split_raid5, xor_parts
 from tests.conftest import World, bootstrap_organization, connect_as, create_realm
 
 pytestmark = pytest.mark.django_db(transaction=True)

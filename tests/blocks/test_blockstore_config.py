@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from blocks.blockstores import blockstore_from_config, single_blockstore_from_config
-from blocks.raid import Raid1BlockStore, Raid5BlockStore
-from blocks.s3 import S3BlockStore
-from blocks.swift import SwiftBlockStore
-from parsec_site.config import S3Blockstore, SwiftBlockstore
+from blocks.stores.config import S3Blockstore, SwiftBlockstore
+from blocks.stores.factory import blockstore_from_config, single_blockstore_from_config
+from blocks.stores.raid import Raid1BlockStore, Raid5BlockStore
+from blocks.stores.s3 import S3BlockStore
+from blocks.stores.swift import SwiftBlockStore
 
 MANAGE_PY = Path(__file__).resolve().parents[2] / "manage.py"
 

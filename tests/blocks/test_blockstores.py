@@ -9,18 +9,14 @@ from typing import Callable
 import pytest
 from django.db import OperationalError
 
-from blocks import blockstores
-from blocks.blockstores import (
-    BlockNotFound,
-    BlockStore,
-    BlockStoreError,
-    DatabaseBlockStore,
-    LocalFolderBlockStore,
-    MockedBlockStore,
-    blockstore_from_config,
-)
 from blocks.models import BlockData
-from parsec_site.config import split_with_escaping
+from blocks.stores import factory
+from blocks.stores.base import BlockNotFound, BlockStore, BlockStoreError
+from blocks.stores.config import split_with_escaping
+from blocks.stores.database import DatabaseBlockStore
+from blocks.stores.factory import blockstore_from_config
+from blocks.stores.local import LocalFolderBlockStore
+from blocks.stores.mocked import MockedBlockStore
 
 ORG = "CoolOrg"
 
@@ -223,27 +219,27 @@ def test_local_read_failure(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("spec", ["MOCKED", "mocked", "Mocked"])
 def test_config_mocked(spec: str) -> None:
-    assert isinstance(blockstores.single_blockstore_from_config(spec), MockedBlockStore)
+    assert isinstance(factory.single_blockstore_from_config(spec), MockedBlockStore)
 
 
 @pytest.mark.parametrize("spec", ["POSTGRESQL", "postgresql", "PostgreSQL"])
 def test_config_postgresql(spec: str) -> None:
-    assert isinstance(blockstores.single_blockstore_from_config(spec), DatabaseBlockStore)
+    assert isinstance(factory.single_blockstore_from_config(spec), DatabaseBlockStore)
 
 
 def test_config_local(tmp_path: Path) -> None:
-    store = blockstores.single_blockstore_from_config(f"LOCAL:{tmp_path}/blocks")
+    store = factory.single_blockstore_from_config(f"LOCAL:{tmp_path}/blocks")
     assert isinstance(store, LocalFolderBlockStore) and store.root == tmp_path / "blocks"
 
 
 def test_config_local_is_case_insensitive_and_resolved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    store = blockstores.single_blockstore_from_config("local:blocks")
+    store = factory.single_blockstore_from_config("local:blocks")
     assert isinstance(store, LocalFolderBlockStore) and store.root == tmp_path.resolve() / "blocks"
 
 
 def test_config_local_escaped_colon(tmp_path: Path) -> None:
-    store = blockstores.single_blockstore_from_config(f"LOCAL:{tmp_path}/a\\:b\\\\c")
+    store = factory.single_blockstore_from_config(f"LOCAL:{tmp_path}/a\\:b\\\\c")
     assert isinstance(store, LocalFolderBlockStore) and store.root == tmp_path / "a:b\\c"
 
 
@@ -294,7 +290,7 @@ def test_config_store_is_built_once() -> None:
 
 def test_get_blockstore_follows_settings(parsec_settings, tmp_path: Path) -> None:
     parsec_settings(blockstore=(f"LOCAL:{tmp_path}",))
-    store = blockstores.get_blockstore()
+    store = factory.get_blockstore()
     assert isinstance(store, LocalFolderBlockStore) and store.root == tmp_path
     parsec_settings(blockstore=("POSTGRESQL",))
-    assert isinstance(blockstores.get_blockstore(), DatabaseBlockStore)
+    assert isinstance(factory.get_blockstore(), DatabaseBlockStore)

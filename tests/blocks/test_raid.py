@@ -11,8 +11,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from blocks.blockstores import BlockNotFound, BlockStoreError, MockedBlockStore, blockstore_from_config
-from blocks.raid import (
+from blocks.stores.base import BlockNotFound, BlockStoreError
+from blocks.stores.factory import blockstore_from_config
+from blocks.stores.mocked import MockedBlockStore
+from blocks.stores.raid import (
     Raid0BlockStore,
     Raid1BlockStore,
     Raid5BlockStore,
@@ -321,7 +323,7 @@ def test_raid5_read_fetches_the_parity_at_once_while_a_node_is_presumed_down(mon
     # Once it answers again, it is trusted again: no more parity reads.
     members[0].down = False
     members[0].delay = 0.0
-    monkeypatch.setattr("blocks.raid.SUSPECT_SECONDS", 0.0)
+    monkeypatch.setattr("blocks.stores.raid.SUSPECT_SECONDS", 0.0)
     time.sleep(3.1)  # the slow call above ends
     assert store.read(ORG, first) == b"first block"
     members[2].calls.clear()

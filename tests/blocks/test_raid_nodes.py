@@ -14,9 +14,9 @@ from asgiref.sync import sync_to_async
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from blocks.blockstores import blockstore_from_config
+from blocks.stores.factory import blockstore_from_config
 from blocks.models import Block
-from blocks.raid import Raid5BlockStore, split_raid5, xor_parts
+from blocks.stores.raid import Raid5BlockStore, split_raid5, xor_parts
 from tests.conftest import World, connect_as, create_realm
 from tests.objectstores import MotoServer, SwiftCluster
 

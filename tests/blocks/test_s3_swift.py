@@ -8,16 +8,10 @@ import uuid
 
 import pytest
 
-from blocks.blockstores import (
-    BlockNotFound,
-    BlockStoreError,
-    check_blockstore,
-    get_blockstore,
-    prepare_blockstore,
-    single_blockstore_from_config,
-)
-from blocks.s3 import S3BlockStore
-from blocks.swift import SwiftBlockStore
+from blocks.stores.base import BlockNotFound, BlockStoreError, check_blockstore
+from blocks.stores.factory import get_blockstore, prepare_blockstore, single_blockstore_from_config
+from blocks.stores.s3 import S3BlockStore
+from blocks.stores.swift import SwiftBlockStore
 from tests.conftest import World, connect_as, create_realm
 from tests.objectstores import MotoServer, SwiftCluster
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from parsec_site.config import (
+from blocks.stores.config import (
     LocalBlockstore,
     MockedBlockstore,
     PostgreSQLBlockstore,

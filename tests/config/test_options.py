@@ -8,12 +8,11 @@ from typing import Any
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
+from blocks.stores.config import LocalBlockstore, MockedBlockstore
 from parsec_site import cli
+from parsec_site.addr import BackendAddr
 from parsec_site.config import (
     OPTIONS,
-    BackendAddr,
-    LocalBlockstore,
-    MockedBlockstore,
     ServerConfig,
     check_supported,
     load_server_config,
@@ -466,6 +465,14 @@ def test_docs_list_every_option() -> None:
         row = next((line for line in docs.splitlines() if line.startswith(f"| `{option.flags[0]}`")), None)
         assert row is not None, option.flags[0]
         assert all(f"`{flag}`" in row for flag in option.flags) and f"`{option.env}`" in row
+        assert row.split("|")[3].strip() == option.shown_default, option.flags[0]
+
+
+def test_help_shows_every_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "1000")  # argparse would cut the longest variable names
+    help_text = " ".join(cli.build_run_parser().format_help().split())
+    for option in OPTIONS:
+        assert f"[env {option.env}, default: {option.shown_default.replace('`', '')}]" in help_text, option.env
 
 
 def test_smtp_email_host_is_accepted_with_a_sender() -> None:

@@ -22,7 +22,7 @@ CLAIMER_NONCE = b"c" * 64
 @pytest.fixture(autouse=True)
 def no_email_by_default(parsec_settings):
     """A backend address and the MOCKED e-mail host, whatever the environment says."""
-    from parsec_site.config import BackendAddr
+    from parsec_site.addr import BackendAddr
 
     parsec_settings(backend_addr=BackendAddr.parse("parsec://parsec.example.com:6777?no_ssl=true"), email_host="MOCKED")
 

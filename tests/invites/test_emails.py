@@ -19,7 +19,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from invites import emails
 from organizations.models import User
-from parsec_site.config import BackendAddr
+from parsec_site.addr import BackendAddr
 from tests.conftest import World, add_user, connect_as
 from tests.pgcluster import free_port
 

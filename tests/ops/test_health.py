@@ -66,7 +66,7 @@ async def test_pending_migration_is_503(monkeypatch):
 
 
 async def test_missing_local_blockstore_folder_is_503(parsec_settings, tmp_path):
-    from parsec_site.config import parse_blockstore
+    from blocks.stores.config import parse_blockstore
 
     missing = tmp_path / "gone"
     parsec_settings(blockstore=(f"LOCAL:{missing}",), blockstore_config=parse_blockstore((f"LOCAL:{missing}",)))

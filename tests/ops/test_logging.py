@@ -80,7 +80,7 @@ def test_binary_values_show_only_their_size():
 def test_configured_secrets_of_the_server_options(settings):
     import dataclasses
 
-    from parsec_site.config import parse_blockstore
+    from blocks.stores.config import parse_blockstore
 
     config = dataclasses.replace(
         settings.PARSEC, administration_token="admin-token-123",

@@ -100,7 +100,8 @@ async def test_handshake_failures_counted(world: World):
 
 @pytest.mark.django_db(transaction=True)
 async def test_blockstore_operations_and_errors(world: World, monkeypatch):
-    from blocks import blockstores
+    from blocks.stores import factory
+    from blocks.stores.base import BlockStoreError
 
     client = await connect_as(world.alice)
     realm_id = await create_realm(client, world.alice)
@@ -114,9 +115,9 @@ async def test_blockstore_operations_and_errors(world: World, monkeypatch):
 
     class Down:
         def create(self, organization_id, block_id, data):
-            raise blockstores.BlockStoreError("down")
+            raise BlockStoreError("down")
 
-    monkeypatch.setattr(blockstores, "get_blockstore", lambda: Down())
+    monkeypatch.setattr(factory, "get_blockstore", lambda: Down())
     reply = await client.command("block_create", block_id=uuid.uuid4(), realm_id=realm_id, block=b"data")
     assert reply == {"status": "timeout"}
     assert metric("parsec_blockstore_operations_total", operation="write", outcome="ok") == writes + 1

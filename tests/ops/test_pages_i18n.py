@@ -8,7 +8,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.test import Client
 
-from parsec_site.config import BackendAddr
+from parsec_site.addr import BackendAddr
 
 LOCALE = Path(settings.BASE_DIR) / "locale"
 

@@ -12,10 +12,10 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from blocks.blockstores import MockedBlockStore
+from blocks.stores import factory
+from blocks.stores.mocked import MockedBlockStore
 from organizations.models import Device, Organization, User
 from realms.models import RealmUserRole, RealmVlobUpdate
-from sequester import export
 from sequester.models import ServiceType
 from tests.conftest import World, bootstrap_organization, connect_as, create_realm
 from tests.sequester.helpers import add_service, make_sequestered
@@ -37,10 +37,7 @@ REFERENCE_LAYOUT = {
 @pytest.fixture(autouse=True)
 def blockstore(monkeypatch):
     store = MockedBlockStore()
-    monkeypatch.setattr(export.blockstores, "get_blockstore", lambda: store)
-    from blocks import blockstores
-
-    monkeypatch.setattr(blockstores, "get_blockstore", lambda: store)
+    monkeypatch.setattr(factory, "get_blockstore", lambda: store)
     return store
 
 

@@ -17,8 +17,9 @@ from django.apps import apps
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from blocks import blockstores
-from blocks.blockstores import BlockNotFound, BlockStore
+from blocks.stores import factory as blockstores
+from blocks.stores.base import BlockNotFound, BlockStore
+from blocks.stores.mocked import MockedBlockStore
 from blocks.models import Block, BlockData
 from organizations.models import Organization
 from organizations.services import AdministrationError
@@ -104,7 +105,7 @@ def blockstore_spec(
     """The server's `--blockstore` for this test: blocks written through the protocol land there."""
     if request.param == "MOCKED":
         # A store of its own: the process-wide MOCKED store holds other tests' CoolOrg blocks.
-        store = blockstores.MockedBlockStore()
+        store = MockedBlockStore()
         monkeypatch.setattr(blockstores, "get_blockstore", lambda: store)
     if request.param == "LOCAL":
         spec = f"LOCAL:{tmp_path / 'blocks'}"
@@ -385,8 +386,6 @@ class RecordsALateBlock:
     the organization expired stores its block and records it (the race step 3 of the erase closes)."""
 
     def __init__(self, organization_id: str) -> None:
-        from blocks.blockstores import MockedBlockStore
-
         self.inner = MockedBlockStore()
         self.organization_id = organization_id
         self.late_id: uuid.UUID | None = None

@@ -20,7 +20,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 from django.db import connections
 
-from blocks.blockstores import BlockStore, ScrubResult, blockstore_from_config, scrub_block
+from blocks.stores.base import BlockStore, ScrubResult, scrub_block
+from blocks.stores.factory import blockstore_from_config
 from blocks.models import Block
 
 DEFAULT_JOBS = 8

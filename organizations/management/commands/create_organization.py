@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from organizations import audit, services
 from organizations.services import UNSET, AdministrationError
-from parsec_site.config import BackendAddr
+from parsec_site.addr import BackendAddr
 from protocol import types
 
 REQUEST_TIMEOUT = 30  # seconds

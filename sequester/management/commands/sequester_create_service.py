@@ -5,11 +5,12 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from sequester import cli, services
+from sequester import services
+from sequester.management import common
 from sequester.management.commands.sequester_generate_service_certificate import new_certificate
 
 
-class Command(cli.DatabaseCommand):
+class Command(common.DatabaseCommand):
     help = "Create a sequester service in an organization (certificate signed with the authority key)."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -18,7 +19,7 @@ class Command(cli.DatabaseCommand):
                             help="PEM file of the organization's sequester authority RSA private key")
         parser.add_argument("--service-label", required=True, help="name of the new service")
         parser.add_argument("--organization", required=True, help="organization to register the service in")
-        cli.add_service_type_options(parser)
+        common.add_service_type_options(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:

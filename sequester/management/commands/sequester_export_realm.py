@@ -6,10 +6,11 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from sequester import cli, export
+from sequester import export
+from sequester.management import common
 
 
-class Command(cli.DatabaseCommand):
+class Command(common.DatabaseCommand):
     help = ("Export a realm's sequestered data for a storage service to an SQLite file that "
             "`parsec backend sequester extract_realm_export` decrypts. Re-running it resumes an export.")
 
@@ -21,8 +22,8 @@ class Command(cli.DatabaseCommand):
                             help="export file, or a directory (the file is then named after the realm)")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        realm_id = cli.parse_id(options["realm"], "--realm")
-        service_id = cli.parse_id(options["service"], "--service")
+        realm_id = common.parse_id(options["realm"], "--realm")
+        service_id = common.parse_id(options["service"], "--service")
         output = Path(options["output"])
         if not output.is_dir() and not output.parent.is_dir():
             raise CommandError(f"--output {output}: folder {output.parent} doesn't exist")

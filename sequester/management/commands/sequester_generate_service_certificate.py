@@ -11,7 +11,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from sequester import certificates, cli
+from sequester import certificates
+from sequester.management import common
 
 
 def new_certificate(
@@ -19,8 +20,8 @@ def new_certificate(
 ) -> tuple[uuid.UUID, bytes]:
     if not service_label.strip():
         raise CommandError("--service-label must not be empty")
-    encryption_key_der = cli.service_public_key_der(service_public_key)
-    signing_key = cli.authority_private_key(authority_private_key)
+    encryption_key_der = common.service_public_key_der(service_public_key)
+    signing_key = common.authority_private_key(authority_private_key)
     service_id = uuid.uuid4()
     data = certificates.SequesterServiceCertificate(
         timestamp=timezone.now(), service_id=service_id, service_label=service_label,

@@ -5,20 +5,21 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from sequester import certificates, cli, services
+from sequester import certificates, services
+from sequester.management import common
 
 
-class Command(cli.DatabaseCommand):
+class Command(common.DatabaseCommand):
     help = "Register a sequester service in an organization from its certificate (PEM file)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--service-certificate", required=True,
                             help="PEM file made by sequester_generate_service_certificate")
         parser.add_argument("--organization", required=True, help="organization to register the service in")
-        cli.add_service_type_options(parser)
+        common.add_service_type_options(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        raw = cli.read_file(options["service_certificate"], "--service-certificate")
+        raw = common.read_file(options["service_certificate"], "--service-certificate")
         try:
             certificate = certificates.load_pem(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:

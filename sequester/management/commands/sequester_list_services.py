@@ -5,11 +5,12 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from sequester import cli, services
+from sequester import services
+from sequester.management import common
 from sequester.models import ServiceType
 
 
-class Command(cli.DatabaseCommand):
+class Command(common.DatabaseCommand):
     help = "List the sequester services of an organization."
 
     def add_arguments(self, parser: CommandParser) -> None:

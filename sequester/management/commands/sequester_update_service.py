@@ -5,10 +5,11 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from sequester import cli, services
+from sequester import services
+from sequester.management import common
 
 
-class Command(cli.DatabaseCommand):
+class Command(common.DatabaseCommand):
     help = "Disable or re-enable a sequester service."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -20,7 +21,7 @@ class Command(cli.DatabaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["enable"] == options["disable"]:
             raise CommandError("Give exactly one of --enable and --disable")
-        service_id = cli.parse_id(options["service"], "--service")
+        service_id = common.parse_id(options["service"], "--service")
         try:
             services.update_service(organization_id=options["organization"], service_id=service_id,
                                     enable=options["enable"])

@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from blocks.blockstores import blockstore_from_config
+from blocks.stores.factory import blockstore_from_config
 from organizations import audit
 from organizations.services import AdministrationError
 from server.erase import DEFAULT_JOBS, erase_organization

@@ -19,7 +19,8 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 
 from parsec_site import cli, server as serving
-from parsec_site.config import LocalBlockstore, RaidBlockstore, ServerConfig, check_supported
+from blocks.stores.config import LocalBlockstore, RaidBlockstore
+from parsec_site.config import ServerConfig, check_supported
 
 logger = logging.getLogger("parsec.server")
 access_logger = logging.getLogger("parsec.access")
@@ -199,7 +200,8 @@ class Command(BaseCommand):
                     store.path.mkdir(parents=True, exist_ok=True)
                 except OSError as exc:
                     raise CommandError(f"--blockstore / PARSEC_BLOCKSTORE: cannot create {store.path}: {exc}") from None
-        from blocks.blockstores import BlockStoreError, prepare_blockstore
+        from blocks.stores.base import BlockStoreError
+        from blocks.stores.factory import prepare_blockstore
 
         try:
             # Like the reference, an unreachable S3 bucket / Swift container aborts the start.

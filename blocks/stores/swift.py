@@ -27,8 +27,8 @@ import requests
 import swiftclient
 from swiftclient.exceptions import ClientException
 
-from blocks.blockstores import BlockNotFound, BlockStoreError, block_ids_of, object_name, store_concurrency
-from parsec_site.config import SwiftBlockstore
+from blocks.stores.base import BlockNotFound, BlockStoreError, block_ids_of, object_name, store_concurrency
+from blocks.stores.config import SwiftBlockstore
 
 TIMEOUT = 30.0  # seconds, connect and read (passed to requests)
 RETRIES = 2  # retries after the first attempt

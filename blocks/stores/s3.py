@@ -20,8 +20,8 @@ import urllib3.exceptions
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from blocks.blockstores import BlockNotFound, BlockStoreError, block_ids_of, object_name, store_concurrency
-from parsec_site.config import S3Blockstore
+from blocks.stores.base import BlockNotFound, BlockStoreError, block_ids_of, object_name, store_concurrency
+from blocks.stores.config import S3Blockstore
 
 CONNECT_TIMEOUT = 5.0  # seconds to open a connection
 READ_TIMEOUT = 30.0  # seconds without a byte from the server (a block is at most a few MiB)

@@ -33,7 +33,7 @@ from typing import Callable, Sequence, TypeVar
 
 from django.db import connections
 
-from blocks.blockstores import (
+from blocks.stores.base import (
     BlockNotFound,
     BlockStore,
     BlockStoreError,
