@@ -4,8 +4,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Mapping, NoReturn
 
-from invites import emails, services, shamir
-from invites.conduit import ConduitRef, Failure, Side, exchange
+from invites.services import emails, shamir
+from invites.services import invitations as services
+from invites.services.conduit import ConduitRef, Failure, Side, exchange
 from invites.models import ConduitState
 from protocol import replies, types
 from protocol.consumer import SESSION_START_HOOKS

@@ -17,7 +17,7 @@ from organizations import audit
 
 from organizations.erase import erase_organization
 from organizations.models import Organization
-from organizations.services import AdministrationError
+from organizations.services.organizations import AdministrationError
 
 
 class EraseConfirmationForm(forms.Form):

@@ -20,8 +20,9 @@ from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from organizations import audit, services
-from organizations.services import AdministrationError, HumanUserItem, OrganizationStats
+from organizations import audit
+from organizations.services import organizations as services
+from organizations.services.organizations import AdministrationError, HumanUserItem, OrganizationStats
 from protocol import types
 from protocol.db import call_surviving_dead_connections
 

@@ -21,7 +21,7 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
 
-from organizations import services
+from organizations.services import organizations as services
 from organizations.administration import parse_rfc3339, server_stats_csv
 from organizations.models import Organization, User
 

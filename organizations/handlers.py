@@ -5,7 +5,7 @@ from typing import Any
 
 from django.conf import settings
 
-from organizations import services
+from organizations.services import organizations as services
 from organizations.models import Profile
 from organizations.webhooks import post_bootstrap_webhook
 from protocol import replies, types

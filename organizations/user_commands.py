@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from organizations import users
+from organizations.services import users
 from protocol import replies, types
 from protocol.db import run_sync
 from protocol.registry import Family, command

@@ -14,8 +14,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from invites import emails
-from invites.conduit import notify_conduit_updated_on_commit
+from invites.services import emails
+from invites.services.conduit import notify_conduit_updated_on_commit
 from invites.models import (
     ClaimerSession,
     DeletedReason,

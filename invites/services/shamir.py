@@ -20,7 +20,7 @@ from invites.models import (
     ShamirRecoverySetup,
     ShamirRecoveryShare,
 )
-from invites.services import delete_invitation
+from invites.services.invitations import delete_invitation
 from organizations.models import User
 from protocol import replies
 from protocol.certificates import InvalidCertification, ShamirRecoveryBriefCertificate, ShamirRecoveryShareCertificate

@@ -22,7 +22,7 @@ from blocks.blockstores import BlockNotFound, BlockStore
 from blocks.models import Block, BlockData
 from organizations.erase import ERASE_PLAN, ERASED_BY_ORGANIZATION_ID, KEPT_AFTER_ERASE, EraseReport, erase_organization
 from organizations.models import Organization
-from organizations.services import AdministrationError
+from organizations.services.organizations import AdministrationError
 from protocol.types import RealmArchivingConfiguration
 from realms.models import VlobAtom
 from tests.conftest import World, bootstrap_organization, connect_as, create_realm

@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 from nacl.signing import SigningKey
 
-from organizations import services
+from organizations.services import organizations as services
 from organizations.models import Device, Organization, User
 from protocol import codec
 from tests.conftest import anonymous_rpc, connect_as, create_organization_row

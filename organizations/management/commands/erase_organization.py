@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from blocks.blockstores import blockstore_from_config
 from organizations import audit
 from organizations.erase import DEFAULT_JOBS, erase_organization
-from organizations.services import AdministrationError
+from organizations.services.organizations import AdministrationError
 
 
 class Command(BaseCommand):

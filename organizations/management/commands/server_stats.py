@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from organizations import services
+from organizations.services import organizations as services
 from organizations.administration import server_stats_csv, server_stats_json
 from organizations.management.operator import date_argument, write_json
 
