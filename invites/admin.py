@@ -11,7 +11,7 @@ from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext, gettext_lazy as _
 
-from invites import services
+from invites.services import invitations as services
 from invites.models import ClaimerSession, Invitation, InvitationType
 from organizations import audit
 

@@ -6,4 +6,4 @@ class InvitesConfig(AppConfig):
 
     def ready(self) -> None:
         # Fill the protocol command registry with this app's commands.
-        from invites import commands  # noqa: F401
+        from invites import handlers  # noqa: F401

@@ -21,9 +21,10 @@ from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from organizations import audit, selectors, services
+from organizations import audit, selectors
 from organizations.selectors import OrganizationStats
-from organizations.services import AdministrationError, HumanUserItem
+from organizations.services import organizations as services
+from organizations.services.organizations import AdministrationError, HumanUserItem
 from protocol import types
 from protocol.db import call_surviving_dead_connections
 

@@ -6,4 +6,4 @@ class OrganizationsConfig(AppConfig):
 
     def ready(self) -> None:
         # Fill the protocol command registry with this app's commands.
-        from organizations import commands, user_commands  # noqa: F401
+        from organizations import handlers  # noqa: F401

@@ -7,7 +7,7 @@ import logging
 import urllib.error
 import urllib.request
 
-from organizations.services import BootstrapWebhookPayload
+from organizations.services.organizations import BootstrapWebhookPayload
 
 logger = logging.getLogger("parsec.organizations")
 

@@ -17,7 +17,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from organizations import users
+from organizations.services import users
 from organizations.models import Device, Profile, User
 from pki import payloads
 from pki.models import EnrollmentState, PkiEnrollment

@@ -75,7 +75,7 @@ async def anonymous_rpc(request: HttpRequest, organization_id: str) -> HttpRespo
         response["Supported-Api-Versions"] = SUPPORTED_HTTP_API_VERSIONS
         return response
 
-    from organizations.services import find_organization_for_rpc
+    from organizations.services.organizations import find_organization_for_rpc
 
     try:
         organization_id = types.validate_organization_id(organization_id)

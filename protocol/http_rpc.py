@@ -177,7 +177,7 @@ class HttpSessionConsumer(AsyncHttpConsumer):
 
     async def recheck(self) -> int | None:
         from organizations.handshake import identify_http_device
-        from organizations.services import find_organization_for_rpc
+        from organizations.services.organizations import find_organization_for_rpc
 
         organization = await run_sync(find_organization_for_rpc, self.session.organization_id)
         if organization is None:
@@ -217,7 +217,7 @@ class HttpSessionConsumer(AsyncHttpConsumer):
     async def handshake(self, body: bytes) -> int | None:
         """docs/protocol.md#http-common and docs/protocol.md#session-routes, in the reference's order; None when the
         request may run."""
-        from organizations.services import find_organization_for_rpc
+        from organizations.services.organizations import find_organization_for_rpc
 
         self.api_version = parse_api_version(self.header("Api-Version"))
         if self.api_version is None:

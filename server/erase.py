@@ -31,9 +31,10 @@ from blocks.stores import factory as blockstores
 from blocks.stores.base import BlockStore, BlockStoreError
 from blocks.models import Block, BlockData
 from invites.models import ClaimerSession, Invitation, ShamirRecoveryConduit, ShamirRecoveryShare, ShamirRecoverySetup
-from organizations import audit, services
+from organizations import audit
+from organizations.services import organizations as services
 from organizations.models import AuditEntry, Device, Organization, User
-from organizations.services import AdministrationError
+from organizations.services.organizations import AdministrationError
 from protocol import sessions
 from realms.models import (
     Message,

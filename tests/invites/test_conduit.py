@@ -8,7 +8,7 @@ import uuid
 import pytest
 from django.utils import timezone
 
-from invites import conduit
+from invites.services import conduit
 from invites.models import Invitation
 from protocol.db import run_sync
 from tests.conftest import World, add_user, connect_as

@@ -17,7 +17,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from invites import emails
+from invites.services import emails
 from organizations.models import User
 from parsec_site.addr import BackendAddr
 from tests.conftest import World, add_user, connect_as

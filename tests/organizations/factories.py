@@ -7,7 +7,8 @@ from datetime import datetime
 from django.utils import timezone
 
 from organizations.models import Device, Organization, User
-from organizations.services import organization_bootstrap
+from organizations.handlers import to_reply
+from organizations.services.organizations import organization_bootstrap
 from tests.testkit.certs import TestDevice, bootstrap_material, user_creation_certificates
 
 
@@ -19,7 +20,7 @@ def bootstrapped_organization(
     Organization.objects.create(organization_id=organization_id, bootstrap_token=token, created_on=timezone.now())
     material = bootstrap_material(organization_id, "alice", "dev1", email, label)
     outcome = organization_bootstrap(organization_id=organization_id, bootstrap_token=token, **material.request_fields)
-    assert outcome.reply == {"status": "ok"}, outcome.reply
+    assert to_reply(outcome) == {"status": "ok"}, outcome
     return Organization.objects.get(organization_id=organization_id), material.device
 
 

@@ -11,7 +11,8 @@ from datetime import timedelta
 import pytest
 from nacl.signing import SigningKey
 
-from organizations import services
+from organizations.handlers import to_reply
+from organizations.services import organizations as services
 from organizations.models import Device, Organization, User
 from protocol import codec
 from tests.conftest import anonymous_rpc, connect_as, create_organization_row
@@ -225,7 +226,8 @@ def test_concurrent_bootstraps_only_one_wins(transactional_db):
 
     def attempt() -> None:
         m = material()
-        outcomes.append(services.organization_bootstrap(organization_id=ORG, bootstrap_token=token, **m.request_fields).reply["status"])
+        outcome = services.organization_bootstrap(organization_id=ORG, bootstrap_token=token, **m.request_fields)
+        outcomes.append(to_reply(outcome)["status"])
 
     threads = [threading.Thread(target=attempt) for _ in range(4)]
     for thread in threads:

@@ -171,7 +171,7 @@ async def test_greeter_step_waits_for_the_claimer(world: World):
 
 
 async def test_freeze_while_waiting_ends_the_request_with_462(world: World):
-    from organizations.services import user_freeze
+    from organizations.services.organizations import user_freeze
 
     ws = await connect_as(world.alice)
     token = await new_invitation(ws, "DEVICE")
@@ -186,7 +186,7 @@ async def test_freeze_while_waiting_ends_the_request_with_462(world: World):
 
 
 async def test_unfreeze_does_not_end_a_waiting_request(world: World):
-    from organizations.services import user_freeze
+    from organizations.services.organizations import user_freeze
 
     ws = await connect_as(world.alice)
     token = await new_invitation(ws, "DEVICE")

@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 
 from organizations.models import User
-from organizations.users import can_match, query_words
+from organizations.services.users import can_match, query_words
 from tests.conftest import World, add_user, connect_as
 from tests.testkit import certs
 from tests.testkit.ws import WsClient
@@ -272,7 +272,7 @@ async def test_postgresql_search_uses_the_trigram_indexes(world: World):
     from django.utils import timezone
 
     from organizations.models import Organization
-    from organizations.users import matching_users
+    from organizations.services.users import matching_users
 
     if connection.vendor != "postgresql":
         pytest.skip("trigram indexes are PostgreSQL's (embedded SQLite deployments are small)")

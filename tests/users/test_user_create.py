@@ -295,6 +295,17 @@ async def test_active_users_limit_counts_only_non_revoked_users(world: World, al
     assert await alice_client.command("user_create", **material) == LIMIT_REACHED
 
 
+async def test_active_users_limit_counts_a_user_revoked_in_the_future(world: World, alice_client: WsClient):
+    # Same "active at t" as the e-mail rule: a revocation dated a little ahead takes effect then, not before.
+    await set_active_users_limit(world, 2)
+    await create_user(alice_client, world.alice, world, "bob")
+    await revoke_user(alice_client, world.alice, "bob", timestamp=certs.now() + timedelta(seconds=200))
+    material = certs.user_creation_certificates(world.alice, new_user_device(world, "carol"))
+    assert await alice_client.command("user_create", **material) == LIMIT_REACHED
+    await User.objects.filter(user_id="bob").aupdate(revoked_on=certs.now() - timedelta(microseconds=1))
+    assert await alice_client.command("user_create", **material) == {"status": "ok"}
+
+
 async def test_active_users_limit_zero(world: World, alice_client: WsClient):
     await set_active_users_limit(world, 0)
     material = certs.user_creation_certificates(world.alice, new_user_device(world, "bob"))

@@ -6,7 +6,8 @@ from asgiref.sync import sync_to_async
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from organizations import users
+from organizations.handlers import to_reply
+from organizations.services import users
 from organizations.models import Device, User
 from protocol.certificates import DeviceCertificate, InvalidCertification, RevokedUserCertificate, UserCertificate
 from protocol.session import AuthenticatedSession
@@ -211,7 +212,7 @@ async def test_query_count_does_not_grow_with_the_chain(world: World, alice_clie
             api_version=(3, 4), verify_key=bytes(alice.verify_key),
         )
         with CaptureQueriesContext(connection) as context:
-            reply = users.user_get(session=session, user_id=user_id)
+            reply = to_reply(users.user_get(session=session, user_id=user_id))
         return reply, len(context.captured_queries)
 
     deep, deep_queries = await sync_to_async(count_queries)("admin7")

@@ -14,8 +14,9 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from organizations import audit, services
-from organizations.services import UNSET, AdministrationError
+from organizations import audit
+from organizations.services import organizations as services
+from organizations.services.organizations import UNSET, AdministrationError
 from parsec_site.addr import BackendAddr
 from protocol import types
 

@@ -9,10 +9,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from organizations import services
+from organizations.services import organizations as services
 from organizations.management.operator import organization_id_argument, unknown_organization
 from organizations.models import Organization
-from organizations.services import AdministrationError
+from organizations.services.organizations import AdministrationError
 
 
 class Command(BaseCommand):

@@ -1,7 +1,7 @@
 """Shamir recovery setups (docs/protocol.md#shamir-recovery): setup, self info, others list, and the claimer's reveal.
 
 A setup is verified (§10.1) and stored; the SHAMIR_RECOVERY invitations of `invite_new` and their
-per-recipient conduits are built on it (services.py).
+per-recipient conduits are built on it (invitations.py).
 """
 from __future__ import annotations
 
@@ -20,15 +20,12 @@ from invites.models import (
     ShamirRecoverySetup,
     ShamirRecoveryShare,
 )
-from invites.services import delete_invitation
+from invites.services.invitations import delete_invitation
+from invites.services.outcomes import Refused, ShamirOthersList, ShamirRevealed, ShamirSelfInfo
 from organizations.models import User
-from protocol import replies
+from organizations.rules import authored_by_session
 from protocol.certificates import InvalidCertification, ShamirRecoveryBriefCertificate, ShamirRecoveryShareCertificate
-from protocol.replies import Reply
 from protocol.session import AuthenticatedSession, InvitedSession
-
-# The reference explains nothing in its `invalid_data` replies (the status has no fields).
-INVALID_DATA: Reply = {"status": "invalid_data"}
 
 
 @dataclass(frozen=True)
@@ -43,7 +40,7 @@ def _verify(session: AuthenticatedSession, setup: dict[str, Any]) -> _VerifiedSe
         brief = ShamirRecoveryBriefCertificate.verify_and_load(setup["brief"], session.verify_key)
     except InvalidCertification:
         return None
-    if brief.author != session.device_id or session.user_id in brief.per_recipient_shares:
+    if not authored_by_session(brief.author, session) or session.user_id in brief.per_recipient_shares:
         return None
     shares: dict[str, bytes] = {}
     for raw_share in setup["shares"]:
@@ -51,7 +48,7 @@ def _verify(session: AuthenticatedSession, setup: dict[str, Any]) -> _VerifiedSe
             share = ShamirRecoveryShareCertificate.verify_and_load(raw_share, session.verify_key)
         except InvalidCertification:
             return None
-        if share.author != session.device_id or share.recipient not in brief.per_recipient_shares:
+        if not authored_by_session(share.author, session) or share.recipient not in brief.per_recipient_shares:
             return None
         if share.recipient in shares:
             return None
@@ -71,13 +68,13 @@ def _delete_pending_invitation(author: User, now: datetime) -> None:
 
 def shamir_recovery_setup(
     *, session: AuthenticatedSession, setup: dict[str, Any] | None, now: datetime | None = None
-) -> Reply:
+) -> Refused | None:
     now = now or timezone.now()
     verified = None
     if setup is not None:
         verified = _verify(session, setup)
         if verified is None:
-            return INVALID_DATA
+            return Refused.INVALID_DATA
     try:
         with transaction.atomic():
             # Author row lock: two setups of one user are applied one after the other.
@@ -91,11 +88,11 @@ def shamir_recovery_setup(
                     )
                 }
                 if len(recipients) != len(verified.shares):
-                    return INVALID_DATA  # a recipient that is not a user of the organization
+                    return Refused.INVALID_DATA  # a recipient that is not a user of the organization
             ShamirRecoverySetup.objects.filter(user=author, is_active=True).update(is_active=False)
             _delete_pending_invitation(author, now)
             if verified is None:
-                return replies.ok()
+                return None
             per_recipient = verified.brief.per_recipient_shares
             new_setup = ShamirRecoverySetup.objects.create(
                 organization_id=session.organization_pk,
@@ -117,16 +114,16 @@ def shamir_recovery_setup(
                 for user_id, certificate in verified.shares.items()
             )
     except IntegrityError:
-        return INVALID_DATA  # reveal token already used in the organization
-    return replies.ok()
+        return Refused.INVALID_DATA  # reveal token already used in the organization
+    return None
 
 
-def shamir_recovery_self_info(*, session: AuthenticatedSession) -> Reply:
+def shamir_recovery_self_info(*, session: AuthenticatedSession) -> ShamirSelfInfo:
     setup = ShamirRecoverySetup.objects.filter(user_id=session.user_pk, is_active=True).first()
-    return replies.ok(self_info=bytes(setup.brief_certificate) if setup is not None else None)
+    return ShamirSelfInfo(bytes(setup.brief_certificate) if setup is not None else None)
 
 
-def shamir_recovery_others_list(*, session: AuthenticatedSession) -> Reply:
+def shamir_recovery_others_list(*, session: AuthenticatedSession) -> ShamirOthersList:
     shares = (
         ShamirRecoveryShare.objects.filter(recipient_id=session.user_pk, setup__is_active=True)
         .exclude(setup__user_id=session.user_pk)
@@ -137,14 +134,14 @@ def shamir_recovery_others_list(*, session: AuthenticatedSession) -> Reply:
     for share in shares:
         briefs.append(bytes(share.setup.brief_certificate))
         share_certificates.append(bytes(share.share_certificate))
-    return replies.ok(brief_certificates=briefs, share_certificates=share_certificates)
+    return ShamirOthersList(brief_certificates=briefs, share_certificates=share_certificates)
 
 
-def invite_shamir_recovery_reveal(*, session: InvitedSession, reveal_token: uuid.UUID) -> Reply:
+def invite_shamir_recovery_reveal(*, session: InvitedSession, reveal_token: uuid.UUID) -> ShamirRevealed | Refused:
     setup = ShamirRecoverySetup.objects.filter(
         organization_id=session.organization_pk, reveal_token=reveal_token
     ).first()
     if setup is None:
-        return replies.reply("not_found")
-    return replies.ok(ciphered_data=bytes(setup.ciphered_data))
+        return Refused.NOT_FOUND
+    return ShamirRevealed(bytes(setup.ciphered_data))
 

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from organizations import hooks
 from organizations.models import DEFAULT_MINIMUM_ARCHIVING_PERIOD, Device, Organization, Profile, User
+from organizations.services.outcomes import BadTimestamp, Explained, Refused
 from parsec_site.addr import BackendAddr
 from protocol import replies, sessions
 from protocol.certificates import (
@@ -23,7 +24,6 @@ from protocol.certificates import (
     SequesterAuthorityCertificate,
     UserCertificate,
 )
-from protocol.replies import Reply
 
 logger = logging.getLogger("parsec.organizations")
 
@@ -50,9 +50,10 @@ class BootstrapWebhookPayload:
 
 
 @dataclass(frozen=True)
-class BootstrapOutcome:
-    reply: Reply
-    webhook_payload: BootstrapWebhookPayload | None = None
+class Bootstrapped:
+    """The organization is bootstrapped; the handler posts the payload to the bootstrap webhook."""
+
+    webhook_payload: BootstrapWebhookPayload
 
 
 def organization_bootstrap(
@@ -66,7 +67,7 @@ def organization_bootstrap(
     redacted_device_certificate: bytes,
     sequester_authority_certificate: bytes | None,
     now: datetime | None = None,
-) -> BootstrapOutcome:
+) -> Bootstrapped | Refused | Explained | BadTimestamp:
     now = now or timezone.now()
     try:
         user = UserCertificate.verify_and_load(user_certificate, root_verify_key)
@@ -74,24 +75,20 @@ def organization_bootstrap(
         redacted_user = UserCertificate.verify_and_load(redacted_user_certificate, root_verify_key)
         redacted_device = DeviceCertificate.verify_and_load(redacted_device_certificate, root_verify_key)
     except InvalidCertification as exc:
-        return BootstrapOutcome(replies.reply("invalid_certification", reason=exc.reason))
+        return Explained(Refused.INVALID_CERTIFICATION, exc.reason)
 
     if user.profile != Profile.ADMIN:
-        return BootstrapOutcome(replies.reply("invalid_data", reason="Bootstrapping user must have admin profile."))
+        return Explained(Refused.INVALID_DATA, "Bootstrapping user must have admin profile.")
     if user.timestamp != device.timestamp:
-        return BootstrapOutcome(
-            replies.reply("invalid_data", reason="Device and user certificates must have the same timestamp.")
-        )
+        return Explained(Refused.INVALID_DATA, "Device and user certificates must have the same timestamp.")
     if device.device_id.split("@", 1)[0] != user.user_id:
-        return BootstrapOutcome(replies.reply("invalid_data", reason="Device and user must have the same user ID."))
+        return Explained(Refused.INVALID_DATA, "Device and user must have the same user ID.")
     if not replies.timestamp_in_ballpark(user.timestamp, now):
-        return BootstrapOutcome(replies.bad_timestamp(now=now, client_timestamp=user.timestamp))
+        return BadTimestamp(now=now, client_timestamp=user.timestamp)
     if not redacted_user.is_redacted_twin_of(user):
-        return BootstrapOutcome(replies.reply("invalid_data", reason="Redacted user certificate differs from user certificate."))
+        return Explained(Refused.INVALID_DATA, "Redacted user certificate differs from user certificate.")
     if not redacted_device.is_redacted_twin_of(device):
-        return BootstrapOutcome(
-            replies.reply("invalid_data", reason="Redacted device certificate differs from device certificate.")
-        )
+        return Explained(Refused.INVALID_DATA, "Redacted device certificate differs from device certificate.")
 
     sequester_authority = None
     if sequester_authority_certificate is not None:
@@ -100,19 +97,13 @@ def organization_bootstrap(
                 sequester_authority_certificate, root_verify_key
             )
         except InvalidCertification as exc:
-            return BootstrapOutcome(replies.reply("invalid_data", reason=exc.reason))
+            return Explained(Refused.INVALID_DATA, exc.reason)
         if sequester_authority.author is not None:
-            return BootstrapOutcome(
-                replies.reply("invalid_data", reason="Sequester authority certificate must be signed by the root key.")
-            )
+            return Explained(Refused.INVALID_DATA, "Sequester authority certificate must be signed by the root key.")
         if not replies.timestamp_in_ballpark(sequester_authority.timestamp, now):
-            return BootstrapOutcome(replies.bad_timestamp(now=now, client_timestamp=sequester_authority.timestamp))
+            return BadTimestamp(now=now, client_timestamp=sequester_authority.timestamp)
         if sequester_authority.timestamp != user.timestamp:
-            return BootstrapOutcome(
-                replies.reply(
-                    "invalid_data", reason="Sequester authority and user certificates must have the same timestamp."
-                )
-            )
+            return Explained(Refused.INVALID_DATA, "Sequester authority and user certificates must have the same timestamp.")
 
     with transaction.atomic():
         if settings.PARSEC.spontaneous_organization_bootstrap:
@@ -124,11 +115,11 @@ def organization_bootstrap(
         # Serialises concurrent bootstraps of one organization: only one may set the root key.
         organization = Organization.objects.select_for_update().filter(organization_id=organization_id).first()
         if organization is None:
-            return BootstrapOutcome(replies.reply("not_found"))
+            return Refused.NOT_FOUND
         if organization.root_verify_key is not None:
-            return BootstrapOutcome(replies.reply("already_bootstrapped"))
+            return Refused.ALREADY_BOOTSTRAPPED
         if organization.bootstrap_token != bootstrap_token:
-            return BootstrapOutcome(replies.reply("not_found"))
+            return Refused.NOT_FOUND
 
         organization.root_verify_key = root_verify_key
         organization.bootstrapped_on = now
@@ -162,10 +153,9 @@ def organization_bootstrap(
                 )
         except IntegrityError:
             # Leftovers of an earlier, interrupted organization with the same id.
-            return BootstrapOutcome(replies.reply("already_bootstrapped"))
+            return Refused.ALREADY_BOOTSTRAPPED
 
-    return BootstrapOutcome(
-        replies.ok(),
+    return Bootstrapped(
         BootstrapWebhookPayload(
             organization_id=organization_id,
             device_id=device.device_id,
@@ -192,11 +182,11 @@ def _enabled_sequester_service_certificates(organization: Organization) -> list[
     return hooks.enabled_sequester_service_certificates(organization_pk=organization.pk)
 
 
-def organization_config(*, organization_pk: int) -> OrganizationConfig | None:
-    """What `organization_config` tells a connected client; None if the organization vanished."""
+def organization_config(*, organization_pk: int) -> OrganizationConfig | Refused:
+    """What `organization_config` tells a connected client; NOT_FOUND if the organization vanished."""
     organization = Organization.objects.filter(pk=organization_pk).first()
     if organization is None:
-        return None
+        return Refused.NOT_FOUND
     sequestered = organization.sequester_authority_certificate is not None
     return OrganizationConfig(
         user_profile_outsider_allowed=organization.user_profile_outsider_allowed,

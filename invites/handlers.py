@@ -1,12 +1,26 @@
-"""Protocol handlers of the invitation family (greeter and claimer sides) and of shamir recovery."""
+"""Protocol handlers of the invitation family (greeter and claimer sides) and of shamir recovery.
+
+Decode, call the service, encode: `to_reply` is the one mapping of the family's outcomes to the wire.
+"""
 from __future__ import annotations
 
 import asyncio
 from typing import Any, Mapping, NoReturn
 
-from invites import emails, services, shamir
-from invites.conduit import ConduitRef, Failure, Side, exchange
 from invites.models import ConduitState
+from invites.services import emails, shamir
+from invites.services import invitations as services
+from invites.services.conduit import ConduitRef, Failure, Side, exchange
+from invites.services.outcomes import (
+    GreeterInfo,
+    InvitationCreated,
+    InvitationList,
+    Refused,
+    ShamirOthersList,
+    ShamirRecoveryInfo,
+    ShamirRevealed,
+    ShamirSelfInfo,
+)
 from protocol import replies, types
 from protocol.consumer import SESSION_START_HOOKS
 from protocol.db import run_sync
@@ -14,6 +28,59 @@ from protocol.registry import Family, command
 from protocol.replies import Reply
 from protocol.session import AuthenticatedSession, InvitedSession
 from protocol.types import InvitationEmailSentStatus
+
+Outcome = (
+    Refused
+    | InvitationCreated
+    | InvitationList
+    | GreeterInfo
+    | ShamirRecoveryInfo
+    | ShamirSelfInfo
+    | ShamirOthersList
+    | ShamirRevealed
+    | None
+)
+
+
+def to_reply(outcome: Outcome) -> Reply:
+    """The reply of a service outcome of this family (None: done, nothing to say)."""
+    if outcome is None:
+        return replies.ok()
+    if isinstance(outcome, Refused):
+        # The reference explains none of this family's refusals: the status alone, no `reason` key.
+        return replies.reply(outcome.value)
+    if isinstance(outcome, InvitationCreated):
+        return replies.ok(token=outcome.token, email_sent=outcome.email_sent)
+    if isinstance(outcome, InvitationList):
+        items = []
+        for invitation in outcome.invitations:
+            item: dict[str, Any] = {"type": invitation.type, "token": invitation.token, "created_on": invitation.created_on}
+            if invitation.claimer_email is not None:
+                item["claimer_email"] = invitation.claimer_email
+            if invitation.claimer_user_id is not None:
+                item["claimer_user_id"] = invitation.claimer_user_id
+            item["status"] = invitation.status
+            items.append(item)
+        return replies.ok(invitations=items)
+    if isinstance(outcome, GreeterInfo):
+        fields: dict[str, Any] = {"type": outcome.type}
+        if outcome.claimer_email is not None:
+            fields["claimer_email"] = outcome.claimer_email
+        fields["greeter_user_id"] = outcome.greeter_user_id
+        fields["greeter_human_handle"] = outcome.greeter_human_handle
+        return replies.ok(**fields)
+    if isinstance(outcome, ShamirRecoveryInfo):
+        recipients = [
+            {"user_id": recipient.user_id, "human_handle": recipient.human_handle, "shares": recipient.shares}
+            for recipient in outcome.recipients
+        ]
+        return replies.ok(type=outcome.type, threshold=outcome.threshold, recipients=recipients)
+    if isinstance(outcome, ShamirSelfInfo):
+        return replies.ok(self_info=outcome.brief_certificate)
+    if isinstance(outcome, ShamirOthersList):
+        return replies.ok(brief_certificates=outcome.brief_certificates, share_certificates=outcome.share_certificates)
+    return replies.ok(ciphered_data=outcome.ciphered_data)
+
 
 # Request maps the field table of the registry cannot describe --------------------------------------
 
@@ -68,7 +135,7 @@ async def invite_new(session: AuthenticatedSession, req: dict[str, Any]) -> Repl
         claimer_user_id=req.get("claimer_user_id"),
     )
     if not isinstance(outcome, services.NewInvitation):
-        return outcome
+        return to_reply(outcome)
     if req["send_email"]:
         # Committed by now: the invitation exists whatever happens to the e-mail. A worker thread
         # of its own, which holds no database connection while talking to the SMTP server.
@@ -76,7 +143,7 @@ async def invite_new(session: AuthenticatedSession, req: dict[str, Any]) -> Repl
     else:
         # Historical meaning: "nothing failed".
         email_sent = InvitationEmailSentStatus.SUCCESS
-    return replies.ok(token=outcome.token, email_sent=email_sent.value)
+    return to_reply(InvitationCreated(token=outcome.token, email_sent=email_sent.value))
 
 
 @command(
@@ -85,12 +152,13 @@ async def invite_new(session: AuthenticatedSession, req: dict[str, Any]) -> Repl
     request={"token": types.InvitationToken, "reason": types.InvitationDeletedReasonField},
 )
 async def invite_delete(session: AuthenticatedSession, req: dict[str, Any]) -> Reply:
-    return await run_sync(services.invite_delete, session=session, token=req["token"], reason=req["reason"].value)
+    outcome = await run_sync(services.invite_delete, session=session, token=req["token"], reason=req["reason"].value)
+    return to_reply(outcome)
 
 
 @command("invite_list", family=Family.AUTHENTICATED)
 async def invite_list(session: AuthenticatedSession, req: dict[str, Any]) -> Reply:
-    return await run_sync(services.invite_list, session=session)
+    return to_reply(await run_sync(services.invite_list, session=session))
 
 
 # Greeter side: the conduit -----------------------------------------------------------------------------
@@ -112,8 +180,9 @@ async def greeter_exchanges(
 
 
 def greeter_reply(outcome: bytes | Failure, field_name: str | None = None) -> Reply:
+    """An exchange's reply: the peer's payload under the step's field name (none for the trust steps)."""
     if isinstance(outcome, Failure):
-        return replies.reply(outcome.value)
+        return to_reply(outcome)
     return replies.ok(**{field_name: outcome}) if field_name else replies.ok()
 
 
@@ -203,10 +272,10 @@ def claimer_reply(outcome: bytes | Failure, field_name: str | None = None) -> Re
 
 @command("invite_info", family=Family.INVITED)
 async def invite_info(session: InvitedSession, req: dict[str, Any]) -> Reply:
-    reply = await run_sync(services.invite_info, session=session)
-    if reply is None:
+    outcome = await run_sync(services.invite_info, session=session)
+    if outcome is Refused.ALREADY_DELETED:
         await close_without_reply(session)
-    return reply
+    return to_reply(outcome)
 
 
 @command(
@@ -283,19 +352,20 @@ SESSION_START_HOOKS[Family.INVITED].append(claimer_online)
     request={"setup": types.Optional(types.ShamirRecoverySetup)},
 )
 async def shamir_recovery_setup(session: AuthenticatedSession, req: dict[str, Any]) -> Reply:
-    return await run_sync(shamir.shamir_recovery_setup, session=session, setup=req["setup"])
+    return to_reply(await run_sync(shamir.shamir_recovery_setup, session=session, setup=req["setup"]))
 
 
 @command("shamir_recovery_self_info", family=Family.AUTHENTICATED)
 async def shamir_recovery_self_info(session: AuthenticatedSession, req: dict[str, Any]) -> Reply:
-    return await run_sync(shamir.shamir_recovery_self_info, session=session)
+    return to_reply(await run_sync(shamir.shamir_recovery_self_info, session=session))
 
 
 @command("shamir_recovery_others_list", family=Family.AUTHENTICATED)
 async def shamir_recovery_others_list(session: AuthenticatedSession, req: dict[str, Any]) -> Reply:
-    return await run_sync(shamir.shamir_recovery_others_list, session=session)
+    return to_reply(await run_sync(shamir.shamir_recovery_others_list, session=session))
 
 
 @command("invite_shamir_recovery_reveal", family=Family.INVITED, request={"reveal_token": types.ShamirRevealToken})
 async def invite_shamir_recovery_reveal(session: InvitedSession, req: dict[str, Any]) -> Reply:
-    return await run_sync(shamir.invite_shamir_recovery_reveal, session=session, reveal_token=req["reveal_token"])
+    outcome = await run_sync(shamir.invite_shamir_recovery_reveal, session=session, reveal_token=req["reveal_token"])
+    return to_reply(outcome)

@@ -16,6 +16,7 @@ from typing import Any
 from django.db import transaction
 
 from invites.models import ConduitState, Invitation, InvitationType, ShamirRecoveryConduit
+from invites.services.outcomes import Refused
 from organizations.models import User
 from protocol.consumer import MESSAGE_HANDLERS
 from protocol.db import run_sync
@@ -44,12 +45,8 @@ class Side(enum.StrEnum):
     CLAIMER = "claimer"
 
 
-class Failure(enum.StrEnum):
-    """Outcomes other than the peer's payload; the values are the reply statuses."""
-
-    NOT_FOUND = "not_found"
-    ALREADY_DELETED = "already_deleted"
-    INVALID_STATE = "invalid_state"
+# Outcomes other than the peer's payload: NOT_FOUND, ALREADY_DELETED, INVALID_STATE of the family's enum.
+Failure = Refused
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,6 @@
 """User and device rules (docs/protocol.md#users): user_get, user_create, user_revoke, device_create, human_find.
 
-Plain functions returning the reply. Like the reference 2.17 server, refusals carry no explanation
-(`reason` is nil): the client only looks at the status.
+Plain functions returning outcomes (`organizations.services.outcomes`); the handlers turn them into replies.
 """
 from __future__ import annotations
 
@@ -16,16 +15,13 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from organizations.models import Device, Organization, Profile, User
+from organizations.rules import INVALID_AUTHOR_REASON, active_at_q, authored_by_session, revoked_at
+from organizations.services.outcomes import HumanFindPage, Refused, UserCertificates
 from protocol import replies, sessions
 from protocol.certificates import DeviceCertificate, InvalidCertification, RevokedUserCertificate, UserCertificate
-from protocol.replies import Reply
 from protocol.session import AuthenticatedSession
 
 _AuthoredCertificate = TypeVar("_AuthoredCertificate", UserCertificate, DeviceCertificate, RevokedUserCertificate)
-
-
-def _refused(status: str) -> Reply:
-    return replies.reply(status, reason=None)
 
 
 def _load_authored(
@@ -33,8 +29,8 @@ def _load_authored(
 ) -> _AuthoredCertificate:
     """Signed by the connected device AND naming it as author, or InvalidCertification."""
     certificate = certificate_class.verify_and_load(signed, session.verify_key)
-    if certificate.author != session.device_id:
-        raise InvalidCertification("Invalid author: expected the connected device.")
+    if not authored_by_session(certificate.author, session):
+        raise InvalidCertification(INVALID_AUTHOR_REASON)
     return certificate
 
 
@@ -44,15 +40,10 @@ def _lock_organization(organization_pk: int) -> Organization:
     return Organization.objects.select_for_update().only("pk", "active_users_limit").get(pk=organization_pk)
 
 
-def _active_at(now: datetime) -> Q:
-    # A revocation certificate may be dated a little in the future: the user stays active until then.
-    return Q(revoked_on__isnull=True) | Q(revoked_on__gt=now)
-
-
 # --- user_get -------------------------------------------------------------------------------------
 
 
-def user_get(*, session: AuthenticatedSession, user_id: str) -> Reply:
+def user_get(*, session: AuthenticatedSession, user_id: str) -> UserCertificates | Refused:
     """The user's certificates, its devices' and the certifier closure (docs/protocol.md#user-get)."""
     redacted = session.profile == Profile.OUTSIDER
     user_column = "redacted_user_certificate" if redacted else "user_certificate"
@@ -66,7 +57,7 @@ def user_get(*, session: AuthenticatedSession, user_id: str) -> Reply:
         .first()
     )
     if user is None:
-        return replies.reply("not_found")
+        return Refused.NOT_FOUND
     devices = list(
         Device.objects.filter(user_id=user["pk"]).order_by("pk").values(device_column, "device_certifier_id")
     )
@@ -115,16 +106,14 @@ def user_get(*, session: AuthenticatedSession, user_id: str) -> Reply:
             trustchain_revoked_user_certificates.append(bytes(revoked_certificate))
 
     revoked_certificate = user["revoked_user_certificate"]
-    return replies.ok(
+    return UserCertificates(
         user_certificate=bytes(user[user_column]),
         # Revocation certificates hold no personal data: never redacted.
         revoked_user_certificate=None if revoked_certificate is None else bytes(revoked_certificate),
         device_certificates=[bytes(device[device_column]) for device in devices],
-        trustchain={
-            "devices": trustchain_device_certificates,
-            "users": trustchain_user_certificates,
-            "revoked_users": trustchain_revoked_user_certificates,
-        },
+        trustchain_devices=trustchain_device_certificates,
+        trustchain_users=trustchain_user_certificates,
+        trustchain_revoked_users=trustchain_revoked_user_certificates,
     )
 
 
@@ -139,11 +128,11 @@ def user_create(
     redacted_user_certificate: bytes,
     redacted_device_certificate: bytes,
     now: datetime | None = None,
-) -> Reply:
+) -> Refused | None:
     """A new user and its first device, certified by the connected ADMIN device (docs/protocol.md#user-create)."""
     now = now or timezone.now()
     if session.profile != Profile.ADMIN:
-        return _refused("not_allowed")
+        return Refused.NOT_ALLOWED
     material = check_new_user_certificates(
         session=session,
         user_certificate=user_certificate,
@@ -153,13 +142,11 @@ def user_create(
         now=now,
     )
     if isinstance(material, NewUserRefused):
-        return _refused(material.status)
+        # Without its reason: the reference's user_create explains none of its refusals.
+        return material.status
     with transaction.atomic():
         organization = _lock_organization(session.organization_pk)
-        refused = insert_new_user(session=session, organization=organization, material=material, now=now)
-    if refused is not None:
-        return _refused(refused)
-    return replies.ok()
+        return insert_new_user(session=session, organization=organization, material=material, now=now)
 
 
 @dataclass(frozen=True)
@@ -176,7 +163,7 @@ class NewUserMaterial:
 
 @dataclass(frozen=True)
 class NewUserRefused:
-    status: str  # `invalid_certification` or `invalid_data`
+    status: Refused  # INVALID_CERTIFICATION or INVALID_DATA
     reason: str
 
 
@@ -196,18 +183,18 @@ def check_new_user_certificates(
         redacted_user = _load_authored(UserCertificate, redacted_user_certificate, session)
         redacted_device = _load_authored(DeviceCertificate, redacted_device_certificate, session)
     except InvalidCertification as exc:
-        return NewUserRefused("invalid_certification", f"Invalid certification data ({exc.reason}).")
+        return NewUserRefused(Refused.INVALID_CERTIFICATION, f"Invalid certification data ({exc.reason}).")
     if user.timestamp != device.timestamp:
-        return NewUserRefused("invalid_data", "Device and User certificates must have the same timestamp.")
+        return NewUserRefused(Refused.INVALID_DATA, "Device and User certificates must have the same timestamp.")
     # Reported as a certification problem, not `bad_timestamp`: the 2.17 reference does so.
     if not replies.timestamp_in_ballpark(user.timestamp, now):
-        return NewUserRefused("invalid_certification", "Invalid timestamp in certificate.")
+        return NewUserRefused(Refused.INVALID_CERTIFICATION, "Invalid timestamp in certificate.")
     if device.user_id != user.user_id:
-        return NewUserRefused("invalid_data", "Device and User must have the same user ID.")
+        return NewUserRefused(Refused.INVALID_DATA, "Device and User must have the same user ID.")
     if not redacted_user.is_redacted_twin_of(user):
-        return NewUserRefused("invalid_data", "Redacted User certificate differs from User certificate.")
+        return NewUserRefused(Refused.INVALID_DATA, "Redacted User certificate differs from User certificate.")
     if not redacted_device.is_redacted_twin_of(device):
-        return NewUserRefused("invalid_data", "Redacted Device certificate differs from Device certificate.")
+        return NewUserRefused(Refused.INVALID_DATA, "Redacted Device certificate differs from Device certificate.")
     return NewUserMaterial(
         user=user,
         device=device,
@@ -220,7 +207,7 @@ def check_new_user_certificates(
 
 def insert_new_user(
     *, session: AuthenticatedSession, organization: Organization, material: NewUserMaterial, now: datetime
-) -> str | None:
+) -> Refused | None:
     """user_create checks 7-8 and the inserts; None when created, else the refusal status.
 
     The caller holds the organization row lock (`_lock_organization`) in its transaction.
@@ -229,12 +216,14 @@ def insert_new_user(
     email = user.human_handle.email if user.human_handle is not None else None
     users = User.objects.filter(organization=organization)
     limit = organization.active_users_limit
-    if limit is not None and users.filter(revoked_on__isnull=True).count() >= limit:
-        return "active_users_limit_reached"
+    # One "active at t" for both rules: a user whose revocation is dated a little ahead still counts.
+    active = users.filter(active_at_q(now))
+    if limit is not None and active.count() >= limit:
+        return Refused.ACTIVE_USERS_LIMIT_REACHED
     if users.filter(user_id=user.user_id).exists():
-        return "already_exists"
-    if email is not None and users.filter(_active_at(now), human_email=email).exists():
-        return "already_exists"
+        return Refused.ALREADY_EXISTS
+    if email is not None and active.filter(human_email=email).exists():
+        return Refused.ALREADY_EXISTS
     try:
         # A savepoint: the caller's transaction stays usable after a constraint says no.
         with transaction.atomic():
@@ -254,7 +243,7 @@ def insert_new_user(
             )
     except IntegrityError:
         # The constraints behind the checks above (user id, active e-mail, device id).
-        return "already_exists"
+        return Refused.ALREADY_EXISTS
     return None
 
 
@@ -288,19 +277,19 @@ def _insert_device(
 
 def user_revoke(
     *, session: AuthenticatedSession, revoked_user_certificate: bytes, now: datetime | None = None
-) -> Reply:
+) -> Refused | None:
     """Revoke another user and close its live sessions everywhere (docs/protocol.md#user-revoke)."""
     now = now or timezone.now()
     if session.profile != Profile.ADMIN:
-        return _refused("not_allowed")
+        return Refused.NOT_ALLOWED
     try:
         certificate = _load_authored(RevokedUserCertificate, revoked_user_certificate, session)
     except InvalidCertification:
-        return _refused("invalid_certification")
+        return Refused.INVALID_CERTIFICATION
     if not replies.timestamp_in_ballpark(certificate.timestamp, now):
-        return _refused("invalid_certification")
+        return Refused.INVALID_CERTIFICATION
     if certificate.user_id == session.user_id:
-        return _refused("not_allowed")
+        return Refused.NOT_ALLOWED
 
     with transaction.atomic():
         organization = _lock_organization(session.organization_pk)
@@ -308,16 +297,17 @@ def user_revoke(
             User.objects.filter(organization=organization, user_id=certificate.user_id).only("pk", "revoked_on").first()
         )
         if target is None:
-            return replies.reply("not_found")
+            return Refused.NOT_FOUND
+        # Any revocation, even one dated a little ahead: a user is revoked once.
         if target.revoked_on is not None:
-            return _refused("already_revoked")
+            return Refused.ALREADY_REVOKED
         User.objects.filter(pk=target.pk).update(
             revoked_on=certificate.timestamp,
             revoked_user_certificate=revoked_user_certificate,
             revoked_user_certifier_id=session.device_pk,
         )
         sessions.close_user_sessions_on_commit(target.pk)
-    return replies.ok()
+    return None
 
 
 # --- device_create --------------------------------------------------------------------------------
@@ -329,29 +319,29 @@ def device_create(
     device_certificate: bytes,
     redacted_device_certificate: bytes,
     now: datetime | None = None,
-) -> Reply:
+) -> Refused | None:
     """A new device for the connected user, certified by one of its devices (docs/protocol.md#device-create)."""
     now = now or timezone.now()
     try:
         device = _load_authored(DeviceCertificate, device_certificate, session)
         redacted_device = _load_authored(DeviceCertificate, redacted_device_certificate, session)
     except InvalidCertification:
-        return _refused("invalid_certification")
+        return Refused.INVALID_CERTIFICATION
     if not replies.timestamp_in_ballpark(device.timestamp, now):
-        return _refused("invalid_certification")
+        return Refused.INVALID_CERTIFICATION
     if device.user_id != session.user_id:
-        return _refused("bad_user_id")
+        return Refused.BAD_USER_ID
     if not redacted_device.is_redacted_twin_of(device):
-        return _refused("invalid_data")
+        return Refused.INVALID_DATA
     try:
         with transaction.atomic():
             _lock_organization(session.organization_pk)
             if Device.objects.filter(organization_id=session.organization_pk, device_id=device.device_id).exists():
-                return _refused("already_exists")
+                return Refused.ALREADY_EXISTS
             _insert_device(session, session.user_pk, device, device_certificate, redacted_device_certificate)
     except IntegrityError:
-        return _refused("already_exists")
-    return replies.ok()
+        return Refused.ALREADY_EXISTS
+    return None
 
 
 # --- human_find -----------------------------------------------------------------------------------
@@ -401,7 +391,7 @@ def matching_users(
 ) -> QuerySet[User]:
     users = User.objects.filter(organization_id=organization_pk)
     if omit_revoked:
-        users = users.filter(_active_at(now))
+        users = users.filter(active_at_q(now))
     if omit_non_human:
         users = users.filter(human_email__isnull=False)
     if words is not None:
@@ -422,15 +412,15 @@ def human_find(
     page: int,
     per_page: int,
     now: datetime | None = None,
-) -> Reply:
+) -> HumanFindPage | Refused:
     """Search the organization's users by name or e-mail, one page at a time (docs/protocol.md#human-find)."""
     now = now or timezone.now()
     if session.profile == Profile.OUTSIDER:
-        return _refused("not_allowed")
+        return Refused.NOT_ALLOWED
     words = query_words(query)
     if words is not None and not can_match(words):
         # Answered without the database: a 50,000-character query finds nobody, at once.
-        return replies.ok(results=[], page=page, per_page=per_page, total=0)
+        return HumanFindPage(results=[], page=page, per_page=per_page, total=0)
     users = matching_users(
         session.organization_pk, words=words, omit_revoked=omit_revoked, omit_non_human=omit_non_human, now=now
     )
@@ -448,8 +438,8 @@ def human_find(
         {
             "user_id": row_user_id,
             "human_handle": [email, label] if email is not None else None,
-            "revoked": revoked_on is not None and revoked_on <= now,
+            "revoked": revoked_at(revoked_on, now),
         }
         for row_user_id, email, label, revoked_on in rows
     ]
-    return replies.ok(results=results, page=page, per_page=per_page, total=total)
+    return HumanFindPage(results=results, page=page, per_page=per_page, total=total)

@@ -1,7 +1,7 @@
 """Invitation rules (docs/protocol.md#invitations): create, delete, list, describe, claimer presence.
 
-Plain functions run in worker threads; they return replies (or small values the handlers turn into
-replies). Events and session closures leave after commit.
+Plain functions run in worker threads; they return outcomes (`invites.services.outcomes`) that the
+handlers turn into replies. Events and session closures leave after commit.
 """
 from __future__ import annotations
 
@@ -14,8 +14,6 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from invites import emails
-from invites.conduit import notify_conduit_updated_on_commit
 from invites.models import (
     ClaimerSession,
     DeletedReason,
@@ -25,10 +23,19 @@ from invites.models import (
     ShamirRecoverySetup,
     ShamirRecoveryShare,
 )
+from invites.services import emails
+from invites.services.conduit import notify_conduit_updated_on_commit
+from invites.services.outcomes import (
+    GreeterInfo,
+    InvitationItem,
+    InvitationList,
+    Refused,
+    ShamirRecoveryInfo,
+    ShamirRecoveryRecipient,
+)
 from organizations.models import Profile, User
-from protocol import replies
+from organizations.rules import active_at_q
 from protocol.events import emit_user_event_on_commit
-from protocol.replies import Reply
 from protocol.session import AuthenticatedSession, InvitedSession
 from protocol.sessions import close_invitation_sessions_on_commit
 from protocol.types import InvitationStatus
@@ -102,16 +109,16 @@ def _greeter_email_fields(author: User) -> dict[str, Any]:
 
 def _new_user_invitation(
     session: AuthenticatedSession, author: User, claimer_email: str, now: datetime
-) -> Reply | NewInvitation:
+) -> Refused | NewInvitation:
     if author.profile != Profile.ADMIN:
-        return replies.reply("not_allowed")
+        return Refused.NOT_ALLOWED
     already_member = (
         User.objects.filter(organization_id=session.organization_pk, human_email=claimer_email)
-        .filter(Q(revoked_on__isnull=True) | Q(revoked_on__gt=now))
+        .filter(active_at_q(now))
         .exists()
     )
     if already_member:
-        return replies.reply("already_member")
+        return Refused.ALREADY_MEMBER
 
     def find() -> Invitation | None:
         return Invitation.objects.filter(
@@ -138,10 +145,10 @@ def _new_user_invitation(
 
 def _new_device_invitation(
     session: AuthenticatedSession, author: User, send_email: bool, now: datetime
-) -> Reply | NewInvitation:
+) -> Refused | NewInvitation:
     if send_email and author.human_email is None:
         # Quirk of the reference, kept for wire compatibility.
-        return replies.reply("shamir_recovery_not_setup")
+        return Refused.SHAMIR_RECOVERY_NOT_SETUP
 
     def find() -> Invitation | None:
         return Invitation.objects.filter(greeter=author, type=InvitationType.DEVICE, deleted_on__isnull=True).first()
@@ -166,14 +173,14 @@ def _new_device_invitation(
 
 def _new_shamir_invitation(
     session: AuthenticatedSession, author: User, claimer_user_id: str, now: datetime
-) -> Reply | NewInvitation:
+) -> Refused | NewInvitation:
     setup = (
         ShamirRecoverySetup.objects.select_related("user")
         .filter(organization_id=session.organization_pk, user__user_id=claimer_user_id, is_active=True)
         .first()
     )
     if setup is None:
-        return replies.reply("shamir_recovery_not_setup")
+        return Refused.SHAMIR_RECOVERY_NOT_SETUP
     claimer = setup.user
 
     def find() -> Invitation | None:
@@ -185,7 +192,7 @@ def _new_shamir_invitation(
     if invitation is None:
         recipients = list(setup.recipient_shares.order_by("pk").values_list("recipient_id", flat=True))
         if author.pk not in recipients:
-            return replies.reply("not_allowed")
+            return Refused.NOT_ALLOWED
 
         def create() -> Invitation:
             created = Invitation.objects.create(
@@ -217,7 +224,7 @@ def invite_new(
     claimer_email: str | None = None,
     claimer_user_id: str | None = None,
     now: datetime | None = None,
-) -> Reply | NewInvitation:
+) -> Refused | NewInvitation:
     """Create the invitation or find the pending one; the caller sends the e-mail once this returns."""
     now = now or timezone.now()
     with transaction.atomic():
@@ -240,7 +247,7 @@ def _may_greet(invitation: Invitation, user_pk: int) -> bool:
 
 def invite_delete(
     *, session: AuthenticatedSession, token: uuid.UUID, reason: str, now: datetime | None = None
-) -> Reply:
+) -> Refused | None:
     now = now or timezone.now()
     with transaction.atomic():
         # Row lock: a conduit step or another deletion of this invitation waits for us.
@@ -248,23 +255,23 @@ def invite_delete(
             Invitation.objects.select_for_update().filter(organization_id=session.organization_pk, token=token).first()
         )
         if invitation is None:
-            return replies.reply("not_found")
+            return Refused.NOT_FOUND
         # After recovering, the claimer deletes its own SHAMIR_RECOVERY invitation with its new device.
         is_shamir_claimer = (
             invitation.type == InvitationType.SHAMIR_RECOVERY and invitation.shamir_recovery.user_id == session.user_pk
         )
         if not (is_shamir_claimer or _may_greet(invitation, session.user_pk)):
-            return replies.reply("not_found")
+            return Refused.NOT_FOUND
         if invitation.deleted_on is not None:
-            return replies.reply("already_deleted")
+            return Refused.ALREADY_DELETED
         delete_invitation(invitation, reason=reason, now=now)
-    return replies.ok()
+    return None
 
 
 # invite_list --------------------------------------------------------------------------------
 
 
-def invite_list(*, session: AuthenticatedSession) -> Reply:
+def invite_list(*, session: AuthenticatedSession) -> InvitationList:
     pending = Invitation.objects.filter(organization_id=session.organization_pk, deleted_on__isnull=True)
     invitations = (
         pending.filter(
@@ -280,48 +287,52 @@ def invite_list(*, session: AuthenticatedSession) -> Reply:
         ClaimerSession.objects.filter(invitation__in=[invitation.pk for invitation in invitations])
         .values_list("invitation_id", flat=True)
     )
-    items = []
-    for invitation in invitations:
-        status = (InvitationStatus.READY if invitation.pk in ready else InvitationStatus.IDLE).value
-        item: dict[str, Any] = {"type": invitation.type, "token": invitation.token, "created_on": invitation.created_on}
-        if invitation.type == InvitationType.USER:
-            item["claimer_email"] = invitation.claimer_email
-        elif invitation.type == InvitationType.SHAMIR_RECOVERY:
-            item["claimer_user_id"] = invitation.shamir_recovery.user.user_id
-        item["status"] = status
-        items.append(item)
-    return replies.ok(invitations=items)
+    return InvitationList(
+        [
+            InvitationItem(
+                type=invitation.type,
+                token=invitation.token,
+                created_on=invitation.created_on,
+                status=(InvitationStatus.READY if invitation.pk in ready else InvitationStatus.IDLE).value,
+                claimer_email=invitation.claimer_email if invitation.type == InvitationType.USER else None,
+                claimer_user_id=invitation.shamir_recovery.user.user_id
+                if invitation.type == InvitationType.SHAMIR_RECOVERY
+                else None,
+            )
+            for invitation in invitations
+        ]
+    )
 
 
 # invite_info (claimer side) -------------------------------------------------------------------
 
 
-def invite_info(*, session: InvitedSession) -> Reply | None:
-    """The invitation of the handshake; None when it has been deleted since (the connection closes)."""
+def invite_info(*, session: InvitedSession) -> GreeterInfo | ShamirRecoveryInfo | Refused:
+    """The invitation of the handshake; ALREADY_DELETED when it has been deleted since (the connection closes)."""
     invitation = (
         Invitation.objects.select_related("greeter", "shamir_recovery").filter(pk=session.invitation_pk).first()
     )
     if invitation is None or invitation.deleted_on is not None:
-        return None
+        return Refused.ALREADY_DELETED
     if invitation.type == InvitationType.SHAMIR_RECOVERY:
         setup = invitation.shamir_recovery
         shares = setup.recipient_shares.select_related("recipient").order_by("pk")
         recipients = [
-            {
-                "user_id": share.recipient.user_id,
-                "human_handle": human_handle_wire(share.recipient),
-                "shares": share.shares,
-            }
+            ShamirRecoveryRecipient(
+                user_id=share.recipient.user_id,
+                human_handle=human_handle_wire(share.recipient),
+                shares=share.shares,
+            )
             for share in shares
         ]
-        return replies.ok(type=invitation.type, threshold=setup.threshold, recipients=recipients)
+        return ShamirRecoveryInfo(type=invitation.type, threshold=setup.threshold, recipients=recipients)
     greeter = invitation.greeter
-    fields: dict[str, Any] = {"type": invitation.type}
-    if invitation.type == InvitationType.USER:
-        fields["claimer_email"] = invitation.claimer_email
-    fields["greeter_user_id"] = greeter.user_id
-    fields["greeter_human_handle"] = human_handle_wire(greeter)
-    return replies.ok(**fields)
+    return GreeterInfo(
+        type=invitation.type,
+        claimer_email=invitation.claimer_email if invitation.type == InvitationType.USER else None,
+        greeter_user_id=greeter.user_id,
+        greeter_human_handle=human_handle_wire(greeter),
+    )
 
 
 # Claimer presence (READY / IDLE) -----------------------------------------------------------------

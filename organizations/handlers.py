@@ -1,0 +1,226 @@
+"""Protocol handlers of the organization and user families: decode, call the service, encode.
+
+organization_bootstrap, organization_create, organization_config, organization_stats, user_get,
+user_create, user_revoke, device_create, human_find. `to_reply` is the one mapping of their outcomes
+to the wire.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+from organizations import selectors
+from organizations.models import Profile
+from organizations.services import organizations as services
+from organizations.services import users
+from organizations.services.organizations import (
+    AdministrationError,
+    Bootstrapped,
+    OrganizationConfig,
+    OrganizationCreated,
+)
+from organizations.services.outcomes import BadTimestamp, Explained, HumanFindPage, Refused, UserCertificates
+from organizations.webhooks import post_bootstrap_webhook
+from protocol import replies, types
+from protocol.db import run_sync
+from protocol.registry import Family, command
+from protocol.session import AdministrationSession, AnonymousSession, AuthenticatedSession
+
+Outcome = (
+    Refused
+    | Explained
+    | BadTimestamp
+    | AdministrationError
+    | Bootstrapped
+    | OrganizationCreated
+    | OrganizationConfig
+    | UserCertificates
+    | HumanFindPage
+    | None
+)
+
+# Refusals the reference sends with no `reason` key at all; every other one has `reason`, nil unless explained.
+_WITHOUT_REASON = frozenset({Refused.NOT_FOUND, Refused.ALREADY_BOOTSTRAPPED})
+
+
+def to_reply(outcome: Outcome) -> replies.Reply:
+    """The reply of a service outcome of this family (None: done, nothing to say)."""
+    if outcome is None or isinstance(outcome, Bootstrapped):
+        return replies.ok()
+    if isinstance(outcome, Refused):
+        if outcome in _WITHOUT_REASON:
+            return replies.reply(outcome.value)
+        return replies.reply(outcome.value, reason=None)
+    if isinstance(outcome, AdministrationError):
+        # The API v1 administration commands answer the administration outcome as the status, unexplained.
+        return replies.reply(outcome.value)
+    if isinstance(outcome, Explained):
+        return replies.reply(outcome.status.value, reason=outcome.reason)
+    if isinstance(outcome, BadTimestamp):
+        return replies.bad_timestamp(now=outcome.now, client_timestamp=outcome.client_timestamp)
+    if isinstance(outcome, OrganizationCreated):
+        return replies.ok(bootstrap_token=outcome.bootstrap_token)
+    if isinstance(outcome, OrganizationConfig):
+        return replies.ok(
+            active_users_limit=outcome.active_users_limit,
+            minimum_archiving_period=outcome.minimum_archiving_period,
+            sequester_authority_certificate=outcome.sequester_authority_certificate,
+            sequester_services_certificates=outcome.sequester_services_certificates,
+            user_profile_outsider_allowed=outcome.user_profile_outsider_allowed,
+        )
+    if isinstance(outcome, UserCertificates):
+        return replies.ok(
+            user_certificate=outcome.user_certificate,
+            revoked_user_certificate=outcome.revoked_user_certificate,
+            device_certificates=outcome.device_certificates,
+            trustchain={
+                "devices": outcome.trustchain_devices,
+                "users": outcome.trustchain_users,
+                "revoked_users": outcome.trustchain_revoked_users,
+            },
+        )
+    return replies.ok(results=outcome.results, page=outcome.page, per_page=outcome.per_page, total=outcome.total)
+
+
+@command(
+    "organization_bootstrap",
+    # The anonymous route, and the API v1 `anonymous` websocket of the 2.0-2.5 clients.
+    family=(Family.ANONYMOUS, Family.APIV1_ANONYMOUS),
+    request={
+        "bootstrap_token": types.String,
+        "root_verify_key": types.VerifyKey,
+        "user_certificate": types.Bytes,
+        "device_certificate": types.Bytes,
+        "redacted_user_certificate": types.Bytes,
+        "redacted_device_certificate": types.Bytes,
+        "sequester_authority_certificate": types.Introduced(types.Optional(types.Bytes), "2.8", "3.2"),
+    },
+)
+async def organization_bootstrap(session: AnonymousSession, req: dict[str, Any]) -> replies.Reply:
+    outcome = await run_sync(services.organization_bootstrap, organization_id=session.organization_id, **req)
+    webhook_url = settings.PARSEC.organization_bootstrap_webhook
+    if isinstance(outcome, Bootstrapped) and webhook_url:
+        # After commit, before replying, as the reference does; a failure is only logged.
+        await run_sync(post_bootstrap_webhook, webhook_url, outcome.webhook_payload)
+    return to_reply(outcome)
+
+
+@command(
+    "organization_create",
+    family=Family.APIV1_ADMINISTRATION,
+    request={"organization_id": types.OrganizationID, "expiration_date": types.Optional(types.DateTime)},
+)
+async def organization_create(session: AdministrationSession, req: dict[str, Any]) -> replies.Reply:
+    """The 2.0 CLI's `create_organization`: the administration API's creation, over API v1."""
+    if req["expiration_date"] is not None:
+        # Organizations expire when the administration API says so, not at a date set in advance.
+        return replies.bad_message("expiration_date is not supported: expire the organization with the administration API")
+    return to_reply(await run_sync(services.organization_create, organization_id=req["organization_id"]))
+
+
+@command("organization_config", family=Family.AUTHENTICATED)
+async def organization_config(session: AuthenticatedSession, req: dict[str, Any]) -> replies.Reply:
+    return to_reply(await run_sync(services.organization_config, organization_pk=session.organization_pk))
+
+
+@command("organization_stats", family=Family.AUTHENTICATED)
+async def organization_stats(session: AuthenticatedSession, req: dict[str, Any]) -> replies.Reply:
+    if session.profile != Profile.ADMIN:
+        # The reference sends no explanation.
+        return replies.reply("not_allowed", reason=None)
+    stats = await run_sync(selectors.organization_stats, organization_id=session.organization_id)
+    if isinstance(stats, services.AdministrationError):
+        return replies.reply("not_found")
+    return replies.ok(
+        active_users=stats.active_users,
+        data_size=stats.data_size,
+        metadata_size=stats.metadata_size,
+        realms=stats.realms,
+        users=stats.users,
+        users_per_profile_detail=[item.as_dict() for item in stats.users_per_profile_detail],
+    )
+
+
+# --- users and devices ---------------------------------------------------------------------------------------
+
+
+@command("user_get", family=Family.AUTHENTICATED, request={"user_id": types.UserID})
+async def user_get(session: AuthenticatedSession, req: dict[str, Any]) -> replies.Reply:
+    return to_reply(await run_sync(users.user_get, session=session, **req))
+
+
+@command(
+    "user_create",
+    family=Family.AUTHENTICATED,
+    request={
+        "user_certificate": types.Bytes,
+        "device_certificate": types.Bytes,
+        "redacted_user_certificate": types.Bytes,
+        "redacted_device_certificate": types.Bytes,
+    },
+)
+async def user_create(session: AuthenticatedSession, req: dict[str, Any]) -> replies.Reply:
+    return to_reply(await run_sync(users.user_create, session=session, **req))
+
+
+@command("user_revoke", family=Family.AUTHENTICATED, request={"revoked_user_certificate": types.Bytes})
+async def user_revoke(session: AuthenticatedSession, req: dict[str, Any]) -> replies.Reply:
+    return to_reply(await run_sync(users.user_revoke, session=session, **req))
+
+
+@command(
+    "device_create",
+    family=Family.AUTHENTICATED,
+    request={"device_certificate": types.Bytes, "redacted_device_certificate": types.Bytes},
+)
+async def device_create(session: AuthenticatedSession, req: dict[str, Any]) -> replies.Reply:
+    return to_reply(await run_sync(users.device_create, session=session, **req))
+
+
+class _AnyInteger(types.FieldType):
+    """Any msgpack integer: `human_find` checks the ranges of `page` and `per_page` itself."""
+
+    name = "Integer"
+
+    def decode(self, value: Any) -> int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise types.FieldError(f"expected an integer, got {type(value).__name__}")
+        return value
+
+
+def _invalid_message(errors: str) -> replies.Reply:
+    # The reference's form for values of the right type but out of range (docs/protocol.md#command-loop).
+    return {"status": "bad_message", "errors": errors, "reason": "Invalid message."}
+
+
+@command(
+    "human_find",
+    family=Family.AUTHENTICATED,
+    request={
+        "query": types.Optional(types.String),
+        "omit_revoked": types.Boolean,
+        "omit_non_human": types.Boolean,
+        "page": _AnyInteger(),
+        "per_page": _AnyInteger(),
+    },
+)
+async def human_find(session: AuthenticatedSession, req: dict[str, Any]) -> replies.Reply:
+    try:
+        page = types.NonZeroInteger.decode(req["page"])
+    except types.FieldError as exc:
+        return _invalid_message(f"page: {exc}")
+    try:
+        per_page = types.IntegerBetween1And100.decode(req["per_page"])
+    except types.FieldError as exc:
+        return _invalid_message(f"per_page: {exc}")
+    outcome = await run_sync(
+        users.human_find,
+        session=session,
+        query=req["query"],
+        omit_revoked=req["omit_revoked"],
+        omit_non_human=req["omit_non_human"],
+        page=page,
+        per_page=per_page,
+    )
+    return to_reply(outcome)
