@@ -19,14 +19,8 @@ from protocol import replies
 from protocol.db import db_param, fetch_row, run_sync
 from protocol.replies import Reply
 from protocol.session import AuthenticatedSession
-from realms.access import (
-    ACCESS_STATE_COLUMNS,
-    ACCESS_STATE_FIELDS,
-    Operation,
-    Refused,
-    access_state_from_row,
-    evaluate_realm_access,
-)
+from realms.rules import ACCESS_STATE_FIELDS, Operation, Refused, access_state_from_row, evaluate_realm_access
+from realms.sql import ACCESS_STATE_COLUMNS_POSITIONAL as ACCESS_STATE_COLUMNS
 from realms.models import Realm
 
 logger = logging.getLogger(__name__)

@@ -6,4 +6,4 @@ class RealmsConfig(AppConfig):
 
     def ready(self) -> None:
         # Fill the protocol command registry with this app's commands.
-        from realms import commands, vlob_commands  # noqa: F401
+        from realms import handlers  # noqa: F401

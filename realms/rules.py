@@ -1,14 +1,17 @@
-"""The realm access check shared by vlob and block commands (docs/protocol.md#vlob-access), and realm state reads."""
+"""The realm rules, written once: a user's role in a realm, the realm's archiving state, and the access
+check shared by vlob and block commands (docs/protocol.md#vlob-access).
+
+Each rule has its ORM form (a query or a function over model rows) and, where the hot path reads in
+hand-written SQL, its SQL form (a subquery over named columns, embedded whole by realms/sql.py).
+"""
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from enum import Enum
+from enum import Enum, StrEnum
 
 from django.db import connection
 
-from protocol.db import db_param, fetch_row
 from realms.models import ArchivingConfiguration, Realm, RealmArchiving, RealmUserRole, Role
 
 
@@ -20,17 +23,44 @@ class Operation(Enum):
 
 WRITER_ROLES = frozenset({Role.OWNER, Role.MANAGER, Role.CONTRIBUTOR})
 
+# --- role of a user in a realm ------------------------------------------------------------------
+# A user's role in a realm is the one of its latest role certificate there (None: access removed,
+# or never granted).
+
+_ROLE_TABLE = RealmUserRole._meta.db_table
+_ARCHIVING_TABLE = RealmArchiving._meta.db_table
+
 
 def current_role(realm_pk: int, user_pk: int) -> RealmUserRole | None:
     """The user's latest role certificate in the realm (its `role` is None when access was removed)."""
     return RealmUserRole.objects.filter(realm_id=realm_pk, user_id=user_pk).order_by("-certified_on").first()
 
 
+def current_role_sql(column: str, *, realm: str, user: str) -> str:
+    """The SQL form of `current_role`: `column` of the latest role certificate of user `user` in realm
+    `realm` (both SQL expressions: a column or a named parameter)."""
+    return (
+        f'(SELECT u."{column}" FROM "{_ROLE_TABLE}" u WHERE u."realm_id" = {realm} AND u."user_id" = {user}'
+        ' ORDER BY u."certified_on" DESC LIMIT 1)'
+    )
+
+
+# --- archiving state ----------------------------------------------------------------------------
+
+
 def current_archiving(realm_pk: int) -> RealmArchiving | None:
     return RealmArchiving.objects.filter(realm_id=realm_pk).order_by("-certified_on").first()
 
 
-def is_deleted(archiving: RealmArchiving | _ArchivingState | None, now: datetime) -> bool:
+def current_archiving_sql(column: str, *, realm: str) -> str:
+    """The SQL form of `current_archiving`: `column` of the realm's latest archiving certificate."""
+    return (
+        f'(SELECT a."{column}" FROM "{_ARCHIVING_TABLE}" a WHERE a."realm_id" = {realm}'
+        ' ORDER BY a."certified_on" DESC LIMIT 1)'
+    )
+
+
+def is_deleted(archiving: RealmArchiving | ArchivingState | None, now: datetime) -> bool:
     return (
         archiving is not None
         and archiving.configuration == ArchivingConfiguration.DELETION_PLANNED
@@ -39,11 +69,27 @@ def is_deleted(archiving: RealmArchiving | _ArchivingState | None, now: datetime
     )
 
 
-def is_archived(archiving: RealmArchiving | _ArchivingState | None) -> bool:
+def is_archived(archiving: RealmArchiving | ArchivingState | None) -> bool:
     return archiving is not None and archiving.configuration in (
         ArchivingConfiguration.ARCHIVED,
         ArchivingConfiguration.DELETION_PLANNED,
     )
+
+
+# --- the access check ---------------------------------------------------------------------------
+
+
+class AccessRefusal(StrEnum):
+    """Why access is refused; the values are the reply statuses."""
+
+    REALM_NOT_FOUND = "realm_not_found"  # each command words this its own way
+    REALM_DELETED = "realm_deleted"
+    REALM_ARCHIVED = "realm_archived"
+    NOT_ALLOWED = "not_allowed"
+    REQUIRE_GREATER_TIMESTAMP = "require_greater_timestamp"
+    IN_MAINTENANCE = "in_maintenance"
+    NOT_IN_MAINTENANCE = "not_in_maintenance"
+    BAD_ENCRYPTION_REVISION = "bad_encryption_revision"
 
 
 @dataclass(frozen=True)
@@ -55,42 +101,16 @@ class Granted:
 
 @dataclass(frozen=True)
 class Refused:
-    """Why access is refused: a reply status, plus `strictly_greater_than` for causality."""
+    """Why access is refused, plus `strictly_greater_than` for causality."""
 
-    status: str
+    status: AccessRefusal
     strictly_greater_than: datetime | None = None
 
 
-REALM_NOT_FOUND = Refused("realm_not_found")  # each command words this its own way
+REALM_NOT_FOUND = Refused(AccessRefusal.REALM_NOT_FOUND)
 
-
-def _access_state_columns() -> str:
-    """The select list of the access state over a realm aliased `r`; its two `%s` are the user's pk."""
-    realm_columns = ", ".join(f'r."{field.column}"' for field in Realm._meta.concrete_fields)
-    archiving_table, role_table = RealmArchiving._meta.db_table, RealmUserRole._meta.db_table
-
-    def latest_archiving(column: str) -> str:
-        return (
-            f'(SELECT a."{column}" FROM "{archiving_table}" a WHERE a."realm_id" = r."id"'
-            ' ORDER BY a."certified_on" DESC LIMIT 1)'
-        )
-
-    def latest_role(column: str) -> str:
-        return (
-            f'(SELECT u."{column}" FROM "{role_table}" u WHERE u."realm_id" = r."id" AND u."user_id" = %s'
-            ' ORDER BY u."certified_on" DESC LIMIT 1)'
-        )
-
-    return (
-        f"{realm_columns}, {latest_archiving('configuration')}, {latest_archiving('deletion_date')},"
-        f" {latest_role('role')}, {latest_role('certified_on')}"
-    )
-
-
-# Hot path (every vlob and block command): the realm row, its latest archiving and the user's
-# latest role come in one round trip, in SQL written once (see protocol/db.py for why not the ORM).
-ACCESS_STATE_COLUMNS = _access_state_columns()
 _REALM_FIELDS = tuple(Realm._meta.concrete_fields)
+# The columns realms/sql.py reads for an access state (ACCESS_STATE_COLUMNS), in order.
 ACCESS_STATE_FIELDS = (
     *_REALM_FIELDS,
     RealmArchiving._meta.get_field("configuration"),
@@ -101,7 +121,7 @@ ACCESS_STATE_FIELDS = (
 
 
 @dataclass(frozen=True)
-class _ArchivingState:
+class ArchivingState:
     configuration: str
     deletion_date: datetime | None
 
@@ -109,7 +129,7 @@ class _ArchivingState:
 @dataclass(frozen=True)
 class AccessState:
     realm: Realm
-    archiving: _ArchivingState | None
+    archiving: ArchivingState | None
     role: str | None  # None: no role certificate, or access removed
     role_certified_on: datetime | None
 
@@ -119,46 +139,8 @@ def access_state_from_row(row: tuple) -> AccessState:
     count = len(_REALM_FIELDS)
     realm = Realm.from_db(connection.alias, [field.attname for field in _REALM_FIELDS], row[:count])
     configuration, deletion_date, role, role_certified_on = row[count:]
-    archiving = _ArchivingState(configuration, deletion_date) if configuration is not None else None
+    archiving = ArchivingState(configuration, deletion_date) if configuration is not None else None
     return AccessState(realm=realm, archiving=archiving, role=role, role_certified_on=role_certified_on)
-
-
-def check_realm_access(
-    *,
-    organization_pk: int,
-    realm_id: uuid.UUID | None = None,
-    realm: Realm | None = None,
-    user_pk: int,
-    operation: Operation,
-    now: datetime,
-    encryption_revision: int | None = None,
-    write_timestamp: datetime | None = None,
-) -> Granted | Refused:
-    """Checks 1-5 of docs/protocol.md#vlob-access in order.
-
-    Writers pass the `realm` they locked in an earlier statement: its row is read again with the
-    archiving and role state, in a statement that starts after the lock was granted, so it sees
-    every role change or archiving committed before (a statement's snapshot is taken when it starts).
-    """
-    if realm is not None:
-        where, params = 'r."id" = %s', [realm.pk]
-    else:
-        where = 'r."organization_id" = %s AND r."realm_id" = %s'
-        params = [organization_pk, db_param(Realm._meta.get_field("realm_id"), realm_id)]
-    row = fetch_row(
-        f'SELECT {ACCESS_STATE_COLUMNS} FROM "{Realm._meta.db_table}" r WHERE {where}',
-        [user_pk, user_pk, *params],
-        ACCESS_STATE_FIELDS,
-    )
-    if row is None:
-        return REALM_NOT_FOUND
-    return evaluate_realm_access(
-        access_state_from_row(row),
-        operation=operation,
-        now=now,
-        encryption_revision=encryption_revision,
-        write_timestamp=write_timestamp,
-    )
 
 
 def evaluate_realm_access(
@@ -172,30 +154,30 @@ def evaluate_realm_access(
     """Checks 2-5 of docs/protocol.md#vlob-access on an access state read by the caller."""
     realm, role = state.realm, state.role
     if is_deleted(state.archiving, now):
-        return Refused("realm_deleted")
+        return Refused(AccessRefusal.REALM_DELETED)
     if operation is Operation.WRITE and is_archived(state.archiving):
-        return Refused("realm_archived")
+        return Refused(AccessRefusal.REALM_ARCHIVED)
 
     if (
         role is None
         or (operation is Operation.WRITE and role not in WRITER_ROLES)
         or (operation is Operation.MAINTENANCE and role != Role.OWNER)
     ):
-        return Refused("not_allowed")
+        return Refused(AccessRefusal.NOT_ALLOWED)
     if operation is Operation.WRITE and write_timestamp is not None and state.role_certified_on >= write_timestamp:
-        return Refused("require_greater_timestamp", strictly_greater_than=state.role_certified_on)
+        return Refused(AccessRefusal.REQUIRE_GREATER_TIMESTAMP, strictly_greater_than=state.role_certified_on)
 
     in_reencryption = realm.maintenance_type == "REENCRYPTION"
     if operation is Operation.READ and in_reencryption:
         if encryption_revision == realm.encryption_revision:
-            return Refused("in_maintenance")
+            return Refused(AccessRefusal.IN_MAINTENANCE)
         if encryption_revision is not None and encryption_revision != realm.encryption_revision - 1:
-            return Refused("bad_encryption_revision")
+            return Refused(AccessRefusal.BAD_ENCRYPTION_REVISION)
     else:
         if realm.maintenance_type is not None and operation is not Operation.MAINTENANCE:
-            return Refused("in_maintenance")
+            return Refused(AccessRefusal.IN_MAINTENANCE)
         if operation is Operation.MAINTENANCE and realm.maintenance_type is None:
-            return Refused("not_in_maintenance")
+            return Refused(AccessRefusal.NOT_IN_MAINTENANCE)
         if encryption_revision is not None and encryption_revision != realm.encryption_revision:
-            return Refused("bad_encryption_revision")
+            return Refused(AccessRefusal.BAD_ENCRYPTION_REVISION)
     return Granted(realm=realm, role=role, role_certified_on=state.role_certified_on)
