@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum, StrEnum
+from typing import Any
 
 from django.db import connection
+from django.db.models import QuerySet
 
 from realms.models import ArchivingConfiguration, Realm, RealmArchiving, RealmUserRole, Role
 
@@ -31,9 +33,15 @@ _ROLE_TABLE = RealmUserRole._meta.db_table
 _ARCHIVING_TABLE = RealmArchiving._meta.db_table
 
 
+def role_certificates_newest_first(*, realm: Any, user: Any) -> QuerySet[RealmUserRole]:
+    """The user's role certificates in the realm, newest first: the first one is its current role.
+    `realm` and `user` are pks, or expressions such as OuterRef("pk") in a subquery."""
+    return RealmUserRole.objects.filter(realm_id=realm, user_id=user).order_by("-certified_on")
+
+
 def current_role(realm_pk: int, user_pk: int) -> RealmUserRole | None:
     """The user's latest role certificate in the realm (its `role` is None when access was removed)."""
-    return RealmUserRole.objects.filter(realm_id=realm_pk, user_id=user_pk).order_by("-certified_on").first()
+    return role_certificates_newest_first(realm=realm_pk, user=user_pk).first()
 
 
 def current_role_sql(column: str, *, realm: str, user: str) -> str:

@@ -12,7 +12,7 @@ from organizations.models import Organization, User
 from protocol.db import db_param, fetch_row
 from realms import sql
 from realms.models import Message, Realm, RealmArchiving, RealmUserRole, RealmVlobUpdate, VlobAtom
-from realms.rules import ACCESS_STATE_FIELDS, AccessState, access_state_from_row
+from realms.rules import ACCESS_STATE_FIELDS, AccessState, access_state_from_row, role_certificates_newest_first
 
 _REALM_ID = Realm._meta.get_field("realm_id")
 
@@ -81,9 +81,7 @@ def human_accesses(*, organization_id: str, user_filter: str = "") -> list[UserA
 
 def _current_realms(user_pk: int) -> models.QuerySet[Realm]:
     """Realms where the user's latest role certificate grants a role, in creation order."""
-    latest_role = (
-        RealmUserRole.objects.filter(realm=OuterRef("pk"), user_id=user_pk).order_by("-certified_on").values("role")[:1]
-    )
+    latest_role = role_certificates_newest_first(realm=OuterRef("pk"), user=user_pk).values("role")[:1]
     return (
         Realm.objects.filter(roles__user_id=user_pk)
         .annotate(current=Subquery(latest_role))

@@ -229,5 +229,7 @@ def test_query_budget(sync_realm, django_assert_max_num_queries):
     assert create == OK
     # atom with realm, author and author's latest role; archiving; role
     with django_assert_max_num_queries(3):
-        reply = sync_reply(vlobs.vlob_read, session=session, encryption_revision=1, vlob_id=vlob_id, version=None, timestamp=None)
+        reply = sync_reply(
+            vlobs.vlob_read, session=session, encryption_revision=1, vlob_id=vlob_id, version=None, timestamp=None
+        )
     assert reply["status"] == "ok"
