@@ -11,7 +11,6 @@ from protocol.session import AuthenticatedSession
 from realms.outcomes import to_reply
 from realms.services import maintenance, messages, realms, vlobs
 
-
 SEQUESTER_BLOB = types.Introduced(types.Optional(types.Map(types.SequesterServiceID, types.Bytes)), "2.8", "3.2")
 
 

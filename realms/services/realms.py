@@ -12,8 +12,8 @@ from django.utils import timezone
 
 from organizations.models import Organization, Profile, User
 from organizations.rules import INVALID_AUTHOR_REASON, authored_by_session, revoked_at
-from protocol import replies
-from protocol.certificates import InvalidCertification, RealmArchivingCertificate, RealmRoleCertificate
+from protocol import certificates, replies
+from protocol.certificates import RealmArchivingCertificate, RealmRoleCertificate
 from protocol.db import db_param
 from protocol.events import emit_realm_event_on_commit, emit_user_event_on_commit
 from protocol.session import AuthenticatedSession
@@ -32,7 +32,7 @@ from realms.outcomes import (
     OK,
     ArchivingConfigOk,
     BadTimestamp,
-    InvalidCertification as InvalidCertificationOutcome,
+    InvalidCertification,
     InvalidData,
     Outcome,
     RealmRefusal,
@@ -121,10 +121,10 @@ def realm_create(*, session: AuthenticatedSession, role_certificate: bytes, now:
     now = now or timezone.now()
     try:
         certificate = RealmRoleCertificate.verify_and_load(role_certificate, session.verify_key)
-    except InvalidCertification as exc:
-        return InvalidCertificationOutcome(exc.reason)
+    except certificates.InvalidCertification as exc:
+        return InvalidCertification(exc.reason)
     if not authored_by_session(certificate.author, session):
-        return InvalidCertificationOutcome(INVALID_AUTHOR_REASON)
+        return InvalidCertification(INVALID_AUTHOR_REASON)
     if not replies.timestamp_in_ballpark(certificate.timestamp, now):
         return BadTimestamp(now=now, client_timestamp=certificate.timestamp)
     if certificate.user_id != session.user_id or certificate.role != Role.OWNER:
@@ -204,10 +204,10 @@ def realm_update_roles(
         return RealmRefusal.NOT_ALLOWED
     try:
         certificate = RealmRoleCertificate.verify_and_load(role_certificate, session.verify_key)
-    except InvalidCertification as exc:
-        return InvalidCertificationOutcome(exc.reason)
+    except certificates.InvalidCertification as exc:
+        return InvalidCertification(exc.reason)
     if not authored_by_session(certificate.author, session):
-        return InvalidCertificationOutcome(INVALID_AUTHOR_REASON)
+        return InvalidCertification(INVALID_AUTHOR_REASON)
     timestamp = certificate.timestamp
     if not replies.timestamp_in_ballpark(timestamp, now):
         return BadTimestamp(now=now, client_timestamp=timestamp)
@@ -295,10 +295,10 @@ def realm_update_archiving(
     now = now or timezone.now()
     try:
         certificate = RealmArchivingCertificate.verify_and_load(archiving_certificate, session.verify_key)
-    except InvalidCertification as exc:
-        return InvalidCertificationOutcome(exc.reason)
+    except certificates.InvalidCertification as exc:
+        return InvalidCertification(exc.reason)
     if not authored_by_session(certificate.author, session):
-        return InvalidCertificationOutcome(INVALID_AUTHOR_REASON)
+        return InvalidCertification(INVALID_AUTHOR_REASON)
     timestamp = certificate.timestamp
     if not replies.timestamp_in_ballpark(timestamp, now):
         return BadTimestamp(now=now, client_timestamp=timestamp)

@@ -9,8 +9,8 @@ import pytest
 from organizations.models import Organization
 from protocol.types import RealmArchivingConfiguration
 from realms import sql
-from realms.services import vlobs
 from realms.models import Realm, RealmUserChange, RealmVlobUpdate, VlobAtom
+from realms.services import vlobs
 from tests.conftest import World, add_device, bootstrap_organization, connect_as, create_realm
 from tests.realms.helpers import NO_EVENTS, delete_realm, events_of, grant, later, subscribed, update_archiving
 from tests.testkit import certs

@@ -5,19 +5,19 @@ import uuid
 
 import pytest
 
-from realms.services import vlobs
 from realms.models import MaintenanceType, Realm
+from realms.services import vlobs
 from tests.conftest import World, bootstrap_organization, connect_as, create_realm
 from tests.realms.helpers import delete_realm, later
 from tests.testkit import certs
 from tests.vlobs.helpers import (
-    sync_reply,
     OK,
     finish_reencryption,
     member,
     new_vlob,
     reencrypt_all,
     start_reencryption,
+    sync_reply,
     update_vlob,
 )
 

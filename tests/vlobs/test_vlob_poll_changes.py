@@ -5,12 +5,12 @@ import uuid
 
 import pytest
 
-from realms.services import vlobs
 from realms.models import MaintenanceType, Realm
+from realms.services import vlobs
 from tests.conftest import World, bootstrap_organization, connect_as, create_realm
 from tests.realms.helpers import delete_realm, grant
 from tests.testkit import certs
-from tests.vlobs.helpers import OK, member, new_vlob, reencrypt_all, start_reencryption, update_vlob, sync_reply
+from tests.vlobs.helpers import OK, member, new_vlob, reencrypt_all, start_reencryption, sync_reply, update_vlob
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -6,13 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from realms.services import vlobs
 from realms.models import RealmUserRole
+from realms.services import vlobs
 from tests.conftest import World, bootstrap_organization, connect_as, create_realm
 from tests.realms.helpers import delete_realm, grant, later
 from tests.testkit import certs
 from tests.vlobs.helpers import (
-    sync_reply,
     OK,
     finish_reencryption,
     member,
@@ -20,6 +19,7 @@ from tests.vlobs.helpers import (
     read_vlob,
     reencrypt_all,
     start_reencryption,
+    sync_reply,
     update_vlob,
 )
 

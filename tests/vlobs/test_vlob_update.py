@@ -11,12 +11,12 @@ import pytest
 from organizations.models import Organization
 from protocol.types import RealmArchivingConfiguration
 from realms import sql
-from realms.services import vlobs
 from realms.models import Realm, RealmUserChange, RealmVlobUpdate, VlobAtom
+from realms.services import vlobs
 from tests.conftest import World, add_device, bootstrap_organization, connect_as, create_realm
 from tests.realms.helpers import delete_realm, events_of, grant, later, subscribed, update_archiving
 from tests.testkit import certs
-from tests.vlobs.helpers import OK, member, new_vlob, read_vlob, start_reencryption, update_vlob, sync_reply
+from tests.vlobs.helpers import OK, member, new_vlob, read_vlob, start_reencryption, sync_reply, update_vlob
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
