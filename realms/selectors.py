@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db import models
-from django.db.models import Max, OuterRef, Subquery
+from django.db.models import Exists, Max, OuterRef, Subquery
 
 from organizations.models import Organization, User
 from protocol.db import db_param, fetch_row
@@ -182,4 +182,20 @@ def vlob_versions(
         )
         .order_by("version")
         .values_list("version", "created_on", "author__device_id")
+    )
+
+
+def versions_to_reencrypt(*, realm: Realm, encryption_revision: int, limit: int) -> list[tuple[uuid.UUID, int, bytes]]:
+    """(vlob id, version, blob) of up to `limit` versions of the realm's previous revision not yet saved
+    in `encryption_revision`."""
+    reencrypted = VlobAtom.objects.filter(
+        organization_id=realm.organization_id,
+        vlob_id=OuterRef("vlob_id"),
+        encryption_revision=encryption_revision,
+        version=OuterRef("version"),
+    )
+    return list(
+        VlobAtom.objects.filter(realm_id=realm.pk, encryption_revision=encryption_revision - 1)
+        .exclude(Exists(reencrypted))
+        .values_list("vlob_id", "version", "blob")[:limit]
     )

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from protocol import replies
@@ -464,16 +464,8 @@ def vlob_maintenance_get_reencryption_batch(
     realm = _maintenance_access(session=session, realm_id=realm_id, encryption_revision=encryption_revision, now=now)
     if not isinstance(realm, Realm):
         return realm
-    reencrypted = VlobAtom.objects.filter(
-        organization_id=realm.organization_id,
-        vlob_id=OuterRef("vlob_id"),
-        encryption_revision=encryption_revision,
-        version=OuterRef("version"),
-    )
-    rows = (
-        VlobAtom.objects.filter(realm_id=realm.pk, encryption_revision=encryption_revision - 1)
-        .exclude(Exists(reencrypted))
-        .values_list("vlob_id", "version", "blob")[: min(size, MAX_REENCRYPTION_BATCH_SIZE)]
+    rows = selectors.versions_to_reencrypt(
+        realm=realm, encryption_revision=encryption_revision, limit=min(size, MAX_REENCRYPTION_BATCH_SIZE)
     )
     return ReencryptionBatchOk(
         batch=[{"vlob_id": row_vlob_id, "version": version, "blob": bytes(blob)} for row_vlob_id, version, blob in rows]
