@@ -16,14 +16,8 @@ from django.db import IntegrityError
 from blocks.models import Block
 from protocol.db import db_param, fetch_row
 from protocol.session import AuthenticatedSession
-from realms.access import (
-    ACCESS_STATE_COLUMNS,
-    ACCESS_STATE_FIELDS,
-    Operation,
-    Refused,
-    access_state_from_row,
-    evaluate_realm_access,
-)
+from realms.rules import ACCESS_STATE_FIELDS, Operation, Refused, access_state_from_row, evaluate_realm_access
+from realms.sql import ACCESS_STATE_COLUMNS_POSITIONAL as ACCESS_STATE_COLUMNS
 from realms.models import Realm
 
 _BLOCK_ID = Block._meta.get_field("block_id")

@@ -7,7 +7,7 @@ import itertools
 import logging
 import threading
 from functools import lru_cache
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -175,7 +175,9 @@ def _converters(field: Field, vendor: str) -> tuple[Callable, ...]:
     return tuple(connection.ops.get_db_converters(col)) + tuple(col.get_db_converters(connection))
 
 
-def fetch_row(sql: str, params: Sequence[Any], fields: Sequence[Field | None]) -> tuple[Any, ...] | None:
+def fetch_row(
+    sql: str, params: Sequence[Any] | Mapping[str, Any], fields: Sequence[Field | None]
+) -> tuple[Any, ...] | None:
     """The first row of `sql`, each column converted like the ORM converts `fields[i]` (None: as is)."""
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

@@ -140,7 +140,7 @@ async def _leave(connection: Any, group: str) -> None:
 
 
 def _current_realm_ids(user_pk: int) -> set[str]:
-    from realms.services import user_current_realm_ids
+    from realms.selectors import user_current_realm_ids
 
     return {realm_id.hex for realm_id in user_current_realm_ids(user_pk)}
 

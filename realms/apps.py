@@ -6,7 +6,7 @@ class RealmsConfig(AppConfig):
 
     def ready(self) -> None:
         # Fill the protocol command registry with this app's commands.
-        from realms import commands, vlob_commands  # noqa: F401
+        from realms import handlers  # noqa: F401
 
         # The organization stats count realms, vlobs and blocks; organizations cannot import this app.
         from organizations import hooks

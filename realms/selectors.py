@@ -1,4 +1,4 @@
-"""Read-only views of realms for operators and statistics (not protocol commands)."""
+"""Reads of the realms app: the operators' views, and the queries of the realm-family commands."""
 from __future__ import annotations
 
 import uuid
@@ -6,11 +6,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.apps import apps
-from django.db.models import QuerySet, Sum
+from django.db import models
+from django.db.models import Exists, Max, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 
 from organizations.models import Organization, User
-from realms.models import Realm, RealmUserRole, VlobAtom
+from protocol.db import db_param, fetch_row
+from realms import sql
+from realms.models import Message, Realm, RealmArchiving, RealmUserRole, RealmVlobUpdate, VlobAtom
+from realms.rules import ACCESS_STATE_FIELDS, AccessState, access_state_from_row, role_certificates_newest_first
+
+_REALM_ID = Realm._meta.get_field("realm_id")
 
 
 @dataclass(frozen=True)
@@ -96,3 +102,128 @@ def realm_data_stats(organization_pk: int, at: datetime | None = None) -> dict[s
         "metadata_size": _size(vlobs),
         "realms": realms.count(),
     }
+
+
+# --- reads of the protocol commands -------------------------------------------------------------
+
+
+def _current_realms(user_pk: int) -> models.QuerySet[Realm]:
+    """Realms where the user's latest role certificate grants a role, in creation order."""
+    latest_role = role_certificates_newest_first(realm=OuterRef("pk"), user=user_pk).values("role")[:1]
+    return (
+        Realm.objects.filter(roles__user_id=user_pk)
+        .annotate(current=Subquery(latest_role))
+        .filter(current__isnull=False)
+        .distinct()
+        .order_by("pk")
+    )
+
+
+def user_current_realm_ids(user_pk: int) -> list[uuid.UUID]:
+    """Realms where the user currently has a role: the realm set of a new events subscription."""
+    return list(_current_realms(user_pk).values_list("realm_id", flat=True))
+
+
+def user_current_realms(user_pk: int) -> list[tuple[int, uuid.UUID]]:
+    """(pk, realm id) of the realms where the user currently has a role, in creation order."""
+    return list(_current_realms(user_pk).values_list("pk", "realm_id"))
+
+
+def latest_archivings(realm_pks: list[int]) -> dict[int, tuple[str, datetime | None, datetime, str]]:
+    """Realm pk -> (configuration, deletion date, certified on, certifying device id) of its latest
+    archiving certificate, for the realms that have one."""
+    latest: dict[int, tuple[str, datetime | None, datetime, str]] = {}
+    for realm_pk, configuration, deletion_date, certified_on, certified_by in (
+        RealmArchiving.objects.filter(realm_id__in=realm_pks)
+        .order_by("realm_id", "certified_on")
+        .values_list("realm_id", "configuration", "deletion_date", "certified_on", "certified_by__device_id")
+    ):
+        latest[realm_pk] = (configuration, deletion_date, certified_on, certified_by)
+    return latest
+
+
+def realm_with_maintenance_author(*, organization_pk: int, realm_id: uuid.UUID) -> Realm | None:
+    return (
+        Realm.objects.select_related("maintenance_started_by")
+        .filter(organization_id=organization_pk, realm_id=realm_id)
+        .first()
+    )
+
+
+def role_certificates(*, organization_pk: int, realm_id: uuid.UUID) -> list[tuple[int, str | None, bytes]]:
+    """(user pk, role, certificate) of every role certificate of the realm, oldest first, in one query."""
+    return list(
+        RealmUserRole.objects.filter(realm__organization_id=organization_pk, realm__realm_id=realm_id)
+        .order_by("certified_on", "pk")
+        .values_list("user_id", "role", "certificate")
+    )
+
+
+def messages_after(*, user_pk: int, offset: int) -> list[tuple[int, str, datetime, bytes]]:
+    """(index, sender device id, timestamp, body) of the user's messages after `offset`, in order."""
+    return list(
+        Message.objects.filter(recipient_id=user_pk, index__gt=offset)
+        .order_by("index")
+        .values_list("index", "sender__device_id", "timestamp", "body")
+    )
+
+
+def realm_access_state(
+    *, user_pk: int, organization_pk: int = 0, realm_id: uuid.UUID | None = None, realm_pk: int | None = None
+) -> AccessState | None:
+    """The access state (rules.AccessState) of the user in the realm of pk `realm_pk`, or else of id
+    `realm_id`, in one round trip; None: no such realm."""
+    if realm_pk is not None:
+        sql_text, params = sql.ACCESS_STATE_BY_PK, {"user_pk": user_pk, "realm_pk": realm_pk}
+    else:
+        sql_text = sql.ACCESS_STATE_BY_ID
+        params = {"user_pk": user_pk, "organization_pk": organization_pk, "realm_id": db_param(_REALM_ID, realm_id)}
+    row = fetch_row(sql_text, params, ACCESS_STATE_FIELDS)
+    return None if row is None else access_state_from_row(row)
+
+
+def realm_of_vlob(*, organization_pk: int, vlob_id: uuid.UUID) -> Realm | None:
+    query = Realm.objects.filter(
+        organization_id=organization_pk, vlob_atoms__organization_id=organization_pk, vlob_atoms__vlob_id=vlob_id
+    )
+    return next(iter(query[:1]), None)
+
+
+def vlob_changes_since(*, realm_pk: int, last_checkpoint: int) -> list[tuple[uuid.UUID, int, int]]:
+    """(vlob id, latest version, latest change index) of every vlob changed after `last_checkpoint`."""
+    return list(
+        RealmVlobUpdate.objects.filter(realm_id=realm_pk, index__gt=last_checkpoint)
+        .values("vlob_id")
+        .annotate(latest_version=Max("version"), latest_index=Max("index"))
+        .values_list("vlob_id", "latest_version", "latest_index")
+        .order_by()
+    )
+
+
+def vlob_versions(
+    *, organization_pk: int, vlob_id: uuid.UUID, encryption_revision: int
+) -> list[tuple[int, datetime, str]]:
+    """(version, timestamp, author device id) of every version of the vlob in the revision, in order."""
+    return list(
+        VlobAtom.objects.filter(
+            organization_id=organization_pk, vlob_id=vlob_id, encryption_revision=encryption_revision
+        )
+        .order_by("version")
+        .values_list("version", "created_on", "author__device_id")
+    )
+
+
+def versions_to_reencrypt(*, realm: Realm, encryption_revision: int, limit: int) -> list[tuple[uuid.UUID, int, bytes]]:
+    """(vlob id, version, blob) of up to `limit` versions of the realm's previous revision not yet saved
+    in `encryption_revision`."""
+    reencrypted = VlobAtom.objects.filter(
+        organization_id=realm.organization_id,
+        vlob_id=OuterRef("vlob_id"),
+        encryption_revision=encryption_revision,
+        version=OuterRef("version"),
+    )
+    return list(
+        VlobAtom.objects.filter(realm_id=realm.pk, encryption_revision=encryption_revision - 1)
+        .exclude(Exists(reencrypted))
+        .values_list("vlob_id", "version", "blob")[:limit]
+    )

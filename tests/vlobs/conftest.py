@@ -8,12 +8,12 @@ import pytest
 from asgiref.sync import async_to_sync
 
 from protocol.session import AuthenticatedSession
-from realms import services
+from realms.services import realms
 from tests.conftest import World, add_user, bootstrap_organization, connect_as, create_realm
 from tests.testkit import certs
 from tests.testkit.certs import TestDevice
 from tests.testkit.ws import WsClient
-from tests.vlobs.helpers import new_vlob, session_of
+from tests.vlobs.helpers import new_vlob, session_of, sync_reply
 
 
 @pytest.fixture
@@ -55,5 +55,5 @@ def sync_realm(transactional_db) -> SyncRealm:
         world.alice.signing_key, author=world.alice.device_id, timestamp=certs.now(), realm_id=realm_id,
         user_id="alice", role="OWNER",
     )
-    assert services.realm_create(session=session, role_certificate=certificate) == {"status": "ok"}
+    assert sync_reply(realms.realm_create, session=session, role_certificate=certificate) == {"status": "ok"}
     return SyncRealm(session=session, realm_id=realm_id)

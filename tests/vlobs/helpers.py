@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 
 from organizations.models import Device
 from protocol.session import AuthenticatedSession
+from realms.outcomes import Outcome, to_reply
 from tests.conftest import World, add_user
 from tests.realms.helpers import grant
 from tests.testkit import certs
@@ -14,6 +15,11 @@ from tests.testkit.certs import TestDevice
 from tests.testkit.ws import WsClient
 
 OK = {"status": "ok"}
+
+
+def sync_reply(service: Callable[..., Outcome], **kwargs: Any) -> dict[str, Any]:
+    """Calls a realm-family service directly (query budgets) and encodes its outcome as its handler does."""
+    return to_reply(service.__name__, service(**kwargs))
 
 
 async def create_vlob(

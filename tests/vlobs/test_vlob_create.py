@@ -8,12 +8,13 @@ import pytest
 
 from organizations.models import Organization
 from protocol.types import RealmArchivingConfiguration
-from realms import vlobs
+from realms import sql
 from realms.models import Realm, RealmUserChange, RealmVlobUpdate, VlobAtom
+from realms.services import vlobs
 from tests.conftest import World, add_device, bootstrap_organization, connect_as, create_realm
 from tests.realms.helpers import NO_EVENTS, delete_realm, events_of, grant, later, subscribed, update_archiving
 from tests.testkit import certs
-from tests.vlobs.helpers import OK, create_vlob, member, new_vlob, start_reencryption
+from tests.vlobs.helpers import OK, create_vlob, member, new_vlob, start_reencryption, sync_reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -133,9 +134,9 @@ async def test_already_exists_in_a_realm_of_another_revision(world: World, alice
 async def test_already_exists_decided_by_the_database(world: World, alice_ws, realm_id, vlob_id, monkeypatch):
     # A concurrent creator in another realm (another lock) can pass the existence check at the same
     # time: with that check blinded, the unique constraint still refuses.
-    blinded = vlobs._VLOB_CREATE_STATE.replace("EXISTS(", "1 = 0 AND EXISTS(")
-    assert blinded != vlobs._VLOB_CREATE_STATE
-    monkeypatch.setattr(vlobs, "_VLOB_CREATE_STATE", blinded)
+    blinded = sql.VLOB_CREATE_STATE.replace("EXISTS(", "1 = 0 AND EXISTS(")
+    assert blinded != sql.VLOB_CREATE_STATE
+    monkeypatch.setattr(sql, "VLOB_CREATE_STATE", blinded)
     assert await create_vlob(alice_ws, realm_id, vlob_id=vlob_id) == {"status": "already_exists", "reason": None}
     assert (await Realm.objects.aget(realm_id=realm_id)).checkpoint == 1
     assert await RealmVlobUpdate.objects.acount() == 1
@@ -294,7 +295,7 @@ async def test_bad_message(world: World, alice_ws, realm_id, change):
 
 def test_query_budget(sync_realm, django_assert_max_num_queries):
     def create() -> None:
-        reply = vlobs.vlob_create(
+        reply = sync_reply(vlobs.vlob_create,
             session=sync_realm.session, realm_id=sync_realm.realm_id, encryption_revision=1, vlob_id=uuid.uuid4(),
             timestamp=certs.now(), blob=b"<blob>", sequester_blob=None,
         )

@@ -5,8 +5,8 @@ import uuid
 
 import pytest
 
-from realms import vlobs
 from realms.models import MaintenanceType, Realm
+from realms.services import vlobs
 from tests.conftest import World, bootstrap_organization, connect_as, create_realm
 from tests.realms.helpers import delete_realm, later
 from tests.testkit import certs
@@ -17,6 +17,7 @@ from tests.vlobs.helpers import (
     new_vlob,
     reencrypt_all,
     start_reencryption,
+    sync_reply,
     update_vlob,
 )
 
@@ -87,12 +88,12 @@ async def test_realm_deleted(world: World, alice_ws, realm_id, vlob_id):
 def test_query_budget(sync_realm, django_assert_max_num_queries):
     session = sync_realm.session
     vlob_id = uuid.uuid4()
-    create = vlobs.vlob_create(
+    create = sync_reply(vlobs.vlob_create,
         session=session, realm_id=sync_realm.realm_id, encryption_revision=1, vlob_id=vlob_id, timestamp=certs.now(),
         blob=b"<v1>", sequester_blob=None,
     )
     assert create == OK
     # realm by vlob, archiving, role, versions with authors
     with django_assert_max_num_queries(4):
-        reply = vlobs.vlob_list_versions(session=session, vlob_id=vlob_id)
+        reply = sync_reply(vlobs.vlob_list_versions, session=session, vlob_id=vlob_id)
     assert list(reply["versions"]) == [1]

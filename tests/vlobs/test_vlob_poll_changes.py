@@ -5,12 +5,12 @@ import uuid
 
 import pytest
 
-from realms import vlobs
 from realms.models import MaintenanceType, Realm
+from realms.services import vlobs
 from tests.conftest import World, bootstrap_organization, connect_as, create_realm
 from tests.realms.helpers import delete_realm, grant
 from tests.testkit import certs
-from tests.vlobs.helpers import OK, member, new_vlob, reencrypt_all, start_reencryption, update_vlob
+from tests.vlobs.helpers import OK, member, new_vlob, reencrypt_all, start_reencryption, sync_reply, update_vlob
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -95,15 +95,15 @@ async def test_realm_deleted(world: World, alice_ws, realm_id):
 def test_query_budget(sync_realm, django_assert_max_num_queries):
     session = sync_realm.session
     vlob_id = uuid.uuid4()
-    create = vlobs.vlob_create(
+    create = sync_reply(vlobs.vlob_create,
         session=session, realm_id=sync_realm.realm_id, encryption_revision=1, vlob_id=vlob_id, timestamp=certs.now(),
         blob=b"<v1>", sequester_blob=None,
     )
     assert create == OK
     # realm, archiving, role, changes
     with django_assert_max_num_queries(4):
-        reply = vlobs.vlob_poll_changes(session=session, realm_id=sync_realm.realm_id, last_checkpoint=0)
+        reply = sync_reply(vlobs.vlob_poll_changes, session=session, realm_id=sync_realm.realm_id, last_checkpoint=0)
     assert reply == {"status": "ok", "changes": {vlob_id: 1}, "current_checkpoint": 1}
     # Nothing new: the realm's checkpoint says so, no change log query.
     with django_assert_max_num_queries(3):
-        vlobs.vlob_poll_changes(session=session, realm_id=sync_realm.realm_id, last_checkpoint=1)
+        sync_reply(vlobs.vlob_poll_changes, session=session, realm_id=sync_realm.realm_id, last_checkpoint=1)

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from realms import vlobs
 from realms.models import RealmUserRole
+from realms.services import vlobs
 from tests.conftest import World, bootstrap_organization, connect_as, create_realm
 from tests.realms.helpers import delete_realm, grant, later
 from tests.testkit import certs
@@ -19,6 +19,7 @@ from tests.vlobs.helpers import (
     read_vlob,
     reencrypt_all,
     start_reencryption,
+    sync_reply,
     update_vlob,
 )
 
@@ -221,12 +222,14 @@ async def test_realm_deleted(world: World, alice_ws, realm_id, vlob_id):
 def test_query_budget(sync_realm, django_assert_max_num_queries):
     session = sync_realm.session
     vlob_id = uuid.uuid4()
-    create = vlobs.vlob_create(
+    create = sync_reply(vlobs.vlob_create,
         session=session, realm_id=sync_realm.realm_id, encryption_revision=1, vlob_id=vlob_id, timestamp=certs.now(),
         blob=b"<v1>", sequester_blob=None,
     )
     assert create == OK
     # atom with realm, author and author's latest role; archiving; role
     with django_assert_max_num_queries(3):
-        reply = vlobs.vlob_read(session=session, encryption_revision=1, vlob_id=vlob_id, version=None, timestamp=None)
+        reply = sync_reply(
+            vlobs.vlob_read, session=session, encryption_revision=1, vlob_id=vlob_id, version=None, timestamp=None
+        )
     assert reply["status"] == "ok"

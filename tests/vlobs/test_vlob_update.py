@@ -10,12 +10,13 @@ import pytest
 
 from organizations.models import Organization
 from protocol.types import RealmArchivingConfiguration
-from realms import vlobs
+from realms import sql
 from realms.models import Realm, RealmUserChange, RealmVlobUpdate, VlobAtom
+from realms.services import vlobs
 from tests.conftest import World, add_device, bootstrap_organization, connect_as, create_realm
 from tests.realms.helpers import delete_realm, events_of, grant, later, subscribed, update_archiving
 from tests.testkit import certs
-from tests.vlobs.helpers import OK, member, new_vlob, read_vlob, start_reencryption, update_vlob
+from tests.vlobs.helpers import OK, member, new_vlob, read_vlob, start_reencryption, sync_reply, update_vlob
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -125,9 +126,9 @@ async def test_bad_version_is_checked_before_timestamp(world: World, alice_ws, r
 async def test_bad_version_decided_by_the_database(world: World, alice_ws, realm_id, vlob_id, monkeypatch):
     # A stale view of the last version (as a racing writer would have) must not create a duplicate.
     assert await update_vlob(alice_ws, vlob_id, 2) == OK
-    stale = vlobs._VLOB_UPDATE_STATE.replace('SELECT v."version" FROM', 'SELECT v."version" - 1 FROM')
-    assert stale != vlobs._VLOB_UPDATE_STATE
-    monkeypatch.setattr(vlobs, "_VLOB_UPDATE_STATE", stale)
+    stale = sql.VLOB_UPDATE_STATE.replace('SELECT v."version" FROM', 'SELECT v."version" - 1 FROM')
+    assert stale != sql.VLOB_UPDATE_STATE
+    monkeypatch.setattr(sql, "VLOB_UPDATE_STATE", stale)
     assert await update_vlob(alice_ws, vlob_id, 2, blob=b"<duplicate>") == {"status": "bad_version"}
     monkeypatch.undo()
     assert await versions_of(vlob_id) == [1, 2]
@@ -276,7 +277,7 @@ async def test_concurrent_writers_keep_versions_and_checkpoints_dense(
 def test_query_budget(sync_realm, django_assert_max_num_queries):
     session = sync_realm.session
     vlob_id = uuid.uuid4()
-    create = vlobs.vlob_create(
+    create = sync_reply(vlobs.vlob_create,
         session=session, realm_id=sync_realm.realm_id, encryption_revision=1, vlob_id=vlob_id, timestamp=certs.now(),
         blob=b"<v1>", sequester_blob=None,
     )
@@ -284,7 +285,7 @@ def test_query_budget(sync_realm, django_assert_max_num_queries):
     # BEGIN, lock realm (by vlob), archiving, role, last version, insert atom, bump checkpoint, change log,
     # last write, COMMIT
     with django_assert_max_num_queries(10):
-        reply = vlobs.vlob_update(
+        reply = sync_reply(vlobs.vlob_update,
             session=session, encryption_revision=1, vlob_id=vlob_id, timestamp=certs.now(), version=2, blob=b"<v2>",
             sequester_blob=None,
         )

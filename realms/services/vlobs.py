@@ -1,9 +1,9 @@
 """Vlob rules (docs/protocol.md#vlobs): versioned opaque blobs, the realm checkpoint log, re-encryption batches.
 
 Every function is keyword-only, runs synchronously (the handlers call it through `run_sync`) and
-returns the reply. Writers take the realm row lock (`FOR NO KEY UPDATE`, so foreign-key checks of
-concurrent block or role inserts are not blocked) for as short a time as the write needs: what
-can be read before the lock is read before it, and reported in the order of the protocol.
+returns an outcome (realms/outcomes.py). Writers take the realm row lock (realms/sql.py) for as
+short a time as the write needs: what can be read before the lock is read before it, and reported
+in the order of the protocol.
 """
 from __future__ import annotations
 
@@ -12,59 +12,99 @@ from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Exists, Max, OuterRef, Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
-from organizations.models import Device
 from protocol import replies
+from protocol.db import db_param, fetch_row
 from protocol.events import emit_realm_event_on_commit
-from protocol.replies import Reply
-from protocol.db import convert_row, db_param, fetch_row
 from protocol.session import AuthenticatedSession
-from realms.access import (
-    ACCESS_STATE_COLUMNS,
+from realms import selectors, sql
+from realms.models import MaintenanceType, Realm, VlobAtom
+from realms.outcomes import (
+    OK,
+    BadTimestamp,
+    Outcome,
+    RealmRefusal,
+    ReencryptionBatchOk,
+    ReencryptionBatchSavedOk,
+    RequireGreaterTimestamp,
+    SequesterRefused,
+    VlobChangesOk,
+    VlobReadOk,
+    VlobVersionsOk,
+)
+from realms.rules import (
     ACCESS_STATE_FIELDS,
     REALM_NOT_FOUND,
+    AccessRefusal,
     AccessState,
     Granted,
     Operation,
     Refused,
     access_state_from_row,
-    check_realm_access,
     evaluate_realm_access,
 )
-from realms.models import MaintenanceType, Realm, RealmUserChange, RealmUserRole, RealmVlobUpdate, VlobAtom
 from sequester import services as sequester
-from sequester.models import SequesterService
 
 # `Size` goes up to 2**64 - 1 on the wire; SQL LIMIT takes a signed 64-bit integer.
 MAX_REENCRYPTION_BATCH_SIZE = 2**31 - 1
+_MAX_STORED_INT = 2**31 - 1  # PositiveIntegerField (version, encryption revision), on both backends
 
-NOT_FOUND: Reply = {"status": "not_found", "reason": None}
-NOT_ALLOWED: Reply = {"status": "not_allowed"}
-BAD_VERSION: Reply = {"status": "bad_version"}
-ALREADY_EXISTS: Reply = {"status": "already_exists", "reason": None}
+_REALM_ID = Realm._meta.get_field("realm_id")
+_ATOM_VLOB_ID = VlobAtom._meta.get_field("vlob_id")
+_ATOM_CREATED_ON = VlobAtom._meta.get_field("created_on")
+_ATOM_BLOB = VlobAtom._meta.get_field("blob")
 
 
-def _refusal(refused: Refused, *, realm_not_found: Reply) -> Reply:
-    """The reply for a failed §6.1 access check; each command words an unknown realm its own way."""
+def _refusal(refused: Refused, *, realm_not_found: RealmRefusal) -> Outcome:
+    """The outcome of a failed §6.1 access check; each command words an unknown realm its own way."""
     if refused is REALM_NOT_FOUND:
         return realm_not_found
-    if refused.status == "require_greater_timestamp":
-        return replies.reply("require_greater_timestamp", strictly_greater_than=refused.strictly_greater_than)
-    if refused.status == "not_in_maintenance":
-        return replies.reply("not_in_maintenance", reason=None)
-    return replies.reply(refused.status)
+    if refused.status is AccessRefusal.REQUIRE_GREATER_TIMESTAMP:
+        assert refused.strictly_greater_than is not None
+        return RequireGreaterTimestamp(refused.strictly_greater_than)
+    return RealmRefusal(refused.status.value)
+
+
+def check_realm_access(
+    *,
+    organization_pk: int,
+    realm_id: uuid.UUID | None = None,
+    realm: Realm | None = None,
+    user_pk: int,
+    operation: Operation,
+    now: datetime,
+    encryption_revision: int | None = None,
+    write_timestamp: datetime | None = None,
+) -> Granted | Refused:
+    """Checks 1-5 of docs/protocol.md#vlob-access in order, on the realm `realm` or of id `realm_id`.
+
+    Writers pass the `realm` they locked in an earlier statement: its row is read again with the
+    archiving and role state, in a statement that starts after the lock was granted, so it sees
+    every role change or archiving committed before (a statement's snapshot is taken when it starts).
+    """
+    state = selectors.realm_access_state(
+        user_pk=user_pk, organization_pk=organization_pk, realm_id=realm_id,
+        realm_pk=realm.pk if realm is not None else None,
+    )
+    if state is None:
+        return REALM_NOT_FOUND
+    return evaluate_realm_access(
+        state, operation=operation, now=now, encryption_revision=encryption_revision, write_timestamp=write_timestamp
+    )
 
 
 def _sequester_refusal(
     *, session: AuthenticatedSession, check: sequester.SequesterCheck, services_enabled: bool
-) -> Reply | None:
+) -> Outcome | None:
     """The §6.8 outcome, reported after the access checks: a given blob set was checked before the
     transaction; a nil one is refused here if services are enabled (read under the realm lock)."""
     if check.checked:
-        return check.refusal
-    return sequester.nil_blob_refusal(organization_pk=session.organization_pk) if services_enabled else None
+        return SequesterRefused(check.refusal) if check.refusal is not None else None
+    if services_enabled:
+        return SequesterRefused(sequester.nil_blob_refusal(organization_pk=session.organization_pk))
+    return None
 
 
 def _post_to_webhooks(
@@ -76,8 +116,8 @@ def _post_to_webhooks(
     encryption_revision: int,
     timestamp: datetime,
     now: datetime,
-    realm_not_found: Reply,
-) -> Reply | None:
+    realm_not_found: RealmRefusal,
+) -> Outcome | None:
     """Webhook services get their blob before anything is stored, outside any transaction (no lock
     held while a service answers). The access checks run first, unlocked, so a write the realm
     refuses is never sent out; the write transaction checks everything again under the lock."""
@@ -95,106 +135,19 @@ def _post_to_webhooks(
     )
     if isinstance(access, Refused):
         return _refusal(access, realm_not_found=realm_not_found)
-    return sequester.post_to_webhooks(organization_id=session.organization_id, webhooks=check.webhooks)
+    refusal = sequester.post_to_webhooks(organization_id=session.organization_id, webhooks=check.webhooks)
+    return SequesterRefused(refusal) if refusal is not None else None
 
 
-_REALM_ID = Realm._meta.get_field("realm_id")
-_ATOM_VLOB_ID = VlobAtom._meta.get_field("vlob_id")
-_ATOM_CREATED_ON = VlobAtom._meta.get_field("created_on")
-_ATOM_BLOB = VlobAtom._meta.get_field("blob")
-
-
-def _realm_of_vlob(*, organization_pk: int, vlob_id: uuid.UUID) -> Realm | None:
-    query = Realm.objects.filter(
-        organization_id=organization_pk, vlob_atoms__organization_id=organization_pk, vlob_atoms__vlob_id=vlob_id
-    )
-    return next(iter(query[:1]), None)
-
-
-# The write path is SQL written once (protocol/db.py says why): per write, one round trip takes the
-# realm lock and reads the access state with what the command must know about the vlob, and one
-# stores the version (a single statement on PostgreSQL; a few in-process calls on SQLite).
-
-_REALM_TABLE = Realm._meta.db_table
-_ATOM_TABLE = VlobAtom._meta.db_table
-
-
-def _lock_then_read_state(*, where: str, where_params: list, columns: str, params: list, fields: tuple) -> tuple | None:
-    """Takes the row lock of the realm `where` selects, then reads `columns` of it; None: no such realm.
-
-    The read is a second statement, so it sees every role change, archiving or write committed
-    before the lock was granted (READ COMMITTED takes a snapshot per statement): a write never
-    lands after the change that forbids it, and checkpoints stay dense. PostgreSQL gets both
-    statements in one round trip. FOR NO KEY UPDATE: concurrent inserts referencing the realm
-    (blocks, roles) are not blocked. SQLite has no row locks: its writers already queue at
-    BEGIN IMMEDIATE (settings), so there it is the read alone.
-    """
-    read = f'SELECT {columns} FROM "{_REALM_TABLE}" r WHERE {where}'
-    if not connection.features.has_select_for_no_key_update:
-        return fetch_row(read, [*params, *where_params], fields)
-    lock = f'SELECT 1 FROM "{_REALM_TABLE}" r WHERE {where} FOR NO KEY UPDATE OF r'
-    with connection.cursor() as cursor:
-        cursor.execute(f"{lock}; {read}", [*where_params, *params, *where_params])
-        cursor.nextset()
-        row = cursor.fetchone()
-    return None if row is None else convert_row(row, fields)
-
-
-_REALM_BY_ID = 'r."organization_id" = %s AND r."realm_id" = %s'
-_REALM_OF_VLOB = (
-    f'r."id" = (SELECT v."realm_id" FROM "{_ATOM_TABLE}" v WHERE v."organization_id" = %s AND v."vlob_id" = %s LIMIT 1)'
-)
-# Whether the organization has enabled sequester services: a nil `sequester_blob` is then refused
-# (§6.8). Read with the state, so a write without sequester blob costs no extra round trip.
-_ENABLED_SEQUESTER_SERVICES = (
-    f' EXISTS(SELECT 1 FROM "{SequesterService._meta.db_table}" s'
-    ' WHERE s."organization_id" = r."organization_id" AND s."disabled_on" IS NULL)'
-)
-# Vlob ids are unique in the organization across every realm and revision.
-_VLOB_CREATE_STATE = (
-    f"{ACCESS_STATE_COLUMNS},"
-    f' EXISTS(SELECT 1 FROM "{_ATOM_TABLE}" v WHERE v."organization_id" = %s AND v."vlob_id" = %s),'
-    f"{_ENABLED_SEQUESTER_SERVICES}"
-)
-# The vlob's last version in the realm's current revision: (version, timestamp).
-_VLOB_UPDATE_STATE = f"{ACCESS_STATE_COLUMNS}, " + ", ".join(
-    f'(SELECT v."{column}" FROM "{_ATOM_TABLE}" v WHERE v."organization_id" = %s AND v."vlob_id" = %s'
-    ' AND v."encryption_revision" = r."encryption_revision" ORDER BY v."version" DESC LIMIT 1)'
-    for column in ("version", "created_on")
-) + f",{_ENABLED_SEQUESTER_SERVICES}"
-
-_INSERT_ATOM_SQL = (
-    f'INSERT INTO "{_ATOM_TABLE}" ("organization_id", "realm_id", "vlob_id", "version", "encryption_revision",'
-    ' "blob", "size", "author_id", "created_on") VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)'
-)
-_ADVANCE_CHECKPOINT_SQL = f'UPDATE "{_REALM_TABLE}" SET "checkpoint" = %s WHERE "id" = %s AND "checkpoint" = %s'
-_INSERT_UPDATE_LOG_SQL = (
-    f'INSERT INTO "{RealmVlobUpdate._meta.db_table}" ("realm_id", "index", "vlob_id", "version")'
-    " VALUES (%s, %s, %s, %s)"
-)
-# realm_user_change.last_vlob_update = max(previous, timestamp), for `realm_update_roles` causality.
-_RECORD_LAST_VLOB_UPDATE_SQL = (
-    f'INSERT INTO "{RealmUserChange._meta.db_table}" AS c ("realm_id", "user_id", "last_vlob_update")'
-    ' VALUES (%s, %s, %s) ON CONFLICT ("realm_id", "user_id") DO UPDATE SET "last_vlob_update" = CASE'
-    ' WHEN c."last_vlob_update" IS NULL OR c."last_vlob_update" < excluded."last_vlob_update"'
-    ' THEN excluded."last_vlob_update" ELSE c."last_vlob_update" END'
-)
-
-
-def _store_version(statements: list[tuple[str, list[Any]]]) -> int:
-    """Runs the write statements; returns how many realm rows the checkpoint update (the 2nd) changed."""
+def _store_version(params: dict[str, Any]) -> int:
+    """Runs the write statements; returns how many realm rows the checkpoint update changed."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            # One round trip: every data-modifying WITH member runs, referenced or not.
-            members = [f"w{index} AS ({sql} RETURNING 1)" for index, (sql, _) in enumerate(statements)]
-            cursor.execute(
-                f"WITH {', '.join(members)} SELECT (SELECT count(*) FROM w1)",
-                [param for _, params in statements for param in params],
-            )
+            cursor.execute(sql.STORE_VERSION, params)
             return cursor.fetchone()[0]
         moved = 0
-        for index, (sql, params) in enumerate(statements):
-            cursor.execute(sql, params)
+        for index, statement in enumerate(sql.STORE_VERSION_STATEMENTS):
+            cursor.execute(statement, params)
             if index == 1:
                 moved = cursor.rowcount
         return moved
@@ -208,21 +161,22 @@ def _write_version(
     False when the version already exists: the transaction is then marked for rollback.
     """
     checkpoint = realm.checkpoint + 1
-    db_vlob_id, db_timestamp = db_param(_ATOM_VLOB_ID, vlob_id), db_param(_ATOM_CREATED_ON, timestamp)
     try:
         moved = _store_version(
-            [
-                (
-                    _INSERT_ATOM_SQL,
-                    [
-                        session.organization_pk, realm.pk, db_vlob_id, version, realm.encryption_revision,
-                        db_param(_ATOM_BLOB, blob), len(blob), session.device_pk, db_timestamp,
-                    ],
-                ),
-                (_ADVANCE_CHECKPOINT_SQL, [checkpoint, realm.pk, realm.checkpoint]),
-                (_INSERT_UPDATE_LOG_SQL, [realm.pk, checkpoint, db_vlob_id, version]),
-                (_RECORD_LAST_VLOB_UPDATE_SQL, [realm.pk, session.user_pk, db_timestamp]),
-            ]
+            {
+                "organization_pk": session.organization_pk,
+                "realm_pk": realm.pk,
+                "vlob_id": db_param(_ATOM_VLOB_ID, vlob_id),
+                "version": version,
+                "encryption_revision": realm.encryption_revision,
+                "blob": db_param(_ATOM_BLOB, blob),
+                "size": len(blob),
+                "author_pk": session.device_pk,
+                "timestamp": db_param(_ATOM_CREATED_ON, timestamp),
+                "checkpoint": checkpoint,
+                "previous_checkpoint": realm.checkpoint,
+                "user_pk": session.user_pk,
+            }
         )
     except IntegrityError:
         # Another writer stored this version first: the unique constraint is the referee.
@@ -246,6 +200,14 @@ def _write_version(
     return True
 
 
+def _write_access(
+    state: AccessState, *, now: datetime, encryption_revision: int, timestamp: datetime
+) -> Granted | Refused:
+    return evaluate_realm_access(
+        state, operation=Operation.WRITE, now=now, encryption_revision=encryption_revision, write_timestamp=timestamp
+    )
+
+
 def vlob_create(
     *,
     session: AuthenticatedSession,
@@ -256,37 +218,40 @@ def vlob_create(
     blob: bytes,
     sequester_blob: dict[uuid.UUID, bytes] | None,
     now: datetime | None = None,
-) -> Reply:
+) -> Outcome:
     now = now or timezone.now()
     if not replies.timestamp_in_ballpark(timestamp, now):
-        return replies.bad_timestamp(now=now, client_timestamp=timestamp)
+        return BadTimestamp(now=now, client_timestamp=timestamp)
     check = sequester.check_sequester_blob(organization_pk=session.organization_pk, sequester_blob=sequester_blob)
     webhook_refusal = _post_to_webhooks(
         session=session, check=check, realm_id=realm_id, encryption_revision=encryption_revision,
-        timestamp=timestamp, now=now, realm_not_found=NOT_ALLOWED,
+        timestamp=timestamp, now=now, realm_not_found=RealmRefusal.NOT_ALLOWED,
     )
     if webhook_refusal is not None:
         return webhook_refusal
-    db_vlob_id = db_param(_ATOM_VLOB_ID, vlob_id)
     with transaction.atomic():
-        row = _lock_then_read_state(
-            where=_REALM_BY_ID,
-            where_params=[session.organization_pk, db_param(_REALM_ID, realm_id)],
-            columns=_VLOB_CREATE_STATE,
-            params=[session.user_pk, session.user_pk, session.organization_pk, db_vlob_id],
+        row = sql.lock_realm_then_read(
+            lock=sql.LOCK_REALM_ONLY_BY_ID,
+            read=sql.VLOB_CREATE_STATE,
+            params={
+                "organization_pk": session.organization_pk,
+                "realm_id": db_param(_REALM_ID, realm_id),
+                "user_pk": session.user_pk,
+                "vlob_id": db_param(_ATOM_VLOB_ID, vlob_id),
+            },
             fields=(*ACCESS_STATE_FIELDS, None, None),
         )
         if row is None:
-            return NOT_ALLOWED
+            return RealmRefusal.NOT_ALLOWED
         state = access_state_from_row(row[:-2])
         access = _write_access(state, now=now, encryption_revision=encryption_revision, timestamp=timestamp)
         if isinstance(access, Refused):
-            return _refusal(access, realm_not_found=NOT_ALLOWED)
+            return _refusal(access, realm_not_found=RealmRefusal.NOT_ALLOWED)
         sequester_refusal = _sequester_refusal(session=session, check=check, services_enabled=row[-1])
         if sequester_refusal is not None:
             return sequester_refusal
         if row[-2]:
-            return ALREADY_EXISTS
+            return RealmRefusal.ALREADY_EXISTS
         written = _write_version(
             session=session, realm=state.realm, vlob_id=vlob_id, version=1, timestamp=timestamp, blob=blob
         )
@@ -295,7 +260,7 @@ def vlob_create(
                 organization_pk=session.organization_pk, vlob_id=vlob_id,
                 encryption_revision=state.realm.encryption_revision, version=1, storage=check.storage,
             )
-    return replies.ok() if written else ALREADY_EXISTS
+    return OK if written else RealmRefusal.ALREADY_EXISTS
 
 
 def vlob_update(
@@ -308,49 +273,48 @@ def vlob_update(
     blob: bytes,
     sequester_blob: dict[uuid.UUID, bytes] | None,
     now: datetime | None = None,
-) -> Reply:
+) -> Outcome:
     now = now or timezone.now()
     if not replies.timestamp_in_ballpark(timestamp, now):
-        return replies.bad_timestamp(now=now, client_timestamp=timestamp)
+        return BadTimestamp(now=now, client_timestamp=timestamp)
     check = sequester.check_sequester_blob(organization_pk=session.organization_pk, sequester_blob=sequester_blob)
     if check.webhooks and check.refusal is None:
-        realm = _realm_of_vlob(organization_pk=session.organization_pk, vlob_id=vlob_id)
+        realm = selectors.realm_of_vlob(organization_pk=session.organization_pk, vlob_id=vlob_id)
         if realm is None:
-            return NOT_FOUND
+            return RealmRefusal.NOT_FOUND
         webhook_refusal = _post_to_webhooks(
             session=session, check=check, realm=realm, encryption_revision=encryption_revision,
-            timestamp=timestamp, now=now, realm_not_found=NOT_FOUND,
+            timestamp=timestamp, now=now, realm_not_found=RealmRefusal.NOT_FOUND,
         )
         if webhook_refusal is not None:
             return webhook_refusal
-    db_vlob_id = db_param(_ATOM_VLOB_ID, vlob_id)
     with transaction.atomic():
         # Same lock as vlob_create; it also makes the previous version read the latest one.
-        row = _lock_then_read_state(
-            where=_REALM_OF_VLOB,
-            where_params=[session.organization_pk, db_vlob_id],
-            columns=_VLOB_UPDATE_STATE,
-            params=[
-                session.user_pk, session.user_pk,
-                session.organization_pk, db_vlob_id, session.organization_pk, db_vlob_id,
-            ],
+        row = sql.lock_realm_then_read(
+            lock=sql.LOCK_REALM_ONLY_OF_VLOB,
+            read=sql.VLOB_UPDATE_STATE,
+            params={
+                "organization_pk": session.organization_pk,
+                "user_pk": session.user_pk,
+                "vlob_id": db_param(_ATOM_VLOB_ID, vlob_id),
+            },
             fields=(*ACCESS_STATE_FIELDS, None, _ATOM_CREATED_ON, None),
         )
         if row is None:
-            return NOT_FOUND
+            return RealmRefusal.NOT_FOUND
         state = access_state_from_row(row[:-3])
         access = _write_access(state, now=now, encryption_revision=encryption_revision, timestamp=timestamp)
         if isinstance(access, Refused):
-            return _refusal(access, realm_not_found=NOT_FOUND)
+            return _refusal(access, realm_not_found=RealmRefusal.NOT_FOUND)
         sequester_refusal = _sequester_refusal(session=session, check=check, services_enabled=row[-1])
         if sequester_refusal is not None:
             return sequester_refusal
         previous_version, previous_timestamp = row[-3:-1]
         if previous_version is None or version != previous_version + 1:
-            return BAD_VERSION
+            return RealmRefusal.BAD_VERSION
         if timestamp < previous_timestamp:
             # Equal is accepted (docs/protocol.md#vlob-update), yet the reply names the previous timestamp.
-            return replies.reply("require_greater_timestamp", strictly_greater_than=previous_timestamp)
+            return RequireGreaterTimestamp(previous_timestamp)
         written = _write_version(
             session=session, realm=state.realm, vlob_id=vlob_id, version=version, timestamp=timestamp, blob=blob
         )
@@ -359,15 +323,7 @@ def vlob_update(
                 organization_pk=session.organization_pk, vlob_id=vlob_id,
                 encryption_revision=state.realm.encryption_revision, version=version, storage=check.storage,
             )
-    return replies.ok() if written else BAD_VERSION
-
-
-def _write_access(
-    state: AccessState, *, now: datetime, encryption_revision: int, timestamp: datetime
-) -> Granted | Refused:
-    return evaluate_realm_access(
-        state, operation=Operation.WRITE, now=now, encryption_revision=encryption_revision, write_timestamp=timestamp
-    )
+    return OK if written else RealmRefusal.BAD_VERSION
 
 
 def vlob_read(
@@ -378,35 +334,30 @@ def vlob_read(
     version: int | None,
     timestamp: datetime | None,
     now: datetime | None = None,
-) -> Reply:
+) -> Outcome:
     now = now or timezone.now()
     # Hot path in one query: the wanted atom, its author, the author's latest role certificate and
     # the realm's access state. Only when no atom matches do we look for the vlob itself
     # (not_found vs bad_version).
+    params: dict[str, Any] = {
+        "user_pk": session.user_pk,
+        "organization_pk": session.organization_pk,
+        "vlob_id": db_param(_ATOM_VLOB_ID, vlob_id),
+        "encryption_revision": encryption_revision,
+    }
     if version is not None:
-        selector, selector_param = ' AND v."version" = %s', version
+        statement, params["version"] = sql.VLOB_READ_VERSION, version
     elif timestamp is not None:
-        selector, selector_param = ' AND v."created_on" <= %s', db_param(_ATOM_CREATED_ON, timestamp)
+        statement, params["timestamp"] = sql.VLOB_READ_AT, db_param(_ATOM_CREATED_ON, timestamp)
     else:
-        selector, selector_param = "", None
+        statement = sql.VLOB_READ_LATEST
     # Numbers beyond the columns' range match no row (and the SQLite driver would refuse them).
     searchable = encryption_revision <= _MAX_STORED_INT and (version is None or version <= _MAX_STORED_INT)
-    row = None if not searchable else fetch_row(
-        _VLOB_READ_SQL.format(selector=selector),
-        [
-            session.user_pk,
-            session.user_pk,
-            session.organization_pk,
-            db_param(_ATOM_VLOB_ID, vlob_id),
-            encryption_revision,
-            *([] if selector_param is None else [selector_param]),
-        ],
-        _VLOB_READ_FIELDS,
-    )
+    row = fetch_row(statement, params, sql.VLOB_READ_FIELDS) if searchable else None
     if row is None:
-        realm = _realm_of_vlob(organization_pk=session.organization_pk, vlob_id=vlob_id)
+        realm = selectors.realm_of_vlob(organization_pk=session.organization_pk, vlob_id=vlob_id)
         if realm is None:
-            return NOT_FOUND
+            return RealmRefusal.NOT_FOUND
         access = check_realm_access(
             organization_pk=session.organization_pk,
             realm=realm,
@@ -415,14 +366,16 @@ def vlob_read(
             now=now,
             encryption_revision=encryption_revision,
         )
-        return _refusal(access, realm_not_found=NOT_FOUND) if isinstance(access, Refused) else BAD_VERSION
+        if isinstance(access, Refused):
+            return _refusal(access, realm_not_found=RealmRefusal.NOT_FOUND)
+        return RealmRefusal.BAD_VERSION
     atom_version, blob, created_on, author, author_last_role_granted_on = row[:5]
     access = evaluate_realm_access(
         access_state_from_row(row[5:]), operation=Operation.READ, now=now, encryption_revision=encryption_revision
     )
     if isinstance(access, Refused):
-        return _refusal(access, realm_not_found=NOT_FOUND)
-    return replies.ok(
+        return _refusal(access, realm_not_found=RealmRefusal.NOT_FOUND)
+    return VlobReadOk(
         version=atom_version,
         blob=bytes(blob),
         author=author,
@@ -432,31 +385,9 @@ def vlob_read(
     )
 
 
-_MAX_STORED_INT = 2**31 - 1  # PositiveIntegerField (version, encryption revision), on both backends
-_VLOB_READ_SQL = (
-    'SELECT v."version", v."blob", v."created_on", d."device_id",'
-    f' (SELECT u."certified_on" FROM "{RealmUserRole._meta.db_table}" u'
-    '   WHERE u."realm_id" = v."realm_id" AND u."user_id" = d."user_id" ORDER BY u."certified_on" DESC LIMIT 1),'
-    f" {ACCESS_STATE_COLUMNS}"
-    f' FROM "{VlobAtom._meta.db_table}" v'
-    f' JOIN "{Realm._meta.db_table}" r ON r."id" = v."realm_id"'
-    f' JOIN "{Device._meta.db_table}" d ON d."id" = v."author_id"'
-    ' WHERE v."organization_id" = %s AND v."vlob_id" = %s AND v."encryption_revision" = %s{selector}'
-    ' ORDER BY v."version" DESC LIMIT 1'
-)
-_VLOB_READ_FIELDS = (
-    VlobAtom._meta.get_field("version"),
-    VlobAtom._meta.get_field("blob"),
-    _ATOM_CREATED_ON,
-    Device._meta.get_field("device_id"),
-    RealmUserRole._meta.get_field("certified_on"),
-    *ACCESS_STATE_FIELDS,
-)
-
-
 def vlob_poll_changes(
     *, session: AuthenticatedSession, realm_id: uuid.UUID, last_checkpoint: int, now: datetime | None = None
-) -> Reply:
+) -> Outcome:
     now = now or timezone.now()
     access = check_realm_access(
         organization_pk=session.organization_pk,
@@ -467,30 +398,25 @@ def vlob_poll_changes(
     )
     if isinstance(access, Refused):
         # The client creates its user manifest realm when it gets this `not_found`.
-        return _refusal(access, realm_not_found=NOT_FOUND)
+        return _refusal(access, realm_not_found=RealmRefusal.NOT_FOUND)
     realm = access.realm
     changes: dict[uuid.UUID, int] = {}
     current_checkpoint = realm.checkpoint
     # The checkpoint was read first, so changes committed since may show up too, never the reverse.
     if last_checkpoint < realm.checkpoint:
-        rows = (
-            RealmVlobUpdate.objects.filter(realm_id=realm.pk, index__gt=last_checkpoint)
-            .values("vlob_id")
-            .annotate(latest_version=Max("version"), latest_index=Max("index"))
-            .values_list("vlob_id", "latest_version", "latest_index")
-            .order_by()
-        )
-        for changed_vlob_id, latest_version, latest_index in rows:
+        for changed_vlob_id, latest_version, latest_index in selectors.vlob_changes_since(
+            realm_pk=realm.pk, last_checkpoint=last_checkpoint
+        ):
             changes[changed_vlob_id] = latest_version
             current_checkpoint = max(current_checkpoint, latest_index)
-    return replies.ok(changes=changes, current_checkpoint=current_checkpoint)
+    return VlobChangesOk(changes=changes, current_checkpoint=current_checkpoint)
 
 
-def vlob_list_versions(*, session: AuthenticatedSession, vlob_id: uuid.UUID, now: datetime | None = None) -> Reply:
+def vlob_list_versions(*, session: AuthenticatedSession, vlob_id: uuid.UUID, now: datetime | None = None) -> Outcome:
     now = now or timezone.now()
-    realm = _realm_of_vlob(organization_pk=session.organization_pk, vlob_id=vlob_id)
+    realm = selectors.realm_of_vlob(organization_pk=session.organization_pk, vlob_id=vlob_id)
     if realm is None:
-        return NOT_FOUND
+        return RealmRefusal.NOT_FOUND
     access = check_realm_access(
         organization_pk=session.organization_pk,
         realm=realm,
@@ -499,22 +425,20 @@ def vlob_list_versions(*, session: AuthenticatedSession, vlob_id: uuid.UUID, now
         now=now,
     )
     if isinstance(access, Refused):
-        return _refusal(access, realm_not_found=NOT_FOUND)
+        return _refusal(access, realm_not_found=RealmRefusal.NOT_FOUND)
     # During re-encryption only the previous revision holds every version.
     revision = realm.encryption_revision
     if realm.maintenance_type == MaintenanceType.REENCRYPTION:
         revision -= 1
-    rows = (
-        VlobAtom.objects.filter(organization_id=session.organization_pk, vlob_id=vlob_id, encryption_revision=revision)
-        .order_by("version")
-        .values_list("version", "created_on", "author__device_id")
+    rows = selectors.vlob_versions(
+        organization_pk=session.organization_pk, vlob_id=vlob_id, encryption_revision=revision
     )
-    return replies.ok(versions={row_version: (created_on, author) for row_version, created_on, author in rows})
+    return VlobVersionsOk(versions={row_version: (created_on, author) for row_version, created_on, author in rows})
 
 
 def _maintenance_access(
     *, session: AuthenticatedSession, realm_id: uuid.UUID, encryption_revision: int, now: datetime
-) -> Realm | Reply:
+) -> Realm | Outcome:
     access = check_realm_access(
         organization_pk=session.organization_pk,
         realm_id=realm_id,
@@ -524,7 +448,7 @@ def _maintenance_access(
         encryption_revision=encryption_revision,
     )
     if isinstance(access, Refused):
-        return _refusal(access, realm_not_found=NOT_FOUND)
+        return _refusal(access, realm_not_found=RealmRefusal.NOT_FOUND)
     return access.realm
 
 
@@ -535,23 +459,15 @@ def vlob_maintenance_get_reencryption_batch(
     encryption_revision: int,
     size: int,
     now: datetime | None = None,
-) -> Reply:
+) -> Outcome:
     now = now or timezone.now()
     realm = _maintenance_access(session=session, realm_id=realm_id, encryption_revision=encryption_revision, now=now)
     if not isinstance(realm, Realm):
         return realm
-    reencrypted = VlobAtom.objects.filter(
-        organization_id=realm.organization_id,
-        vlob_id=OuterRef("vlob_id"),
-        encryption_revision=encryption_revision,
-        version=OuterRef("version"),
+    rows = selectors.versions_to_reencrypt(
+        realm=realm, encryption_revision=encryption_revision, limit=min(size, MAX_REENCRYPTION_BATCH_SIZE)
     )
-    rows = (
-        VlobAtom.objects.filter(realm_id=realm.pk, encryption_revision=encryption_revision - 1)
-        .exclude(Exists(reencrypted))
-        .values_list("vlob_id", "version", "blob")[: min(size, MAX_REENCRYPTION_BATCH_SIZE)]
-    )
-    return replies.ok(
+    return ReencryptionBatchOk(
         batch=[{"vlob_id": row_vlob_id, "version": version, "blob": bytes(blob)} for row_vlob_id, version, blob in rows]
     )
 
@@ -563,7 +479,7 @@ def vlob_maintenance_save_reencryption_batch(
     encryption_revision: int,
     batch: list[dict[str, Any]],
     now: datetime | None = None,
-) -> Reply:
+) -> Outcome:
     now = now or timezone.now()
     realm = _maintenance_access(session=session, realm_id=realm_id, encryption_revision=encryption_revision, now=now)
     if not isinstance(realm, Realm):
@@ -602,4 +518,4 @@ def vlob_maintenance_save_reencryption_batch(
         total=Count("pk", filter=Q(encryption_revision=encryption_revision - 1)),
         done=Count("pk", filter=Q(encryption_revision=encryption_revision)),
     )
-    return replies.ok(total=counts["total"], done=counts["done"])
+    return ReencryptionBatchSavedOk(total=counts["total"], done=counts["done"])
