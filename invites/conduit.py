@@ -19,7 +19,7 @@ from invites.models import ConduitState, Invitation, InvitationType, ShamirRecov
 from organizations.models import User
 from protocol.consumer import MESSAGE_HANDLERS
 from protocol.db import run_sync
-from protocol.sessions import send_to_group_on_commit
+from protocol.groups import send_to_group_on_commit
 
 NEXT_STATE: dict[str, str] = {
     ConduitState.WAIT_PEERS: ConduitState.CLAIMER_HASHED_NONCE,

@@ -30,7 +30,7 @@ from protocol import replies
 from protocol.events import emit_user_event_on_commit
 from protocol.replies import Reply
 from protocol.session import AuthenticatedSession, InvitedSession
-from protocol.sessions import close_invitation_sessions_on_commit
+from protocol.groups import close_invitation_sessions_on_commit
 from protocol.types import InvitationStatus
 
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from invites.models import Invitation
 from organizations.models import Device, Organization
-from protocol import sessions
+from protocol import groups
 from protocol.handshake import (
     HELP_BAD_ADMINISTRATION_TOKEN,
     HELP_INVALID_IDENTITY,
@@ -48,7 +48,7 @@ class InvitationIdentity:
 
 def _expired(organization: Organization) -> HandshakeFailed:
     # The reference also kicks the organization's other live sessions when it sees it expired.
-    sessions.close_organization_sessions_on_commit(organization.pk)
+    groups.close_organization_sessions_on_commit(organization.pk)
     return HandshakeFailed("organization_expired", "The organization has expired")
 
 

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from organizations.models import DEFAULT_MINIMUM_ARCHIVING_PERIOD, Device, Organization, Profile, User
 from parsec_site.config import BackendAddr
-from protocol import replies, sessions
+from protocol import groups, replies
 from protocol.certificates import (
     DeviceCertificate,
     InvalidCertification,
@@ -336,7 +336,7 @@ def organization_update(
             setattr(organization, name, value)
         organization.save(update_fields=list(changes))
         if is_expired is True:
-            sessions.close_organization_sessions_on_commit(organization.pk)
+            groups.close_organization_sessions_on_commit(organization.pk)
     return organization
 
 
@@ -490,5 +490,5 @@ def user_freeze(
             return AdministrationError.USER_NOT_FOUND
         user.frozen = frozen
         user.save(update_fields=["frozen"])
-        sessions.close_user_sessions_on_commit(user.pk)
+        groups.close_user_sessions_on_commit(user.pk)
     return HumanUserItem.from_user(user)

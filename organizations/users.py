@@ -16,7 +16,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from organizations.models import Device, Organization, Profile, User
-from protocol import replies, sessions
+from protocol import groups, replies
 from protocol.certificates import DeviceCertificate, InvalidCertification, RevokedUserCertificate, UserCertificate
 from protocol.replies import Reply
 from protocol.session import AuthenticatedSession
@@ -316,7 +316,7 @@ def user_revoke(
             revoked_user_certificate=revoked_user_certificate,
             revoked_user_certifier_id=session.device_pk,
         )
-        sessions.close_user_sessions_on_commit(target.pk)
+        groups.close_user_sessions_on_commit(target.pk)
     return replies.ok()
 
 

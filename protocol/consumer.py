@@ -23,7 +23,7 @@ from protocol import codec, events, handshake, limits, replies, types
 from protocol.db import database_unavailable, run_sync
 from protocol.registry import CommandSpec, DatabaseUnavailable, Family, lookup
 from protocol.session import AdministrationSession, AnonymousSession, AuthenticatedSession, InvitedSession
-from protocol.sessions import invitation_group, organization_group, user_group
+from protocol.groups import invitation_group, organization_group, user_group
 from parsec_site import lifecycle, metrics
 
 logger = logging.getLogger("parsec.protocol")

@@ -16,7 +16,7 @@ from protocol import codec, replies, types
 from protocol.db import run_sync
 from protocol.registry import Family, command
 from protocol.session import AuthenticatedSession
-from protocol.sessions import organization_group, realm_group, send_to_group_on_commit, user_group
+from protocol.groups import organization_group, realm_group, send_to_group_on_commit, user_group
 
 # A connection with more undelivered events than this is closed; the client resynchronises.
 MAX_PENDING_EVENTS = 100

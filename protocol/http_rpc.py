@@ -36,7 +36,7 @@ from protocol.http import (
 )
 from protocol.registry import DatabaseUnavailable, Family
 from protocol.session import AuthenticatedSession, InvitedSession
-from protocol.sessions import invitation_group, organization_group, user_group
+from protocol.groups import invitation_group, organization_group, user_group
 
 log = structlog.get_logger("parsec.protocol")
 access_log = structlog.get_logger("parsec.access")

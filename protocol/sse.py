@@ -20,7 +20,7 @@ from typing import Any, Awaitable, Callable
 
 from protocol import events
 from protocol.session import AuthenticatedSession
-from protocol.sessions import organization_group, user_group
+from protocol.groups import organization_group, user_group
 
 # Long enough for a client to notice a dead connection and reconnect; short enough that a client gone for
 # good does not keep its subscription (and the process's memory) for long.
