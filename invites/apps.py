@@ -5,5 +5,13 @@ class InvitesConfig(AppConfig):
     name = "invites"
 
     def ready(self) -> None:
-        # Fill the protocol command registry with this app's commands.
-        from invites import commands  # noqa: F401
+        # Fill the protocol command registry with this app's commands, and give the wire what it needs of
+        # invitations through its registration points (protocol/ imports no app).
+        from invites import commands, conduit, handshake
+        from protocol import hooks
+        from protocol.registry import Family
+
+        handshake.register()
+        hooks.on_session_start(Family.INVITED, commands.claimer_online)
+        hooks.on_session_close(Family.INVITED, commands.claimer_offline)
+        hooks.on_channel_message(conduit.CONDUIT_UPDATED, conduit.on_conduit_updated)

@@ -28,10 +28,6 @@ from protocol.replies import Reply
 logger = logging.getLogger("parsec.organizations")
 
 
-def find_organization_for_rpc(organization_id: str) -> Organization | None:
-    return Organization.objects.filter(organization_id=organization_id).only("pk", "is_expired").first()
-
-
 def new_organization_defaults() -> dict:
     """Settings of a new organization, from the server's `--organization-initial-*` options."""
     return {
