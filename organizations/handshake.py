@@ -8,7 +8,7 @@ import hmac
 from django.conf import settings
 from django.utils import timezone
 
-from organizations.models import Device, Organization
+from organizations.models import Device, Organization, User
 from protocol import groups, hooks
 from protocol.handshake import (
     HELP_BAD_ADMINISTRATION_TOKEN,
@@ -36,6 +36,20 @@ def find_organization(organization_id: str) -> Organization | None:
     return Organization.objects.filter(organization_id=organization_id).only("pk", "is_expired").first()
 
 
+def _device_identity(organization: Organization, user: User, device: Device) -> DeviceIdentity:
+    """What both handshakes (/ws and HTTP) hand the wire about an accepted device."""
+    return DeviceIdentity(
+        organization_pk=organization.pk,
+        organization_id=organization.organization_id,
+        user_pk=user.pk,
+        user_id=user.user_id,
+        device_pk=device.pk,
+        device_id=device.device_id,
+        profile=user.profile,
+        verify_key=bytes(device.verify_key),
+    )
+
+
 def organization_expired(organization: Organization) -> HandshakeFailed:
     # The reference also kicks the organization's other live sessions when it sees it expired.
     groups.close_organization_sessions_on_commit(organization.pk)
@@ -60,16 +74,7 @@ def identify_device(answer: AuthenticatedAnswer) -> DeviceIdentity:
         raise HandshakeFailed("revoked_device", "Device has been revoked")
     if user.frozen:
         raise HandshakeFailed("frozen_user", "User has been frozen by the server administrator")
-    return DeviceIdentity(
-        organization_pk=organization.pk,
-        organization_id=organization.organization_id,
-        user_pk=user.pk,
-        user_id=user.user_id,
-        device_pk=device.pk,
-        device_id=device.device_id,
-        profile=user.profile,
-        verify_key=bytes(device.verify_key),
-    )
+    return _device_identity(organization, user, device)
 
 
 def identify_legacy_anonymous(answer: LegacyAnonymousAnswer) -> AnonymousSession:
@@ -118,13 +123,4 @@ def identify_http_device(organization_pk: int, device_id: str) -> DeviceIdentity
         return HTTP_USER_REVOKED
     if user.frozen:
         return HTTP_USER_FROZEN
-    return DeviceIdentity(
-        organization_pk=organization.pk,
-        organization_id=organization.organization_id,
-        user_pk=user.pk,
-        user_id=user.user_id,
-        device_pk=device.pk,
-        device_id=device.device_id,
-        profile=user.profile,
-        verify_key=bytes(device.verify_key),
-    )
+    return _device_identity(organization, user, device)

@@ -15,7 +15,6 @@ from typing import Any
 import structlog
 from autobahn.exception import Disconnected
 from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.consumer import get_handler_name
 from django.conf import settings
 from django.utils import timezone
 
@@ -336,18 +335,7 @@ class ParsecConsumer(AsyncWebsocketConsumer):
     # Messages from the channel layer ------------------------------------------------------
 
     async def dispatch(self, message: dict[str, Any]) -> None:
-        handler = hooks.channel_message_handler(message["type"])
-        if handler is not None:
-            # Runs while a command is waiting in its own task (e.g. a conduit step woken by its peer).
-            await handler(self, message)
-            return
-        # Channels' own dispatch first hops to a thread to close stale database connections, for
-        # every frame and event. Our database work already releases its connection after each call
-        # (protocol/db.py), so that hop is pure overhead on the hot path.
-        method = getattr(self, get_handler_name(message), None)
-        if method is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await method(message)
+        await hooks.dispatch_channel_message(self, message)
 
     async def parsec_event(self, message: dict[str, Any]) -> None:
         await events.deliver(self, message)

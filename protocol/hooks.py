@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar
 
+from channels.consumer import get_handler_name
 from django.core.exceptions import ImproperlyConfigured
 
 from protocol.handshake import AuthenticatedAnswer, InvitedAnswer, LegacyAdministrationAnswer, LegacyAnonymousAnswer
@@ -168,3 +169,20 @@ def on_channel_message(message_type: str, handler: ChannelMessageHandler) -> Non
 
 def channel_message_handler(message_type: str) -> ChannelMessageHandler | None:
     return _channel_message_handlers.get(message_type)
+
+
+async def dispatch_channel_message(consumer: Any, message: dict[str, Any]) -> None:
+    """A channel-layer message for one of the wire's Channels consumers (/ws, the HTTP RPC routes): an app's
+    registered handler, else the consumer's own method named after the type (`parsec.event` -> `parsec_event`)."""
+    handler = _channel_message_handlers.get(message["type"])
+    if handler is not None:
+        # Runs while a command is waiting in its own task (e.g. a conduit step woken by its peer).
+        await handler(consumer, message)
+        return
+    # Channels' own dispatch first hops to a thread to close stale database connections, for
+    # every frame and event. Our database work already releases its connection after each call
+    # (protocol/db.py), so that hop is pure overhead on the hot path.
+    method = getattr(consumer, get_handler_name(message), None)
+    if method is None:
+        raise ValueError(f"No handler for message type {message['type']}")
+    await method(message)

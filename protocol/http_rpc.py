@@ -18,7 +18,6 @@ import uuid
 from typing import Any
 
 import structlog
-from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
@@ -101,14 +100,7 @@ class HttpSessionConsumer(AsyncHttpConsumer):
         return self.phase in ("closing", "closed")
 
     async def dispatch(self, message: dict[str, Any]) -> None:
-        handler = hooks.channel_message_handler(message["type"])
-        if handler is not None:
-            await handler(self, message)
-            return
-        method = getattr(self, get_handler_name(message), None)
-        if method is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await method(message)
+        await hooks.dispatch_channel_message(self, message)
 
     async def parsec_event(self, message: dict[str, Any]) -> None:
         await events.deliver(self, message)  # after an `events_subscribe` in this very request only
