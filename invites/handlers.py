@@ -22,11 +22,10 @@ from invites.services.outcomes import (
     ShamirSelfInfo,
 )
 from protocol import replies, types
-from protocol.consumer import SESSION_START_HOOKS
 from protocol.db import run_sync
 from protocol.registry import Family, command
 from protocol.replies import Reply
-from protocol.session import AuthenticatedSession, InvitedSession
+from protocol.session import AuthenticatedSession, InvitedSession, close_soon
 from protocol.types import InvitationEmailSentStatus
 
 Outcome = (
@@ -239,10 +238,8 @@ async def invite_4_greeter_communicate(session: AuthenticatedSession, req: dict[
 
 async def close_without_reply(session: InvitedSession) -> NoReturn:
     """The invitation is gone: the reference closes the claimer's connection instead of replying."""
-    connection = session.connection
-    if connection.phase not in ("closing", "closed"):
-        # From another task: closing cancels the running command, which is this one.
-        connection.state["closing"] = asyncio.ensure_future(connection.close_session())
+    assert session.connection is not None
+    close_soon(session.connection)  # from another task: closing cancels the running command, which is this one
     await asyncio.Event().wait()
     raise AssertionError("unreachable")
 
@@ -325,22 +322,20 @@ async def invite_4_claimer_communicate(session: InvitedSession, req: dict[str, A
     return claimer_reply(outcome, "payload")
 
 
-# Claimer presence: READY while connected, IDLE after -------------------------------------------------------
+# Claimer presence: READY while connected, IDLE after (session hooks registered by InvitesConfig.ready()) -----
 
 
 async def claimer_online(session: InvitedSession) -> None:
-    connection = session.connection
-    invitation_pk, channel_name = session.invitation_pk, connection.channel_name
-
-    async def claimer_offline() -> None:
-        await run_sync(services.claimer_disconnected, invitation_pk=invitation_pk, channel_name=channel_name)
-
-    # Registered first: the hooks run before the disconnect can be handled, but stay safe if not.
-    connection.state.setdefault("on_close", []).append(claimer_offline)
-    await run_sync(services.claimer_connected, invitation_pk=invitation_pk, channel_name=channel_name)
+    assert session.connection is not None
+    channel_name = session.connection.channel_name
+    await run_sync(services.claimer_connected, invitation_pk=session.invitation_pk, channel_name=channel_name)
 
 
-SESSION_START_HOOKS[Family.INVITED].append(claimer_online)
+async def claimer_offline(session: InvitedSession) -> None:
+    # Run at disconnect for every session whose start hooks ran, even if `claimer_online` failed: safe either way.
+    assert session.connection is not None
+    channel_name = session.connection.channel_name
+    await run_sync(services.claimer_disconnected, invitation_pk=session.invitation_pk, channel_name=channel_name)
 
 
 # Shamir recovery -------------------------------------------------------------------------------------------

@@ -11,6 +11,11 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "parsec_site.settings")
 django_asgi_app = get_asgi_application()
 
+from protocol import hooks  # noqa: E402
+
+# The apps registered what the wire needs from them in their ready(): a missing one fails here, at startup.
+hooks.check_registered()
+
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from parsec_site.routing import HttpRouter, websocket_urlpatterns  # noqa: E402

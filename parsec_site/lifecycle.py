@@ -30,10 +30,10 @@ DRAIN_POLL = 0.05
 def nothing_to_finish(consumer: Any) -> bool:
     """The running command only waits for someone else: a cancellable one (`events_listen`), or an
     invitation step waiting for its peer's half of the exchange (invites.conduit keeps the step's
-    wake-up event in the connection's `conduit_waiters` from the moment its own half is committed
+    wake-up event in the connection's `state.waiters` from the moment its own half is committed
     until the step ends)."""
     spec = consumer.current_spec
-    return (spec is not None and spec.cancellable) or bool(consumer.state.get("conduit_waiters"))
+    return (spec is not None and spec.cancellable) or bool(consumer.state.waiters)
 
 
 async def drain(grace: float) -> int:

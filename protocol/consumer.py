@@ -10,20 +10,25 @@ import logging
 import secrets
 import time
 import weakref
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import structlog
 from autobahn.exception import Disconnected
 from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.consumer import get_handler_name
 from django.conf import settings
 from django.utils import timezone
 
-from protocol import codec, events, handshake, limits, replies, types
+from protocol import codec, events, handshake, hooks, limits, replies, types
 from protocol.db import database_unavailable, run_sync
 from protocol.registry import CommandSpec, DatabaseUnavailable, Family, lookup
-from protocol.session import AdministrationSession, AnonymousSession, AuthenticatedSession, InvitedSession
-from protocol.sessions import invitation_group, organization_group, user_group
+from protocol.session import (
+    AdministrationSession,
+    AnonymousSession,
+    AuthenticatedSession,
+    ConnectionState,
+    InvitedSession,
+)
+from protocol.groups import invitation_group, organization_group, user_group
 from parsec_site import lifecycle, metrics
 
 logger = logging.getLogger("parsec.protocol")
@@ -59,8 +64,9 @@ class ParsecConsumer(AsyncWebsocketConsumer):
         self.worker: asyncio.Task | None = None
         self.current_command: asyncio.Task | None = None
         self.current_spec: CommandSpec | None = None
-        # Per-connection state owned by command families (e.g. the events queue).
-        self.state: dict[str, Any] = {}
+        # Per-connection state owned by command families (e.g. the events queue): `protocol.session.Connection`.
+        self.state = ConnectionState()
+        self.session_started = False  # the session start hooks ran: its close hooks will
         self.challenge = secrets.token_bytes(48)
         self.counted = False  # in the open sessions gauge
         self.handshake_deadline: asyncio.Task | None = None
@@ -97,11 +103,17 @@ class ParsecConsumer(AsyncWebsocketConsumer):
             self.current_command.cancel()
         for group in self.groups_joined:
             await self.channel_layer.group_discard(group, self.channel_name)
-        for hook in list(self.state.get("on_close", [])):
-            try:
-                await hook()
-            except Exception:
-                logger.exception("session close hook failed")
+        if self.session_started and self.family is not None:
+            self.session_started = False
+            for hook in hooks.session_close_hooks(self.family):
+                try:
+                    await hook(self.session)
+                except Exception:
+                    logger.exception("session close hook failed")
+
+    @property
+    def is_closing(self) -> bool:
+        return self.phase in ("closing", "closed")
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if bytes_data is not None and len(bytes_data) > MAX_FRAME_SIZE:
@@ -132,19 +144,13 @@ class ParsecConsumer(AsyncWebsocketConsumer):
             await self.close_session()
 
     async def do_handshake(self, frame: bytes | None) -> None:
-        from organizations.handshake import (
-            identify_device,
-            identify_invitation,
-            identify_legacy_administration,
-            identify_legacy_anonymous,
-        )
-
+        # Who is connecting is the apps' data: they register the identifiers (protocol.hooks).
         self.phase = "handshaking"
         answer = None
         try:
             answer = handshake.parse_answer(frame)
             if isinstance(answer, handshake.AuthenticatedAnswer):
-                identity = await run_sync(identify_device, answer)
+                identity = await run_sync(hooks.identify_device, answer)
                 handshake.check_signed_answer(answer, identity.verify_key, self.challenge)
                 self.family = Family.AUTHENTICATED
                 self.session = AuthenticatedSession(
@@ -162,14 +168,14 @@ class ParsecConsumer(AsyncWebsocketConsumer):
                 groups = [organization_group(identity.organization_pk), user_group(identity.user_pk)]
             elif isinstance(answer, handshake.LegacyAnonymousAnswer):
                 self.family = Family.APIV1_ANONYMOUS
-                self.session = await run_sync(identify_legacy_anonymous, answer)
+                self.session = await run_sync(hooks.identify_legacy_anonymous, answer)
                 groups = []
             elif isinstance(answer, handshake.LegacyAdministrationAnswer):
                 self.family = Family.APIV1_ADMINISTRATION
-                self.session = await run_sync(identify_legacy_administration, answer)
+                self.session = await run_sync(hooks.identify_legacy_administration, answer)
                 groups = []
             else:
-                identity = await run_sync(identify_invitation, answer)
+                identity = await run_sync(hooks.identify_invitation, answer)
                 self.family = Family.INVITED
                 self.session = InvitedSession(
                     organization_pk=identity.organization_pk,
@@ -227,7 +233,9 @@ class ParsecConsumer(AsyncWebsocketConsumer):
         )
         metrics.WEBSOCKET_SESSIONS.labels(self.family.value).inc()
         self.counted = True
-        for hook in SESSION_START_HOOKS.get(self.family, ()):
+        # Set first: a start hook failing half-way still gets its close hooks (they are safe either way).
+        self.session_started = True
+        for hook in hooks.session_start_hooks(self.family):
             await hook(self.session)
         self.phase = "ready"
         self.worker = asyncio.create_task(self.command_loop())
@@ -327,18 +335,7 @@ class ParsecConsumer(AsyncWebsocketConsumer):
     # Messages from the channel layer ------------------------------------------------------
 
     async def dispatch(self, message: dict[str, Any]) -> None:
-        handler = MESSAGE_HANDLERS.get(message["type"])
-        if handler is not None:
-            # Runs while a command is waiting in its own task (e.g. a conduit step woken by its peer).
-            await handler(self, message)
-            return
-        # Channels' own dispatch first hops to a thread to close stale database connections, for
-        # every frame and event. Our database work already releases its connection after each call
-        # (protocol/db.py), so that hop is pure overhead on the hot path.
-        method = getattr(self, get_handler_name(message), None)
-        if method is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await method(message)
+        await hooks.dispatch_channel_message(self, message)
 
     async def parsec_event(self, message: dict[str, Any]) -> None:
         await events.deliver(self, message)
@@ -363,13 +360,6 @@ class ParsecConsumer(AsyncWebsocketConsumer):
         if self.current_command is not None:
             self.current_command.cancel()
         await self.close(code=code, reason=reason)
-
-
-# Apps add coroutines run right after a successful handshake (e.g. claimer marked READY).
-SESSION_START_HOOKS: dict[Family, list] = {Family.AUTHENTICATED: [], Family.INVITED: []}
-
-# Apps add handlers of their own channel-layer message types: `type` -> coroutine(consumer, message).
-MESSAGE_HANDLERS: dict[str, Callable[[ParsecConsumer, dict[str, Any]], Awaitable[None]]] = {}
 
 
 def _answer_identity(answer: handshake.AuthenticatedAnswer | handshake.InvitedAnswer | None) -> dict[str, str]:

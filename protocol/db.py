@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, connections
 from django.db.models import Field
 
-from protocol.sessions import caller_loop
+from protocol.groups import caller_loop
 
 T = TypeVar("T")
 logger = logging.getLogger("parsec.db")

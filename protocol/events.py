@@ -12,11 +12,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from protocol import codec, replies, types
+from protocol import codec, hooks, replies, types
 from protocol.db import run_sync
+from protocol.groups import organization_group, realm_group, send_to_group_on_commit, user_group
 from protocol.registry import Family, command
-from protocol.session import AuthenticatedSession
-from protocol.sessions import organization_group, realm_group, send_to_group_on_commit, user_group
+from protocol.session import AuthenticatedSession, Connection
 
 # A connection with more undelivered events than this is closed; the client resynchronises.
 MAX_PENDING_EVENTS = 100
@@ -67,6 +67,7 @@ def emit_organization_event_on_commit(
 class Subscription:
     """What one subscribed connection listens to, and what it has not collected yet."""
 
+    organization_pk: int
     device_pk: int
     realms: set[str]
     pending: deque[bytes] = field(default_factory=deque)
@@ -101,12 +102,13 @@ class Subscription:
 
 
 def subscription_of(session: AuthenticatedSession) -> Subscription | None:
-    return session.connection.state.get("events")
+    assert session.connection is not None
+    return session.connection.state.subscription
 
 
-async def deliver(connection: Any, message: dict[str, Any]) -> None:
+async def deliver(connection: Connection, message: dict[str, Any]) -> None:
     """Called by the consumer for each `parsec.event` message of its groups."""
-    subscription: Subscription | None = connection.state.get("events")
+    subscription = connection.state.subscription
     if subscription is None:
         return  # events that happened before `events_subscribe` are not queued
     if not subscription.offer(message):
@@ -116,23 +118,23 @@ async def deliver(connection: Any, message: dict[str, Any]) -> None:
         # Shared or unshared mid-session: follow the realm's group. Events sent before the join
         # completes are not seen here, but the client resynchronises a realm it has just been given.
         # One left behind (an event already queued for this channel) is dropped by `offer`'s realm set.
-        group = realm_group(connection.session.organization_pk, message["realm"])
+        group = realm_group(subscription.organization_pk, message["realm"])
         if message["role"] is None:
             await _leave(connection, group)
         else:
             await _join(connection, group)
 
 
-async def _join(connection: Any, group: str) -> None:
-    joined: set[str] = connection.state.setdefault("realm_groups", set())  # a user may hold thousands
+async def _join(connection: Connection, group: str) -> None:
+    joined = connection.state.realm_groups  # a user may hold thousands
     if group not in joined:
         joined.add(group)
         connection.groups_joined.append(group)  # the consumer leaves them all at disconnect
         await connection.channel_layer.group_add(group, connection.channel_name)
 
 
-async def _leave(connection: Any, group: str) -> None:
-    joined: set[str] = connection.state.setdefault("realm_groups", set())
+async def _leave(connection: Connection, group: str) -> None:
+    joined = connection.state.realm_groups
     if group in joined:
         joined.discard(group)
         connection.groups_joined.remove(group)
@@ -140,19 +142,19 @@ async def _leave(connection: Any, group: str) -> None:
 
 
 def _current_realm_ids(user_pk: int) -> set[str]:
-    from realms.selectors import user_current_realm_ids
-
-    return {realm_id.hex for realm_id in user_current_realm_ids(user_pk)}
+    # Realms are an app's data: the realms app registers how to read a user's set (protocol.hooks).
+    return {realm_id.hex for realm_id in hooks.user_realm_ids(user_pk)}
 
 
 @command("events_subscribe", family=Family.AUTHENTICATED)
 async def events_subscribe(session: AuthenticatedSession, req: dict[str, Any]) -> replies.Reply:
     if subscription_of(session) is None:
-        # Registered before reading the realms: a role change racing the query is kept, not lost.
-        subscription = Subscription(device_pk=session.device_pk, realms=set())
-        session.connection.state["events"] = subscription
-        subscription.realms |= await run_sync(_current_realm_ids, session.user_pk)
         connection = session.connection
+        assert connection is not None
+        # Registered before reading the realms: a role change racing the query is kept, not lost.
+        subscription = Subscription(organization_pk=session.organization_pk, device_pk=session.device_pk, realms=set())
+        connection.state.subscription = subscription
+        subscription.realms |= await run_sync(_current_realm_ids, session.user_pk)
         await asyncio.gather(
             *(_join(connection, realm_group(session.organization_pk, realm)) for realm in list(subscription.realms))
         )

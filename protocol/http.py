@@ -10,7 +10,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 import structlog
 
-from protocol import codec, replies, types
+from protocol import codec, hooks, replies, types
 from protocol.db import run_sync
 from protocol.registry import DatabaseUnavailable, Family, lookup
 from protocol.session import AnonymousSession
@@ -21,6 +21,13 @@ SUPPORTED_HTTP_API_VERSIONS = "2.10;3.4"
 # Old clients send their msgpack body with the form content type.
 ACCEPTED_CONTENT_TYPES = ("application/msgpack", "application/x-www-form-urlencoded")
 HTTP_ORGANIZATION_EXPIRED = 460
+# Refusals of the invited/authenticated routes' per-request handshake (docs/protocol.md#session-routes).
+HTTP_BAD_AUTHENTICATION = 401
+HTTP_NOT_FOUND = 404
+HTTP_INVITATION_DELETED = 410
+HTTP_USER_REVOKED = 461
+# Not a 2.17 status (the reference does not check the frozen flag over HTTP): the one the 3.x servers use.
+HTTP_USER_FROZEN = 462
 log = structlog.get_logger("parsec.protocol")
 
 
@@ -75,13 +82,12 @@ async def anonymous_rpc(request: HttpRequest, organization_id: str) -> HttpRespo
         response["Supported-Api-Versions"] = SUPPORTED_HTTP_API_VERSIONS
         return response
 
-    from organizations.services.organizations import find_organization_for_rpc
-
     try:
         organization_id = types.validate_organization_id(organization_id)
     except types.FieldError:
         return _empty(404, api_version)
-    organization = await run_sync(find_organization_for_rpc, organization_id)
+    # Organizations are an app's data: the app registers the lookup (protocol.hooks).
+    organization = await run_sync(hooks.find_organization, organization_id)
     if organization is None and not (request.method == "POST" and settings.PARSEC.spontaneous_organization_bootstrap):
         return _empty(404, api_version)
     if organization is not None and organization.is_expired:

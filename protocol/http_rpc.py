@@ -18,16 +18,17 @@ import uuid
 from typing import Any
 
 import structlog
-from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from protocol import sse, types
+from protocol import events, hooks, sse, types
 from protocol.db import database_unavailable, run_sync
+from protocol.groups import invitation_group, organization_group, user_group
 from protocol.http import (
+    HTTP_BAD_AUTHENTICATION,
     HTTP_ORGANIZATION_EXPIRED,
     MAX_BODY_SIZE,
     SUPPORTED_HTTP_API_VERSIONS,
@@ -35,8 +36,7 @@ from protocol.http import (
     run_command,
 )
 from protocol.registry import DatabaseUnavailable, Family
-from protocol.session import AuthenticatedSession, InvitedSession
-from protocol.sessions import invitation_group, organization_group, user_group
+from protocol.session import AuthenticatedSession, ConnectionState, InvitedSession
 
 log = structlog.get_logger("parsec.protocol")
 access_log = structlog.get_logger("parsec.access")
@@ -60,7 +60,7 @@ class HttpSessionConsumer(AsyncHttpConsumer):
         self.session: AuthenticatedSession | InvitedSession | None = None
         self.api_version: tuple[int, int] | None = None
         # What `protocol.events` and `invites.conduit` keep on a connection (subscription, conduit waiters).
-        self.state: dict[str, Any] = {}
+        self.state = ConnectionState()
         self.groups_joined: list[str] = []
         self.worker: asyncio.Task | None = None
         self.responded = False
@@ -95,21 +95,14 @@ class HttpSessionConsumer(AsyncHttpConsumer):
             # In a task: the consumer keeps dispatching channel messages (a peer's conduit update) meanwhile.
             self.worker = asyncio.create_task(self.serve(b"".join(self.body)))
 
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        from protocol.consumer import MESSAGE_HANDLERS
+    @property
+    def is_closing(self) -> bool:
+        return self.phase in ("closing", "closed")
 
-        handler = MESSAGE_HANDLERS.get(message["type"])
-        if handler is not None:
-            await handler(self, message)
-            return
-        method = getattr(self, get_handler_name(message), None)
-        if method is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await method(message)
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        await hooks.dispatch_channel_message(self, message)
 
     async def parsec_event(self, message: dict[str, Any]) -> None:
-        from protocol import events
-
         await events.deliver(self, message)  # after an `events_subscribe` in this very request only
 
     async def session_close(self, message: dict[str, Any]) -> None:
@@ -176,15 +169,12 @@ class HttpSessionConsumer(AsyncHttpConsumer):
         await self.respond(status or 503)
 
     async def recheck(self) -> int | None:
-        from organizations.handshake import identify_http_device
-        from organizations.services.organizations import find_organization_for_rpc
-
-        organization = await run_sync(find_organization_for_rpc, self.session.organization_id)
+        organization = await run_sync(hooks.find_organization, self.session.organization_id)
         if organization is None:
             return 404
         if organization.is_expired:
             return HTTP_ORGANIZATION_EXPIRED
-        identity = await run_sync(identify_http_device, organization.pk, self.session.device_id)
+        identity = await run_sync(hooks.identify_http_device, organization.pk, self.session.device_id)
         return identity if isinstance(identity, int) else None
 
     # The request ------------------------------------------------------------------------------
@@ -216,9 +206,8 @@ class HttpSessionConsumer(AsyncHttpConsumer):
 
     async def handshake(self, body: bytes) -> int | None:
         """docs/protocol.md#http-common and docs/protocol.md#session-routes, in the reference's order; None when the
-        request may run."""
-        from organizations.services.organizations import find_organization_for_rpc
-
+        request may run. Organizations, devices and invitations are the apps' data: they register how to find them
+        (protocol.hooks)."""
         self.api_version = parse_api_version(self.header("Api-Version"))
         if self.api_version is None:
             await self.respond(422, extra=[(b"supported-api-versions", SUPPORTED_HTTP_API_VERSIONS.encode())])
@@ -227,7 +216,7 @@ class HttpSessionConsumer(AsyncHttpConsumer):
             organization_id = types.validate_organization_id(self.scope["url_route"]["kwargs"]["organization_id"])
         except types.FieldError:
             return 404
-        organization = await run_sync(find_organization_for_rpc, organization_id)
+        organization = await run_sync(hooks.find_organization, organization_id)
         if organization is None:
             return 404
         if organization.is_expired:
@@ -242,8 +231,6 @@ class HttpSessionConsumer(AsyncHttpConsumer):
         return await self.identify_device(organization.pk, body)
 
     async def identify_device(self, organization_pk: int, body: bytes) -> int | None:
-        from organizations.handshake import HTTP_BAD_AUTHENTICATION, identify_http_device
-
         author, signature = self.header("Author"), self.header("Signature")
         if self.header("Authorization") != AUTHORIZATION_SCHEME or author is None or signature is None:
             return HTTP_BAD_AUTHENTICATION
@@ -252,7 +239,7 @@ class HttpSessionConsumer(AsyncHttpConsumer):
             device_id = types.validate_device_id(base64.b64decode(author, validate=True).decode("utf-8"))
         except (binascii.Error, UnicodeDecodeError, types.FieldError):
             return HTTP_BAD_AUTHENTICATION
-        identity = await run_sync(identify_http_device, organization_pk, device_id)
+        identity = await run_sync(hooks.identify_http_device, organization_pk, device_id)
         if isinstance(identity, int):
             return identity
         try:
@@ -278,12 +265,10 @@ class HttpSessionConsumer(AsyncHttpConsumer):
         return None
 
     async def identify_invitation(self, organization_pk: int) -> int | None:
-        from organizations.handshake import identify_http_invitation
-
         raw = self.header("Invitation-Token") or ""
         if not INVITATION_TOKEN.fullmatch(raw.strip()):
             return 415
-        identity = await run_sync(identify_http_invitation, organization_pk, uuid.UUID(hex=raw.strip()))
+        identity = await run_sync(hooks.identify_http_invitation, organization_pk, uuid.UUID(hex=raw.strip()))
         if isinstance(identity, int):
             return identity
         self.session = InvitedSession(

@@ -19,8 +19,8 @@ from collections import deque
 from typing import Any, Awaitable, Callable
 
 from protocol import events
-from protocol.session import AuthenticatedSession
-from protocol.sessions import organization_group, user_group
+from protocol.groups import organization_group, user_group
+from protocol.session import AuthenticatedSession, ConnectionState
 
 # Long enough for a client to notice a dead connection and reconnect; short enough that a client gone for
 # good does not keep its subscription (and the process's memory) for long.
@@ -35,14 +35,14 @@ STREAMS: dict[str, "EventStream"] = {}
 
 
 class EventStream:
-    """Quacks like the websocket consumer where `protocol.events` needs one (state, groups, close)."""
+    """A `protocol.session.Connection` of its own (channel, groups, state, close), outliving its HTTP requests."""
 
     def __init__(self, session: AuthenticatedSession, layer: Any) -> None:
         self.token = secrets.token_hex(12)
         self.session = dataclasses.replace(session, connection=self)
         self.channel_layer = layer
         self.channel_name = ""
-        self.state: dict[str, Any] = {}
+        self.state = ConnectionState()
         self.groups_joined: list[str] = []
         self.phase = "ready"
         self.written = 0  # number of the last event written
@@ -66,8 +66,13 @@ class EventStream:
         STREAMS[self.token] = self
 
     @property
+    def is_closing(self) -> bool:
+        return self.phase == "closed"
+
+    @property
     def subscription(self) -> events.Subscription:
-        return self.state["events"]
+        assert self.state.subscription is not None
+        return self.state.subscription
 
     async def _receive(self) -> None:
         while self.phase == "ready":
@@ -85,7 +90,7 @@ class EventStream:
         STREAMS.pop(self.token, None)
         if self.expiry is not None:
             self.expiry.cancel()
-        if "events" in self.state:
+        if self.state.subscription is not None:
             self.subscription.arrived.set()  # wakes the writer, which sees the stream closed
         if self.receiver is not None and self.receiver is not asyncio.current_task():
             self.receiver.cancel()

@@ -9,7 +9,12 @@ class RealmsConfig(AppConfig):
         from realms import handlers  # noqa: F401
 
         # The organization stats count realms, vlobs and blocks; organizations cannot import this app.
-        from organizations import hooks
-        from realms.selectors import realm_data_stats
+        from organizations import hooks as organization_hooks
+        from realms.selectors import realm_data_stats, user_current_realm_ids
 
-        hooks.register_data_figures(realm_data_stats)
+        organization_hooks.register_data_figures(realm_data_stats)
+
+        # The realm set of a new events subscription, given to the wire (protocol/ imports no app).
+        from protocol import hooks as protocol_hooks
+
+        protocol_hooks.user_realm_ids.register(user_current_realm_ids)

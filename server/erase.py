@@ -35,7 +35,7 @@ from organizations import audit
 from organizations.services import organizations as services
 from organizations.models import AuditEntry, Device, Organization, User
 from organizations.services.organizations import AdministrationError
-from protocol import sessions
+from protocol import groups
 from realms.models import (
     Message,
     Realm,
@@ -296,9 +296,9 @@ def erase_organization(
         for label, count in cascaded.items():
             rows[label] = rows.get(label, 0) + count
         report.rows = rows
-        sessions.close_organization_sessions_on_commit(organization.pk)
+        groups.close_organization_sessions_on_commit(organization.pk)
         for invitation_pk in pending_invitations:
-            sessions.close_invitation_sessions_on_commit(invitation_pk)
+            groups.close_invitation_sessions_on_commit(invitation_pk)
         transaction.on_commit(lambda: record_erasure_in_audit_trail(report, actor=actor))
     report.complete = True
     logger.info(

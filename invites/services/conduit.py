@@ -18,9 +18,9 @@ from django.db import transaction
 from invites.models import ConduitState, Invitation, InvitationType, ShamirRecoveryConduit
 from invites.services.outcomes import Refused
 from organizations.models import User
-from protocol.consumer import MESSAGE_HANDLERS
 from protocol.db import run_sync
-from protocol.sessions import send_to_group_on_commit
+from protocol.groups import send_to_group_on_commit
+from protocol.session import Connection
 
 NEXT_STATE: dict[str, str] = {
     ConduitState.WAIT_PEERS: ConduitState.CLAIMER_HASHED_NONCE,
@@ -186,20 +186,18 @@ def listen(ref: ConduitRef, state: str, payload: bytes, peer_seen: bytes | None)
 # Waking up ------------------------------------------------------------------------------------
 
 
-def _waiters(connection: Any) -> dict[int, asyncio.Event]:
-    return connection.state.setdefault("conduit_waiters", {})
+def _waiters(connection: Connection) -> dict[Any, asyncio.Event]:
+    return connection.state.waiters
 
 
-async def _on_conduit_updated(connection: Any, message: dict[str, Any]) -> None:
+async def on_conduit_updated(connection: Connection, message: dict[str, Any]) -> None:
+    """Handler of `conduit.updated` channel messages, registered by InvitesConfig.ready()."""
     event = _waiters(connection).get(message.get("invitation"))
     if event is not None:
         event.set()
 
 
-MESSAGE_HANDLERS[CONDUIT_UPDATED] = _on_conduit_updated
-
-
-async def exchange(*, connection: Any, ref: ConduitRef, state: str, payload: bytes) -> bytes | Failure:
+async def exchange(*, connection: Connection, ref: ConduitRef, state: str, payload: bytes) -> bytes | Failure:
     """The exchange primitive: post `payload` for `state`, wait for the peer's, return it."""
     talked = await run_sync(talk, ref, state, payload)
     if isinstance(talked, Failure):

@@ -37,7 +37,7 @@ from organizations.models import Profile, User
 from organizations.rules import active_at_q
 from protocol.events import emit_user_event_on_commit
 from protocol.session import AuthenticatedSession, InvitedSession
-from protocol.sessions import close_invitation_sessions_on_commit
+from protocol.groups import close_invitation_sessions_on_commit
 from protocol.types import InvitationStatus
 
 

@@ -17,7 +17,7 @@ from organizations import hooks
 from organizations.models import DEFAULT_MINIMUM_ARCHIVING_PERIOD, Device, Organization, Profile, User
 from organizations.services.outcomes import BadTimestamp, Explained, Refused
 from parsec_site.addr import BackendAddr
-from protocol import replies, sessions
+from protocol import groups, replies
 from protocol.certificates import (
     DeviceCertificate,
     InvalidCertification,
@@ -26,10 +26,6 @@ from protocol.certificates import (
 )
 
 logger = logging.getLogger("parsec.organizations")
-
-
-def find_organization_for_rpc(organization_id: str) -> Organization | None:
-    return Organization.objects.filter(organization_id=organization_id).only("pk", "is_expired").first()
 
 
 def new_organization_defaults() -> dict:
@@ -324,7 +320,7 @@ def organization_update(
             setattr(organization, name, value)
         organization.save(update_fields=list(changes))
         if is_expired is True:
-            sessions.close_organization_sessions_on_commit(organization.pk)
+            groups.close_organization_sessions_on_commit(organization.pk)
     return organization
 
 
@@ -380,5 +376,5 @@ def user_freeze(
             return AdministrationError.USER_NOT_FOUND
         user.frozen = frozen
         user.save(update_fields=["frozen"])
-        sessions.close_user_sessions_on_commit(user.pk)
+        groups.close_user_sessions_on_commit(user.pk)
     return HumanUserItem.from_user(user)

@@ -17,7 +17,7 @@ from django.utils import timezone
 from organizations.models import Device, Organization, Profile, User
 from organizations.rules import INVALID_AUTHOR_REASON, active_at_q, authored_by_session, revoked_at
 from organizations.services.outcomes import HumanFindPage, Refused, UserCertificates
-from protocol import replies, sessions
+from protocol import groups, replies
 from protocol.certificates import DeviceCertificate, InvalidCertification, RevokedUserCertificate, UserCertificate
 from protocol.session import AuthenticatedSession
 
@@ -306,7 +306,7 @@ def user_revoke(
             revoked_user_certificate=revoked_user_certificate,
             revoked_user_certifier_id=session.device_pk,
         )
-        sessions.close_user_sessions_on_commit(target.pk)
+        groups.close_user_sessions_on_commit(target.pk)
     return None
 
 

@@ -9,7 +9,7 @@ from channels.layers import get_channel_layer
 from django.test import AsyncClient
 
 from organizations.models import Organization
-from protocol.sessions import organization_group
+from protocol.groups import organization_group
 from tests.administration.conftest import AUTH
 from tests.conftest import connect_as
 from tests.organizations.factories import bootstrapped_organization

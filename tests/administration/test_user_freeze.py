@@ -10,7 +10,7 @@ from django.test import AsyncClient
 from django.utils import timezone
 
 from organizations.models import User
-from protocol.sessions import user_group
+from protocol.groups import user_group
 from tests.administration.conftest import AUTH
 from tests.conftest import connect_as
 from tests.organizations.factories import add_user, bootstrapped_organization

@@ -11,7 +11,7 @@ import pytest
 from channels.layers import get_channel_layer
 
 from organizations.models import Organization
-from protocol.sessions import realm_group
+from protocol.groups import realm_group
 from tests.conftest import World, add_user, connect_as, create_realm
 from tests.realms.helpers import events_of, grant, subscribed
 from tests.vlobs.helpers import new_vlob
