@@ -9,7 +9,6 @@ import secrets
 import signal
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
