@@ -234,7 +234,7 @@ def print_table(args, collected: dict[str, dict[str, list[Result]]]) -> None:
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in rows:
         print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
-    print(f"Busy CPU of other work during the windows (median, % of one core; 200 = both cores): "
+    print("Busy CPU of other work during the windows (median, % of one core; 200 = both cores): "
           + ", ".join(f"{server} {fmt(median([summaries[server][p]['other_cpu'] for p in args.phase_list if summaries[server][p]]), 0)}%"
                       for server in servers)
           + ". Above ~30% the servers compete with other work: rerun on a quiet machine.")
@@ -295,11 +295,11 @@ async def run_phase(name: str, org: Org, options: Options) -> Result:
         limit = len(options.fanout) * (options.warmup + options.duration + 2) + 120 + max(options.fanout, default=0) * 0.1
     try:
         return await asyncio.wait_for(PHASES[name](org, options), limit)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return Result(phase=name, server=org.server.kind, skipped=f"failed: phase not done within {limit:.0f} s")
     except SkipPhase as exc:
         return Result(phase=name, server=org.server.kind, skipped=str(exc))
-    except Exception as exc:  # noqa: BLE001 - a phase failing on one server must not stop the run
+    except Exception as exc:  # a phase failing on one server must not stop the run
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         return Result(phase=name, server=org.server.kind, skipped=f"failed: {detail[:500]}")
 
@@ -343,7 +343,7 @@ async def main_async(args) -> int:
                     print(f"[{phase} r{round_index + 1} {kind:9}] {describe(result)} (load {load:.1f})", flush=True)
         print_table(args, collected)
         if args.json:
-            with open(args.json, "w") as f:
+            with open(args.json, "w") as f:  # noqa: ASYNC230 - once, after the last phase: nothing else waits on the loop
                 json.dump({"args": {k: v for k, v in vars(args).items()},
                            "results": {p: {s: [asdict(r) for r in rs] for s, rs in v.items()}
                                        for p, v in collected.items()}}, f, indent=1, default=str)
@@ -351,8 +351,7 @@ async def main_async(args) -> int:
         if args.keep_running:
             for kind, org in orgs.items():
                 print(f"{kind}: pid {org.server.pid} port {org.server.port} (Ctrl-C to stop)", flush=True)
-            while True:
-                await asyncio.sleep(3600)
+            await asyncio.Event().wait()
     finally:
         lab.stop()
     return 0
@@ -360,7 +359,7 @@ async def main_async(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
     def terminate(signum, frame):  # SIGTERM (e.g. `timeout`) cleans up like Ctrl-C

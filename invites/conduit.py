@@ -125,9 +125,9 @@ def _lock(ref: ConduitRef) -> _Locked | Failure:
         conduit = invitation
         if ref.side is Side.GREETER and invitation.greeter_id != ref.greeter_user_pk:
             return Failure.NOT_FOUND
-        if ref.side is Side.CLAIMER and ref.greeter_user_id is not None:
-            if not User.objects.filter(pk=invitation.greeter_id, user_id=ref.greeter_user_id).exists():
-                return Failure.NOT_FOUND
+        if (ref.side is Side.CLAIMER and ref.greeter_user_id is not None
+                and not User.objects.filter(pk=invitation.greeter_id, user_id=ref.greeter_user_id).exists()):
+            return Failure.NOT_FOUND
     if invitation.deleted_on is not None:
         return Failure.ALREADY_DELETED
     return _Locked(invitation=invitation, conduit=conduit)

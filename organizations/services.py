@@ -255,7 +255,7 @@ def organization_create(
     *,
     organization_id: str,
     user_profile_outsider_allowed: bool | _Unset = UNSET,
-    active_users_limit: int | None | _Unset = UNSET,
+    active_users_limit: int | _Unset | None = UNSET,
     minimum_archiving_period: int | _Unset = UNSET,
     now: datetime | None = None,
 ) -> OrganizationCreated | AdministrationError:
@@ -306,7 +306,7 @@ def organization_update(
     organization_id: str,
     is_expired: bool | _Unset = UNSET,
     user_profile_outsider_allowed: bool | _Unset = UNSET,
-    active_users_limit: int | None | _Unset = UNSET,
+    active_users_limit: int | _Unset | None = UNSET,
     minimum_archiving_period: int | _Unset = UNSET,
     now: datetime | None = None,
 ) -> Organization | AdministrationError:
@@ -446,7 +446,7 @@ class HumanUserItem:
     frozen: bool
 
     @classmethod
-    def from_user(cls, user: User) -> "HumanUserItem":
+    def from_user(cls, user: User) -> HumanUserItem:
         assert user.human_email is not None and user.human_label is not None
         return cls(user_id=user.user_id, user_email=user.human_email, user_name=user.human_label, frozen=user.frozen)
 

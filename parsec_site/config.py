@@ -12,7 +12,7 @@ import secrets
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal, TypeVar, Union
+from typing import Callable, Literal, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import environ
@@ -30,7 +30,7 @@ class BackendAddr:
     use_ssl: bool
 
     @classmethod
-    def parse(cls, url: str) -> "BackendAddr":
+    def parse(cls, url: str) -> BackendAddr:
         parts = urlsplit(url)
         if parts.scheme != "parsec" or not parts.hostname or parts.path not in ("", "/"):
             raise ValueError("expected parsec://<host>[:<port>][?no_ssl=true]")
@@ -102,7 +102,7 @@ class SwiftBlockstore:
     kind = "SWIFT"
 
 
-SingleBlockstore = Union[MockedBlockstore, PostgreSQLBlockstore, LocalBlockstore, S3Blockstore, SwiftBlockstore]
+SingleBlockstore = MockedBlockstore | PostgreSQLBlockstore | LocalBlockstore | S3Blockstore | SwiftBlockstore
 RaidMode = Literal["RAID0", "RAID1", "RAID5"]
 
 
@@ -116,7 +116,7 @@ class RaidBlockstore:
         return self.mode
 
 
-BlockstoreConfig = Union[SingleBlockstore, RaidBlockstore]
+BlockstoreConfig = SingleBlockstore | RaidBlockstore
 
 SINGLE_BLOCKSTORE_GRAMMAR = (
     "MOCKED, POSTGRESQL, LOCAL:<path>, s3:[<endpoint_url>]:<region>:<bucket>:<key>:<secret> "

@@ -265,6 +265,8 @@ class GracefulShutdown:
         self.grace = grace
         self.stopping = False
         self.reactor_stopping = False
+        # The loop keeps only a weak reference to a task: the stop tasks are held here until they end.
+        self.tasks: set[asyncio.Future[None]] = set()
 
     def install(self) -> None:
         from twisted.internet import reactor
@@ -276,10 +278,10 @@ class GracefulShutdown:
     def on_signal(self, signum: int) -> None:
         if self.stopping:
             logger.warning("Second %s: stopping now", signal.Signals(signum).name)
-            asyncio.ensure_future(self.stop_reactor())
+            self.tasks.add(asyncio.ensure_future(self.stop_reactor()))
             return
         self.stopping = True
-        asyncio.ensure_future(self.stop(signal.Signals(signum).name))
+        self.tasks.add(asyncio.ensure_future(self.stop(signal.Signals(signum).name)))
 
     async def stop(self, reason: str) -> None:
         started = time.monotonic()

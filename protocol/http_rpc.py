@@ -321,8 +321,7 @@ class HttpSessionConsumer(AsyncHttpConsumer):
         self.responded = True
         await self.send_headers(
             status=200,
-            headers=self._version_header()
-            + [(b"content-type", EVENT_STREAM.encode()), (b"cache-control", b"no-cache")],
+            headers=[*self._version_header(), (b"content-type", EVENT_STREAM.encode()), (b"cache-control", b"no-cache")],
         )
 
         async def write(chunk: bytes) -> None:

@@ -31,7 +31,7 @@ KEEPALIVE = b":keepalive\n\n"
 MISSED_EVENTS = b"event:missed_events\ndata:\n\n"
 
 # This process's open streams by token: only those can be resumed here.
-STREAMS: dict[str, "EventStream"] = {}
+STREAMS: dict[str, EventStream] = {}
 
 
 class EventStream:
