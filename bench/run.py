@@ -112,7 +112,7 @@ def describe(result: Result) -> str:
         parts.append(f"p50 {fmt(result.p50_ms, 2)} p99 {fmt(result.p99_ms, 2)} max {fmt(result.max_ms)} ms")
         parts.append(f"cpu: server {fmt(result.server_cpu, 0)}% db {fmt(result.db_cpu, 0)}% "
                      f"client {fmt(result.client_cpu, 0)}% other {fmt(result.other_cpu, 0)}%")
-        if result.server_cpu:
+        if result.server_cpu and result.ops_per_s is not None:
             parts.append(f"{result.ops_per_s / (result.server_cpu / 100):.0f} ops per server cpu-s")
     if result.phase == "fanout":
         parts.append("; ".join(
@@ -145,7 +145,7 @@ def summarize(results: list[Result]) -> dict | None:
         "server_cpu": median([r.server_cpu for r in good]),
         "db_cpu": median([r.db_cpu for r in good]),
         "other_cpu": median([r.other_cpu for r in good]),
-        "ops_per_cpu_s": median([r.ops_per_s / (r.server_cpu / 100) if r.server_cpu else None for r in good]),
+        "ops_per_cpu_s": median([r.ops_per_s / (r.server_cpu / 100) if r.server_cpu and r.ops_per_s is not None else None for r in good]),
         "kib_per_conn": median([r.extra.get("kib_per_conn") for r in good]),
     }
 
@@ -235,7 +235,7 @@ def print_table(args, collected: dict[str, dict[str, list[Result]]]) -> None:
     for row in rows:
         print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
     print("Busy CPU of other work during the windows (median, % of one core; 200 = both cores): "
-          + ", ".join(f"{server} {fmt(median([summaries[server][p]['other_cpu'] for p in args.phase_list if summaries[server][p]]), 0)}%"
+          + ", ".join(f"{server} {fmt(median([s['other_cpu'] for p in args.phase_list if (s := summaries[server][p])]), 0)}%"
                       for server in servers)
           + ". Above ~30% the servers compete with other work: rerun on a quiet machine.")
     print("Efficiency, operations per CPU-second of the server process (less sensitive to other work):")
@@ -243,9 +243,9 @@ def print_table(args, collected: dict[str, dict[str, list[Result]]]) -> None:
     for phase in args.phase_list:
         if phase == "idle":
             continue
-        values = [summaries[server][phase]["ops_per_cpu_s"] if summaries[server][phase] else None for server in servers]
+        values = [s["ops_per_cpu_s"] if (s := summaries[server][phase]) else None for server in servers]
         text = ", ".join(f"{server} {fmt(v)}" for server, v in zip(servers, values))
-        if both and all(values):
+        if both and values[0] and values[1]:
             text += f" ({values[0] / values[1]:.2f}x)" if servers[0] == "ours" else f" ({values[1] / values[0]:.2f}x)"
         eff.append(f"{phase}: {text}")
     for item in eff:
@@ -330,6 +330,7 @@ async def main_async(args) -> int:
             for round_index in range(args.rounds):
                 for kind in args.server_list:
                     server = orgs[kind].server
+                    assert server.process is not None  # started by the lab above
                     if server.process.poll() is not None:
                         result = Result(phase=phase, server=kind,
                                         skipped=f"server exited ({server.process.returncode}):\n{server.log_tail(10)}")

@@ -191,9 +191,11 @@ class Lab:
         self.cluster = start_cluster()
 
     def postmaster_pid(self) -> int | None:
+        if self.cluster is None:
+            return None
         try:
             return int((self.cluster.data_dir / "postmaster.pid").read_text().split()[0])
-        except (OSError, ValueError, IndexError, AttributeError):
+        except (OSError, ValueError, IndexError):
             return None
 
     def start(self, kind: str) -> Server:

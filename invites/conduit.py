@@ -109,12 +109,14 @@ def _lock(ref: ConduitRef) -> _Locked | Failure:
     if ref.side is Side.GREETER:
         invitation = invitations.filter(organization_id=ref.organization_pk, token=ref.token).first()
     else:
+        assert ref.invitation_pk is not None  # the claimer's connection knows its invitation
         invitation = invitations.filter(pk=ref.invitation_pk).first()
     if invitation is None:
         return Failure.NOT_FOUND
     if invitation.type == InvitationType.SHAMIR_RECOVERY:
         # The invitation row lock covers its conduits.
         conduits = ShamirRecoveryConduit.objects.filter(invitation=invitation)
+        conduit: ShamirRecoveryConduit | Invitation | None
         if ref.side is Side.GREETER:
             conduit = conduits.filter(greeter_id=ref.greeter_user_pk).first()
         else:
@@ -194,7 +196,7 @@ def _waiters(connection: Any) -> dict[int, asyncio.Event]:
 
 
 async def _on_conduit_updated(connection: Any, message: dict[str, Any]) -> None:
-    event = _waiters(connection).get(message.get("invitation"))
+    event = _waiters(connection).get(message["invitation"])
     if event is not None:
         event.set()
 

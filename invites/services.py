@@ -34,7 +34,7 @@ from protocol.sessions import close_invitation_sessions_on_commit
 from protocol.types import InvitationStatus
 
 
-def human_handle_wire(user: User) -> list[str] | None:
+def human_handle_wire(user: User) -> list[str | None] | None:
     return [user.human_email, user.human_label] if user.human_email is not None else None
 
 
@@ -223,9 +223,11 @@ def invite_new(
     with transaction.atomic():
         author = User.objects.get(pk=session.user_pk)
         if invitation_type == InvitationType.USER:
+            assert claimer_email is not None  # the USER variant of the request requires it
             return _new_user_invitation(session, author, claimer_email, now)
         if invitation_type == InvitationType.DEVICE:
             return _new_device_invitation(session, author, send_email, now)
+        assert claimer_user_id is not None  # the SHAMIR_RECOVERY variant of the request requires it
         return _new_shamir_invitation(session, author, claimer_user_id, now)
 
 
@@ -251,7 +253,9 @@ def invite_delete(
             return replies.reply("not_found")
         # After recovering, the claimer deletes its own SHAMIR_RECOVERY invitation with its new device.
         is_shamir_claimer = (
-            invitation.type == InvitationType.SHAMIR_RECOVERY and invitation.shamir_recovery.user_id == session.user_pk
+            invitation.type == InvitationType.SHAMIR_RECOVERY
+            and invitation.shamir_recovery is not None
+            and invitation.shamir_recovery.user_id == session.user_pk
         )
         if not (is_shamir_claimer or _may_greet(invitation, session.user_pk)):
             return replies.reply("not_found")
@@ -266,7 +270,7 @@ def invite_delete(
 
 def invite_list(*, session: AuthenticatedSession) -> Reply:
     pending = Invitation.objects.filter(organization_id=session.organization_pk, deleted_on__isnull=True)
-    invitations = (
+    invitations = list(
         pending.filter(
             Q(type__in=[InvitationType.USER, InvitationType.DEVICE], greeter_id=session.user_pk)
             | Q(type=InvitationType.SHAMIR_RECOVERY, shamir_recovery__recipient_shares__recipient_id=session.user_pk)
@@ -275,7 +279,6 @@ def invite_list(*, session: AuthenticatedSession) -> Reply:
         .order_by("created_on", "pk")
         .distinct()
     )
-    invitations = list(invitations)
     ready = set(
         ClaimerSession.objects.filter(invitation__in=[invitation.pk for invitation in invitations])
         .values_list("invitation_id", flat=True)
@@ -286,7 +289,7 @@ def invite_list(*, session: AuthenticatedSession) -> Reply:
         item: dict[str, Any] = {"type": invitation.type, "token": invitation.token, "created_on": invitation.created_on}
         if invitation.type == InvitationType.USER:
             item["claimer_email"] = invitation.claimer_email
-        elif invitation.type == InvitationType.SHAMIR_RECOVERY:
+        elif invitation.type == InvitationType.SHAMIR_RECOVERY and invitation.shamir_recovery is not None:
             item["claimer_user_id"] = invitation.shamir_recovery.user.user_id
         item["status"] = status
         items.append(item)
@@ -305,6 +308,7 @@ def invite_info(*, session: InvitedSession) -> Reply | None:
         return None
     if invitation.type == InvitationType.SHAMIR_RECOVERY:
         setup = invitation.shamir_recovery
+        assert setup is not None  # a SHAMIR_RECOVERY invitation has its setup
         shares = setup.recipient_shares.select_related("recipient").order_by("pk")
         recipients = [
             {

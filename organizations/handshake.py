@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hmac
+import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -41,7 +42,7 @@ class InvitationIdentity:
     organization_pk: int
     organization_id: str
     invitation_pk: int
-    token: object
+    token: uuid.UUID
     invitation_type: str
     greeter_user_pk: int
 
@@ -170,7 +171,7 @@ def identify_http_device(organization_pk: int, device_id: str) -> DeviceIdentity
     )
 
 
-def identify_http_invitation(organization_pk: int, token: object) -> InvitationIdentity | int:
+def identify_http_invitation(organization_pk: int, token: uuid.UUID) -> InvitationIdentity | int:
     invitation = (
         Invitation.objects.select_related("organization").filter(organization_id=organization_pk, token=token).first()
     )

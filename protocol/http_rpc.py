@@ -169,22 +169,22 @@ class HttpSessionConsumer(AsyncHttpConsumer):
         if isinstance(self.session, InvitedSession):
             await self.respond(410)
             return
-        status = await self.recheck() if self.session is not None else 503
+        status = await self.recheck(self.session) if self.session is not None else 503
         if status is None and self.kind != "events":
             self.phase = "ready"  # an unfreeze also closes sessions: nothing to end here
             return
         await self.respond(status or 503)
 
-    async def recheck(self) -> int | None:
+    async def recheck(self, session: AuthenticatedSession) -> int | None:
         from organizations.handshake import identify_http_device
         from organizations.services import find_organization_for_rpc
 
-        organization = await run_sync(find_organization_for_rpc, self.session.organization_id)
+        organization = await run_sync(find_organization_for_rpc, session.organization_id)
         if organization is None:
             return 404
         if organization.is_expired:
             return HTTP_ORGANIZATION_EXPIRED
-        identity = await run_sync(identify_http_device, organization.pk, self.session.device_id)
+        identity = await run_sync(identify_http_device, organization.pk, session.device_id)
         return identity if isinstance(identity, int) else None
 
     # The request ------------------------------------------------------------------------------
@@ -235,7 +235,7 @@ class HttpSessionConsumer(AsyncHttpConsumer):
         if self.kind == "events":
             if EVENT_STREAM not in _media_types(self.header("Accept")):
                 return 406
-        elif (_media_types(self.header("Content-Type")) or [None])[0] not in ACCEPTED_CONTENT_TYPES:
+        elif (_media_types(self.header("Content-Type")) or [""])[0] not in ACCEPTED_CONTENT_TYPES:
             return 415
         if self.kind == "invited":
             return await self.identify_invitation(organization.pk)
@@ -255,6 +255,7 @@ class HttpSessionConsumer(AsyncHttpConsumer):
         identity = await run_sync(identify_http_device, organization_pk, device_id)
         if isinstance(identity, int):
             return identity
+        assert self.api_version is not None  # checked before identifying
         try:
             VerifyKey(identity.verify_key).verify(body, signature_bytes)
         except (BadSignatureError, ValueError, TypeError):
@@ -286,6 +287,7 @@ class HttpSessionConsumer(AsyncHttpConsumer):
         identity = await run_sync(identify_http_invitation, organization_pk, uuid.UUID(hex=raw.strip()))
         if isinstance(identity, int):
             return identity
+        assert self.api_version is not None  # checked before identifying
         self.session = InvitedSession(
             organization_pk=identity.organization_pk,
             organization_id=identity.organization_id,

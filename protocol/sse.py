@@ -112,8 +112,8 @@ class EventStream:
             self.expiry.cancel()
             self.expiry = None
         try:
-            for number, payload in replay:
-                await write(_frame(self.token, number, payload))
+            for number, replayed in replay:
+                await write(_frame(self.token, number, replayed))
             subscription = self.subscription
             subscription.arrived.set()  # a previous writer taken over wakes and leaves
             while self.phase == "ready" and self.attachment is attachment:

@@ -182,6 +182,7 @@ def evaluate_realm_access(
         or (operation is Operation.MAINTENANCE and role != Role.OWNER)
     ):
         return Refused("not_allowed")
+    assert state.role_certified_on is not None  # certified with the role
     if operation is Operation.WRITE and write_timestamp is not None and state.role_certified_on >= write_timestamp:
         return Refused("require_greater_timestamp", strictly_greater_than=state.role_certified_on)
 

@@ -17,7 +17,7 @@ from protocol.certificates import InvalidCertification, RealmArchivingCertificat
 from protocol.events import emit_realm_event_on_commit, emit_user_event_on_commit
 from protocol.replies import Reply
 from protocol.session import AuthenticatedSession
-from protocol.types import RealmArchivingConfiguration
+from protocol.types import RealmArchivingConfiguration, RealmArchivingConfigurationType
 from realms.access import current_archiving, current_role, is_deleted
 from realms.models import (
     ArchivingConfiguration,
@@ -129,7 +129,7 @@ def _realm_vlobs_size(realm_pk: int) -> int:
 
 
 def _archiving_wire(configuration: str, deletion_date: datetime | None) -> dict[str, Any]:
-    return RealmArchivingConfiguration(configuration, deletion_date).to_wire()
+    return RealmArchivingConfiguration(RealmArchivingConfigurationType(configuration), deletion_date).to_wire()
 
 
 def _member_realm(*, session: AuthenticatedSession, realm_id: uuid.UUID, now: datetime) -> Realm | Reply:
@@ -205,7 +205,7 @@ def realm_stats(*, session: AuthenticatedSession, realm_id: uuid.UUID, now: date
     if not isinstance(realm, Realm):
         return realm
     block_model = _block_model()
-    blocks_size = _sum(block_model.objects.filter(realm_id=realm.pk)) if block_model is not None else 0
+    blocks_size = _sum(block_model._default_manager.filter(realm_id=realm.pk)) if block_model is not None else 0
     return replies.ok(blocks_size=blocks_size, vlobs_size=_realm_vlobs_size(realm.pk))
 
 
@@ -560,7 +560,7 @@ def realm_data_stats(organization_pk: int, at: datetime | None = None) -> dict[s
     vlobs = VlobAtom.objects.filter(organization_id=organization_pk)
     realms = Realm.objects.filter(organization_id=organization_pk)
     block_model = _block_model()
-    blocks = block_model.objects.filter(organization_id=organization_pk) if block_model is not None else None
+    blocks = block_model._default_manager.filter(organization_id=organization_pk) if block_model is not None else None
     if at is not None:
         vlobs = vlobs.filter(created_on__lte=at)
         realms = realms.filter(created_on__lte=at)

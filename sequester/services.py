@@ -80,7 +80,7 @@ def check_sequester_blob(*, organization_pk: int, sequester_blob: dict[uuid.UUID
         webhooks=[
             WebhookDelivery(s.service_id, s.service_label, s.webhook_url, given[s.service_id])
             for s in services
-            if s.service_type == ServiceType.WEBHOOK
+            if s.service_type == ServiceType.WEBHOOK and s.webhook_url is not None
         ],
     )
 
@@ -93,7 +93,7 @@ def _enabled_services(organization_pk: int) -> list[SequesterService]:
     )
 
 
-def _inconsistency(authority: bytes, services: list[SequesterService]) -> Reply:
+def _inconsistency(authority: bytes | memoryview, services: list[SequesterService]) -> Reply:
     return replies.reply(
         "sequester_inconsistency",
         sequester_authority_certificate=bytes(authority),
@@ -104,6 +104,7 @@ def _inconsistency(authority: bytes, services: list[SequesterService]) -> Reply:
 def nil_blob_refusal(*, organization_pk: int) -> Reply:
     """A nil blob set while services are enabled (the PostgreSQL reference accepts nil only without)."""
     authority = Organization.objects.values_list("sequester_authority_certificate", flat=True).get(pk=organization_pk)
+    assert authority is not None  # services are enabled on sequestered organizations only
     return _inconsistency(authority, _enabled_services(organization_pk))
 
 
@@ -222,6 +223,7 @@ def register_service(
     """Registers a service from its signed certificate (timestamp not checked: made in advance)."""
     kind = check_service_type(service_type, webhook_url)
     organization = sequestered_organization(organization_id)
+    assert organization.sequester_authority_verify_key_der is not None  # stored with the authority certificate
     try:
         data = certificates.verify_and_load(certificate, bytes(organization.sequester_authority_verify_key_der))
     except (InvalidCertification, certificates.BadKey) as exc:
