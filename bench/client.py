@@ -37,7 +37,7 @@ class Conn:
         self.device = device
 
     @classmethod
-    async def open(cls, ws_url: str, device: TestDevice) -> "Conn":
+    async def open(cls, ws_url: str, device: TestDevice) -> Conn:
         try:
             async with asyncio.timeout(REPLY_TIMEOUT):
                 return await cls._open(ws_url, device)
@@ -45,7 +45,7 @@ class Conn:
             raise OpTimeout(f"handshake: not done within {REPLY_TIMEOUT} s") from None
 
     @classmethod
-    async def _open(cls, ws_url: str, device: TestDevice) -> "Conn":
+    async def _open(cls, ws_url: str, device: TestDevice) -> Conn:
         ws = await connect(
             ws_url,
             max_size=None,

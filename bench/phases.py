@@ -106,7 +106,7 @@ async def timed_loop(org: Org, phase: str, operations: list[Operation], options:
                 result.errors += 1
                 result.first_error = result.first_error or f"timeout: {exc}"
                 return
-            except (ProtocolError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, ProtocolError, OSError) as exc:
                 result.errors += 1
                 result.first_error = result.first_error or f"{type(exc).__name__}: {exc}"
                 if result.errors >= 50 and not latencies:
@@ -159,7 +159,7 @@ def machine_busy_seconds() -> float:
     """Non-idle CPU time of the whole machine (all cores), from /proc/stat."""
     with open("/proc/stat") as f:
         fields = [int(v) for v in f.readline().split()[1:]]
-    user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
     return (user + nice + system + irq + softirq + steal) / CLK_TCK
 
 
@@ -408,7 +408,7 @@ async def event_latency(org: Org, name: str, listener: Conn, writers: list[Conn]
                 version += 1
                 try:
                     arrived = await asyncio.wait_for(future, timeout=5)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     raise ProtocolError("no realm.vlobs_updated event within 5 s") from None
                 if started >= measured_from:
                     after_reply.append(arrived - replied)

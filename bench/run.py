@@ -99,6 +99,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             parser.error(f"unknown server {server!r}: expected {', '.join(SERVER_KINDS)}")
     if "before" in args.server_list and not args.before_tree:
         parser.error("--servers before needs --before-tree DIR")
+    args.before_tree = Path(args.before_tree).resolve() if args.before_tree else None
     for phase in args.phase_list:
         if phase not in ALL_PHASES:
             parser.error(f"unknown phase {phase!r}: expected size or {', '.join(ALL_PHASES)}")
@@ -137,7 +138,7 @@ def describe(result: Result) -> str:
         parts.append(f"p50 {fmt(result.p50_ms, 2)} p99 {fmt(result.p99_ms, 2)} max {fmt(result.max_ms)} ms")
         parts.append(f"cpu: server {fmt(result.server_cpu, 0)}% db {fmt(result.db_cpu, 0)}% "
                      f"client {fmt(result.client_cpu, 0)}% other {fmt(result.other_cpu, 0)}%")
-        if result.server_cpu:
+        if result.server_cpu and result.ops_per_s is not None:
             parts.append(f"{result.ops_per_s / (result.server_cpu / 100):.0f} ops per server cpu-s")
     if result.phase == "fanout":
         parts.append("; ".join(
@@ -179,7 +180,7 @@ def summarize(results: list[Result]) -> dict | None:
         "server_cpu": median([r.server_cpu for r in good]),
         "db_cpu": median([r.db_cpu for r in good]),
         "other_cpu": median([r.other_cpu for r in good]),
-        "ops_per_cpu_s": median([r.ops_per_s / (r.server_cpu / 100) if r.server_cpu else None for r in good]),
+        "ops_per_cpu_s": median([r.ops_per_s / (r.server_cpu / 100) if r.server_cpu and r.ops_per_s is not None else None for r in good]),
         "kib_per_conn": median([r.extra.get("kib_per_conn") for r in good]),
     }
 
@@ -287,8 +288,8 @@ def print_table(args, collected: dict[str, dict[str, list[Result]]]) -> None:
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in rows:
         print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
-    print(f"Busy CPU of other work during the windows (median, % of one core; 200 = both cores): "
-          + ", ".join(f"{server} {fmt(median([summaries[server][p]['other_cpu'] for p in args.phase_list if summaries[server][p]]), 0)}%"
+    print("Busy CPU of other work during the windows (median, % of one core; 200 = both cores): "
+          + ", ".join(f"{server} {fmt(median([s['other_cpu'] for p in args.phase_list if (s := summaries[server][p])]), 0)}%"
                       for server in servers)
           + ". Above ~30% the servers compete with other work: rerun on a quiet machine.")
     print("Efficiency, operations per CPU-second of the server process (less sensitive to other work):")
@@ -296,9 +297,9 @@ def print_table(args, collected: dict[str, dict[str, list[Result]]]) -> None:
     for phase in args.phase_list:
         if phase == "idle":
             continue
-        values = [summaries[server][phase]["ops_per_cpu_s"] if summaries[server][phase] else None for server in servers]
+        values = [s["ops_per_cpu_s"] if (s := summaries[server][phase]) else None for server in servers]
         text = ", ".join(f"{server} {fmt(v)}" for server, v in zip(servers, values))
-        if both and all(values):
+        if both and values[0] and values[1]:
             text += f" ({values[0] / values[1]:.2f}x)" if servers[0] == "ours" else f" ({values[1] / values[0]:.2f}x)"
         eff.append(f"{phase}: {text}")
     for item in eff:
@@ -384,11 +385,11 @@ async def run_phase(name: str, org: Org, options: Options) -> Result:
         limit = len(options.fanout) * (options.warmup + options.duration + 2) + 120 + max(options.fanout, default=0) * 0.1
     try:
         return await asyncio.wait_for(ALL_PHASES[name](org, options), limit)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return Result(phase=name, server=org.server.kind, skipped=f"failed: phase not done within {limit:.0f} s")
     except SkipPhase as exc:
         return Result(phase=name, server=org.server.kind, skipped=str(exc))
-    except Exception as exc:  # noqa: BLE001 - a phase failing on one server must not stop the run
+    except Exception as exc:  # a phase failing on one server must not stop the run
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         return Result(phase=name, server=org.server.kind, skipped=f"failed: {detail[:500]}")
 
@@ -402,7 +403,7 @@ async def main_async(args) -> int:
         size_connections=args.size_connections,
     )
     lab = Lab(db_min=args.db_min_connections, db_max=args.db_max_connections, log_level=args.log_level or None,
-              before_tree=Path(args.before_tree).resolve() if args.before_tree else None)
+              before_tree=args.before_tree)
     collected: dict[str, dict[str, list[Result]]] = {p: {s: [] for s in args.server_list} for p in args.phase_list}
     try:
         print(f"workdir (server logs): {lab.workdir}", flush=True)
@@ -424,7 +425,7 @@ async def main_async(args) -> int:
                     for loaded in sized.values():
                         await check_loaded(server.ws_url, loaded)
                     org.sized = sized
-                except Exception as exc:  # noqa: BLE001 - the other phases still run
+                except Exception as exc:
                     org.sized_error = f"loading failed: {type(exc).__name__}: {str(exc)[:400]}"
                     print(f"{kind}: size_* phases unavailable, {org.sized_error}", flush=True)
             print(f"{kind}: pid {server.pid}, port {server.port}, organization {org.organization_id} "
@@ -433,6 +434,7 @@ async def main_async(args) -> int:
             for round_index in range(args.rounds):
                 for kind in args.server_list:
                     server = orgs[kind].server
+                    assert server.process is not None  # started by the lab above
                     if server.process.poll() is not None:
                         result = Result(phase=phase, server=kind,
                                         skipped=f"server exited ({server.process.returncode}):\n{server.log_tail(10)}")
@@ -447,7 +449,7 @@ async def main_async(args) -> int:
         print_table(args, collected)
         print_size_table(args, collected)
         if args.json:
-            with open(args.json, "w") as f:
+            with open(args.json, "w") as f:  # noqa: ASYNC230 - once, after the last phase: nothing else waits on the loop
                 json.dump({"args": {k: v for k, v in vars(args).items()},
                            "results": {p: {s: [asdict(r) for r in rs] for s, rs in v.items()}
                                        for p, v in collected.items()}}, f, indent=1, default=str)
@@ -455,8 +457,7 @@ async def main_async(args) -> int:
         if args.keep_running:
             for kind, org in orgs.items():
                 print(f"{kind}: pid {org.server.pid} port {org.server.port} (Ctrl-C to stop)", flush=True)
-            while True:
-                await asyncio.sleep(3600)
+            await asyncio.Event().wait()
     finally:
         lab.stop()
     return 0
@@ -464,7 +465,7 @@ async def main_async(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
     def terminate(signum, frame):  # SIGTERM (e.g. `timeout`) cleans up like Ctrl-C

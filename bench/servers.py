@@ -9,7 +9,6 @@ import secrets
 import signal
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -196,9 +195,11 @@ class Lab:
         self.cluster = start_cluster()
 
     def postmaster_pid(self) -> int | None:
+        if self.cluster is None:
+            return None
         try:
             return int((self.cluster.data_dir / "postmaster.pid").read_text().split()[0])
-        except (OSError, ValueError, IndexError, AttributeError):
+        except (OSError, ValueError, IndexError):
             return None
 
     def start(self, kind: str) -> Server:

@@ -252,7 +252,7 @@ def administration_organization_create(request: HttpRequest) -> HttpResponse:
 def administration_organization_item(request: HttpRequest, organization_id: str) -> HttpResponse:
     parsed_id = _parse_organization_id(organization_id)
     organization = None if parsed_id is None else services.organization_get(organization_id=parsed_id)
-    if parsed_id is None or isinstance(organization, AdministrationError):
+    if parsed_id is None or organization is None or organization is AdministrationError.NOT_FOUND:
         return _error_response(AdministrationError.NOT_FOUND)
 
     if request.method == "GET":

@@ -14,7 +14,7 @@ class BackendAddr:
     use_ssl: bool
 
     @classmethod
-    def parse(cls, url: str) -> "BackendAddr":
+    def parse(cls, url: str) -> BackendAddr:
         parts = urlsplit(url)
         if parts.scheme != "parsec" or not parts.hostname or parts.path not in ("", "/"):
             raise ValueError("expected parsec://<host>[:<port>][?no_ssl=true]")

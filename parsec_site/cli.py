@@ -161,7 +161,7 @@ def _dev_defaults(given: Mapping[str, str], environ: Mapping[str, str]) -> dict[
 def environ_reader(environ: Mapping[str, str]) -> Env:
     """django-environ's reader over `environ` (os.environ, or a dict in tests)."""
     env = Env()
-    env.ENVIRON = environ  # type: ignore[misc]
+    env.ENVIRON = environ
     return env
 
 

@@ -80,7 +80,7 @@ def _database_answers() -> Any:
     connection = connections[DEFAULT_DB_ALIAS]
     if connection.vendor == "postgresql":
         params = connection.get_connection_params()
-        with connection.Database.connect(**params, connect_timeout=DATABASE_CONNECT_TIMEOUT) as raw:
+        with connection.Database.connect(**params, connect_timeout=DATABASE_CONNECT_TIMEOUT) as raw:  # type: ignore[attr-defined]  # the backend's DB-API module (psycopg), not in the stubs
             return raw.execute("SELECT pg_postmaster_start_time()").fetchone()[0]
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")

@@ -21,7 +21,7 @@ from typing import Any
 logger = logging.getLogger("parsec.server")
 
 # Consumers add themselves when they accept a connection; gone ones drop out on their own.
-CONNECTIONS: "weakref.WeakSet[Any]" = weakref.WeakSet()
+CONNECTIONS: weakref.WeakSet[Any] = weakref.WeakSet()
 
 # How often a draining session looks whether its command has come to only wait (for a peer...).
 DRAIN_POLL = 0.05
@@ -42,7 +42,7 @@ async def drain(grace: float) -> int:
     if not sessions:
         return 0
     tasks = {asyncio.ensure_future(_drain_session(consumer)): consumer for consumer in sessions}
-    done, pending = await asyncio.wait(tasks, timeout=grace)
+    _done, pending = await asyncio.wait(tasks, timeout=grace)
     if pending:
         logger.warning("%d session(s) still busy after %ss: their commands are cancelled", len(pending), grace)
         for task in pending:

@@ -88,7 +88,7 @@ REDACTOR = Redactor()
 
 def configured_secrets(config: Any) -> list[str]:
     """The secret values of a `ServerConfig`: tokens, passwords, credentials inside URLs and blockstores."""
-    found: list[str] = []
+    found: list[str | None] = []
     for name in ("administration_token", "email_host_password", "metrics_token"):
         found.append(getattr(config, name, None))
     for name in ("db_url", "redis_url", "sentry_dsn"):

@@ -145,7 +145,7 @@ def start_metrics_server(host: str, port: int, multiproc_dir: str | None = None)
     """
     from prometheus_client import start_http_server
 
-    server, thread = start_http_server(port, addr=host, registry=_SamplingRegistry(multiproc_dir))
+    server, _thread = start_http_server(port, addr=host, registry=_SamplingRegistry(multiproc_dir))
     return server
 
 

@@ -107,7 +107,7 @@ class AdminPortMiddleware(_Middleware):
     def before(self, request: HttpRequest) -> HttpResponseBase | None:
         admin_port = settings.PARSEC.admin_port
         if admin_port is not None and request.META.get("SERVER_PORT") == str(admin_port):
-            request.urlconf = "parsec_site.admin_urls"
+            request.urlconf = "parsec_site.admin_urls"  # type: ignore[attr-defined]  # Django's documented per-request URLconf
         return None
 
 

@@ -36,7 +36,7 @@ def init_sentry(*, dsn: str, environment: str, release: str) -> None:
         # Frames name file, function and line; no source lines travel (nor the literals they hold).
         include_source_context=False,
         traces_sample_rate=None,
-        before_send=scrub_event,
+        before_send=scrub_event,  # type: ignore[arg-type]  # any event dict: sentry types it as its Event TypedDict
         before_breadcrumb=scrub_breadcrumb,
     )
 

@@ -99,7 +99,8 @@ def build_server(application: Any, options: ServeOptions) -> Any:
     from daphne.server import Server
     from twisted.internet import reactor
 
-    tls = tls_options(options.ssl_keyfile, options.ssl_certfile) if options.ssl_keyfile else None
+    # The configuration gives both files or neither.
+    tls = tls_options(options.ssl_keyfile, options.ssl_certfile) if options.ssl_keyfile and options.ssl_certfile else None
     server = Server(
         application=application,
         endpoints=["listen() below"],  # daphne refuses to be built without any
@@ -265,21 +266,23 @@ class GracefulShutdown:
         self.grace = grace
         self.stopping = False
         self.reactor_stopping = False
+        # The loop keeps only a weak reference to a task: the stop tasks are held here until they end.
+        self.tasks: set[asyncio.Future[None]] = set()
 
     def install(self) -> None:
         from twisted.internet import reactor
 
-        loop = reactor._asyncioEventloop  # type: ignore[attr-defined]
+        loop = reactor._asyncioEventloop
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.on_signal, signum)
 
     def on_signal(self, signum: int) -> None:
         if self.stopping:
             logger.warning("Second %s: stopping now", signal.Signals(signum).name)
-            asyncio.ensure_future(self.stop_reactor())
+            self.tasks.add(asyncio.ensure_future(self.stop_reactor()))
             return
         self.stopping = True
-        asyncio.ensure_future(self.stop(signal.Signals(signum).name))
+        self.tasks.add(asyncio.ensure_future(self.stop(signal.Signals(signum).name)))
 
     async def stop(self, reason: str) -> None:
         started = time.monotonic()
@@ -312,7 +315,7 @@ class GracefulShutdown:
             task.cancel()
         if leftovers:
             await asyncio.wait(leftovers, timeout=LEFTOVER_TASKS_WAIT)
-        reactor.stop()
+        reactor.stop()  # type: ignore[misc]  # twisted types the installed reactor as its module
         # Only the exit is left, but the interpreter joins its threads first: one still blocked in work
         # cut at the grace (an SMTP or object store call, a query waiting on a lock) would hold it.
         threading.Thread(target=_exit_after, args=(EXIT_WAIT,), name="parsec-exit", daemon=True).start()
@@ -365,7 +368,7 @@ class Supervisor:
 
     def __init__(
         self, *, count: int, host: str, port: int, command: list[str], environ: dict[str, str],
-        shutdown_grace: float, write: Callable[[str], None] = print,
+        shutdown_grace: float, write: Callable[[str], object] = print,
         admin_host: str | None = None, admin_port: int | None = None,
     ) -> None:
         self.count = count

@@ -99,6 +99,7 @@ def pki_enrollment_submit(
                     # Cancelled only once every check passed: a refused submission changes nothing.
                     to_cancel = previous
                 elif previous.state == EnrollmentState.ACCEPTED:
+                    assert previous.accepted_device is not None  # set on acceptance
                     enrolled = previous.accepted_device.user
                     if enrolled.revoked_on is None or enrolled.revoked_on > now:
                         return SubmitResult(SubmitOutcome.ALREADY_ENROLLED)

@@ -175,19 +175,19 @@ class ParsecConsumer(AsyncWebsocketConsumer):
                 self.session = await run_sync(hooks.identify_legacy_administration, answer)
                 groups = []
             else:
-                identity = await run_sync(hooks.identify_invitation, answer)
+                invitation = await run_sync(hooks.identify_invitation, answer)
                 self.family = Family.INVITED
                 self.session = InvitedSession(
-                    organization_pk=identity.organization_pk,
-                    organization_id=identity.organization_id,
-                    invitation_pk=identity.invitation_pk,
-                    token=identity.token,
-                    invitation_type=identity.invitation_type,
-                    greeter_user_pk=identity.greeter_user_pk,
+                    organization_pk=invitation.organization_pk,
+                    organization_id=invitation.organization_id,
+                    invitation_pk=invitation.invitation_pk,
+                    token=invitation.token,
+                    invitation_type=invitation.invitation_type,
+                    greeter_user_pk=invitation.greeter_user_pk,
                     api_version=answer.api_version,
                     connection=self,
                 )
-                groups = [invitation_group(identity.invitation_pk)]
+                groups = [invitation_group(invitation.invitation_pk)]
         except handshake.HandshakeFailed as failure:
             metrics.HANDSHAKE_FAILURES.labels(failure.result).inc()
             log.info(
@@ -253,7 +253,7 @@ class ParsecConsumer(AsyncWebsocketConsumer):
                 await self.current_command
             except asyncio.CancelledError:
                 # The loop itself is cancelled (connection gone, event loop shutting down): stop too.
-                if self.phase != "ready" or asyncio.current_task().cancelling():
+                if self.phase != "ready" or asyncio.current_task().cancelling():  # type: ignore[union-attr]  # in a task
                     raise
                 # The command was abandoned by a newer request; carry on with that one.
             except DatabaseUnavailable:
@@ -281,7 +281,7 @@ class ParsecConsumer(AsyncWebsocketConsumer):
         except Exception:
             # One line with the traceback: the log's ERROR level is also the Sentry event.
             log.exception("Command crashed", cmd=self.current_spec.name if self.current_spec else None)
-            if self.current_spec is not None:
+            if self.current_spec is not None and self.family is not None:
                 metrics.record_command(
                     family=self.family.value, command=self.current_spec.name, status="internal_error", duration=0.0
                 )
@@ -373,7 +373,7 @@ def _answer_identity(answer: handshake.AuthenticatedAnswer | handshake.InvitedAn
     return {}
 
 
-def _session_identity(session: AuthenticatedSession | InvitedSession | None) -> dict[str, Any]:
+def _session_identity(session: object) -> dict[str, Any]:
     if isinstance(session, AuthenticatedSession):
         return {"organization_id": session.organization_id, "device_id": session.device_id}
     if isinstance(session, InvitedSession):

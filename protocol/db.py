@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import logging
 import threading
-from functools import lru_cache
+from functools import cache
 from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from asgiref.sync import sync_to_async
@@ -169,7 +169,7 @@ def db_param(field: Field, value: Any) -> Any:
     return field.get_db_prep_value(value, connection, prepared=False)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _converters(field: Field, vendor: str) -> tuple[Callable, ...]:
     col = field.cached_col
     return tuple(connection.ops.get_db_converters(col)) + tuple(col.get_db_converters(connection))

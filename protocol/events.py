@@ -170,6 +170,7 @@ async def events_listen(session: AuthenticatedSession, req: dict[str, Any]) -> b
     if subscription is None:
         # Without a subscription nothing will ever come; only a new request ends the wait.
         await asyncio.Event().wait()
+    assert subscription is not None  # the wait above never ends
     while True:
         await subscription.arrived.wait()
         payload = subscription.pop()

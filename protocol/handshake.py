@@ -177,8 +177,8 @@ def check_signed_answer(answer: AuthenticatedAnswer, verify_key: bytes, challeng
         signed_message = VerifyKey(verify_key).verify(answer.answer)
     except (BadSignatureError, ValueError):
         raise bad_protocol("Invalid answer signature") from None
-    if answer.api_version[0] == 2 and answer.api_version < SIGNED_ANSWER_SINCE or answer.api_version[0] < 2:
-        returned = signed_message
+    if (answer.api_version[0] == 2 and answer.api_version < SIGNED_ANSWER_SINCE) or answer.api_version[0] < 2:
+        returned: bytes | None = signed_message
     else:
         try:
             payload = codec.unpackb(signed_message)

@@ -108,7 +108,7 @@ async def anonymous_rpc(request: HttpRequest, organization_id: str) -> HttpRespo
     if isinstance(outcome, int):
         response = _empty(outcome, api_version)
         if outcome == 500:
-            response._has_been_logged = True  # Django's marker: no second "Internal Server Error" line
+            response._has_been_logged = True  # type: ignore[attr-defined]  # Django's marker: no second "Internal Server Error" line
         return response
     return _msgpack_response(outcome, api_version)
 

@@ -162,7 +162,7 @@ class HttpSessionConsumer(AsyncHttpConsumer):
         if isinstance(self.session, InvitedSession):
             await self.respond(410)
             return
-        status = await self.recheck() if self.session is not None else 503
+        status = await self.recheck(self.session) if self.session is not None else 503
         if status is None and self.kind != "events":
             self.phase = "ready"  # an unfreeze also closes sessions: nothing to end here
             return
@@ -224,7 +224,7 @@ class HttpSessionConsumer(AsyncHttpConsumer):
         if self.kind == "events":
             if EVENT_STREAM not in _media_types(self.header("Accept")):
                 return 406
-        elif (_media_types(self.header("Content-Type")) or [None])[0] not in ACCEPTED_CONTENT_TYPES:
+        elif (_media_types(self.header("Content-Type")) or [""])[0] not in ACCEPTED_CONTENT_TYPES:
             return 415
         if self.kind == "invited":
             return await self.identify_invitation(organization.pk)
@@ -242,6 +242,7 @@ class HttpSessionConsumer(AsyncHttpConsumer):
         identity = await run_sync(hooks.identify_http_device, organization_pk, device_id)
         if isinstance(identity, int):
             return identity
+        assert self.api_version is not None  # checked before identifying
         try:
             VerifyKey(identity.verify_key).verify(body, signature_bytes)
         except (BadSignatureError, ValueError, TypeError):
@@ -271,6 +272,7 @@ class HttpSessionConsumer(AsyncHttpConsumer):
         identity = await run_sync(hooks.identify_http_invitation, organization_pk, uuid.UUID(hex=raw.strip()))
         if isinstance(identity, int):
             return identity
+        assert self.api_version is not None  # checked before identifying
         self.session = InvitedSession(
             organization_pk=identity.organization_pk,
             organization_id=identity.organization_id,
@@ -306,8 +308,7 @@ class HttpSessionConsumer(AsyncHttpConsumer):
         self.responded = True
         await self.send_headers(
             status=200,
-            headers=self._version_header()
-            + [(b"content-type", EVENT_STREAM.encode()), (b"cache-control", b"no-cache")],
+            headers=[*self._version_header(), (b"content-type", EVENT_STREAM.encode()), (b"cache-control", b"no-cache")],
         )
 
         async def write(chunk: bytes) -> None:

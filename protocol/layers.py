@@ -47,7 +47,7 @@ class LocalChannelLayer(InMemoryChannelLayer):
         try:
             queue.put_nowait((time.time() + self.expiry, message))
         except asyncio.QueueFull:
-            raise ChannelFull(channel)
+            raise ChannelFull(channel) from None
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         assert isinstance(message, dict), "message is not a dict"

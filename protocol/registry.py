@@ -19,7 +19,8 @@ class Family(StrEnum):
     APIV1_ADMINISTRATION = "apiv1_administration"
 
 
-Handler = Callable[[Any, dict[str, Any]], Awaitable[dict[str, Any]]]
+# A handler returns the reply as a map, or already encoded (bytes).
+Handler = Callable[[Any, dict[str, Any]], Awaitable[dict[str, Any] | bytes]]
 
 logger = logging.getLogger("parsec.protocol")
 
@@ -57,7 +58,7 @@ def _outage_aware(name: str, handler: Handler) -> Handler:
 class CommandSpec:
     name: str
     family: Family
-    request: dict[str, FieldType]
+    request: dict[str, FieldType] | FieldType
     handler: Handler
     # Only `events_listen` and `invite_1_claimer_wait_peer`: a new request abandons them.
     cancellable: bool = False
@@ -74,7 +75,7 @@ def command(
     name: str,
     *,
     family: Family | tuple[Family, ...],
-    request: dict[str, FieldType] | None = None,
+    request: dict[str, FieldType] | FieldType | None = None,
     cancellable: bool = False,
     debug_only: bool = False,
 ) -> Callable[[Handler], Handler]:

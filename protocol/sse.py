@@ -31,7 +31,7 @@ KEEPALIVE = b":keepalive\n\n"
 MISSED_EVENTS = b"event:missed_events\ndata:\n\n"
 
 # This process's open streams by token: only those can be resumed here.
-STREAMS: dict[str, "EventStream"] = {}
+STREAMS: dict[str, EventStream] = {}
 
 
 class EventStream:
@@ -117,8 +117,8 @@ class EventStream:
             self.expiry.cancel()
             self.expiry = None
         try:
-            for number, payload in replay:
-                await write(_frame(self.token, number, payload))
+            for number, replayed in replay:
+                await write(_frame(self.token, number, replayed))
             subscription = self.subscription
             subscription.arrived.set()  # a previous writer taken over wakes and leaves
             while self.phase == "ready" and self.attachment is attachment:

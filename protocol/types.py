@@ -17,7 +17,7 @@ import re
 import unicodedata
 import uuid as _uuid
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Generic, Mapping, TypeVar
 
 __all__ = [
     "FieldError",
@@ -512,15 +512,18 @@ class RealmArchivingConfigurationType(enum.StrEnum):
     DELETION_PLANNED = "DELETION_PLANNED"
 
 
-class EnumField(FieldType):
+_Enum = TypeVar("_Enum", bound=enum.StrEnum)
+
+
+class EnumField(FieldType, Generic[_Enum]):
     """A msgpack str restricted to the values of a StrEnum; decodes to the member."""
 
-    def __init__(self, enum_class: type[enum.StrEnum]) -> None:
+    def __init__(self, enum_class: type[_Enum]) -> None:
         self.enum_class = enum_class
         self.name = enum_class.__name__
-        self._members: Mapping[str, enum.StrEnum] = {member.value: member for member in enum_class}
+        self._members: Mapping[str, _Enum] = {member.value: member for member in enum_class}
 
-    def decode(self, value: Any) -> enum.StrEnum:
+    def decode(self, value: Any) -> _Enum:
         if not isinstance(value, str):
             raise FieldError(f"{self.name} must be a string, got {_describe(value)}")
         member = self._members.get(value)

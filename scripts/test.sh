@@ -19,16 +19,22 @@ pg=$!
 clients=$!
 .venv/bin/python -m pytest --db=sqlite -p no:cacheprovider -m "not interop and not browser" "$@" >"$logs/sqlite.log" 2>&1 &
 lite=$!
+# The lint gate (ruff + mypy, scripts/lint.sh): seconds of work, beside the runs.
+scripts/lint.sh >"$logs/lint.log" 2>&1 &
+lint=$!
 wait $pg; pg_status=$?
 wait $lite; lite_status=$?
 wait $clients; clients_status=$?
+wait $lint; lint_status=$?
 # 5 = nothing selected (e.g. `scripts/test.sh -k bootstrap`)
 [ $clients_status -eq 5 ] && clients_status=0
 
+echo "===== Lint: ruff + mypy (exit $lint_status) ====="
+cat "$logs/lint.log"
 echo "===== SQLite run (exit $lite_status) ====="
 cat "$logs/sqlite.log"
 echo "===== PostgreSQL run, interop included (exit $pg_status) ====="
 cat "$logs/postgresql.log"
 echo "===== Older clients, PostgreSQL (exit $clients_status) ====="
 cat "$logs/clients.log"
-[ $pg_status -eq 0 ] && [ $lite_status -eq 0 ] && [ $clients_status -eq 0 ]
+[ $pg_status -eq 0 ] && [ $lite_status -eq 0 ] && [ $clients_status -eq 0 ] && [ $lint_status -eq 0 ]

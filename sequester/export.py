@@ -219,16 +219,18 @@ def export_realm(
         block_rows = Block.objects.filter(realm=realm).order_by("pk").values_list("pk", "block_id", "author_id")
         blocks = 0
         for rows in _batches(lambda last: list(block_rows.filter(pk__gt=max(last, block_start))[:BLOCK_BATCH_SIZE])):
-            cooked = []
+            cooked_blocks = []
             for pk, block_id, author in rows:
                 try:
                     data = store.read(organization_id, block_id)
                 except BlockStoreError as exc:
                     raise ExportError(f"Cannot read block {block_id.hex}: {exc}") from None
-                cooked.append((pk, block_id.bytes, data, author))
-            con.executemany("INSERT OR IGNORE INTO block (_id, block_id, data, author) VALUES (?, ?, ?, ?)", cooked)
+                cooked_blocks.append((pk, block_id.bytes, data, author))
+            con.executemany(
+                "INSERT OR IGNORE INTO block (_id, block_id, data, author) VALUES (?, ?, ?, ?)", cooked_blocks
+            )
             con.commit()
-            blocks += len(cooked)
+            blocks += len(cooked_blocks)
             progress(f"{blocks} blocks exported")
     finally:
         con.close()

@@ -81,7 +81,7 @@ def check_sequester_blob(*, organization_pk: int, sequester_blob: dict[uuid.UUID
         webhooks=[
             WebhookDelivery(s.service_id, s.service_label, s.webhook_url, given[s.service_id])
             for s in services
-            if s.service_type == ServiceType.WEBHOOK
+            if s.service_type == ServiceType.WEBHOOK and s.webhook_url is not None
         ],
     )
 
@@ -210,6 +210,7 @@ def register_service(
     """Registers a service from its signed certificate (timestamp not checked: made in advance)."""
     kind = check_service_type(service_type, webhook_url)
     organization = sequestered_organization(organization_id)
+    assert organization.sequester_authority_verify_key_der is not None  # stored with the authority certificate
     try:
         data = certificates.verify_and_load(certificate, bytes(organization.sequester_authority_verify_key_der))
     except (InvalidCertification, certificates.BadKey) as exc:

@@ -165,7 +165,7 @@ def usage_chart_svg(points: list[MonthPoint]) -> SafeString:
             parts.append(f'<circle cx="{x(i):.1f}" cy="{y(getattr(p, attribute), maximum):.1f}" r="2.5" '
                          f'fill="{colour}"/>')
     legend_x = _LEFT
-    for attribute, colour, dashed, _right in _SERIES:
+    for attribute, colour, _dashed, _right in _SERIES:
         label = escape(labels[attribute])
         parts.append(f'<rect x="{legend_x}" y="10" width="14" height="4" fill="{colour}"/>'
                      f'<text x="{legend_x + 18}" y="16">{label}</text>')

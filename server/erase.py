@@ -34,7 +34,7 @@ from invites.models import ClaimerSession, Invitation, ShamirRecoveryConduit, Sh
 from organizations import audit
 from organizations.services import organizations as services
 from organizations.models import AuditEntry, Device, Organization, User
-from organizations.services.organizations import AdministrationError
+from organizations.services.organizations import AdministrationError, NotFound
 from protocol import groups
 from realms.models import (
     Message,
@@ -144,9 +144,9 @@ def _size(value: int) -> str:
 
 
 def _count_rows(organization: Organization) -> dict[str, int]:
-    rows = {_label(model): model.objects.filter(**{lookup: organization.pk}).count() for model, lookup in ERASE_PLAN}
+    rows = {_label(model): model._default_manager.filter(**{lookup: organization.pk}).count() for model, lookup in ERASE_PLAN}
     for model in ERASED_BY_ORGANIZATION_ID:
-        rows[_label(model)] = model.objects.filter(organization_id=organization.organization_id).count()
+        rows[_label(model)] = model._default_manager.filter(organization_id=organization.organization_id).count()
     rows[_label(Organization)] = 1
     return rows
 
@@ -209,7 +209,7 @@ def erase_organization(
     actor: str = "manage.py",
     store: BlockStore | None = None,
     jobs: int = DEFAULT_JOBS,
-) -> EraseReport | AdministrationError:
+) -> EraseReport | NotFound:
     """Erase the organization (see the module's docstring for the order), or report what it would delete.
 
     NOT_FOUND for an unknown organization. The report's `complete` is False when blocks could not be
@@ -284,12 +284,12 @@ def erase_organization(
         )
         rows: dict[str, int] = {}
         for model, lookup in ERASE_PLAN:
-            queryset = model.objects.filter(**{lookup: organization.pk})
+            queryset = model._default_manager.filter(**{lookup: organization.pk})
             # A plain DELETE per table: Django's collector would load every device and user in memory to honour
             # PROTECT foreign keys between rows that all go anyway. (Foreign keys are checked at commit.)
             rows[_label(model)] = queryset._raw_delete(queryset.db)
         for model in ERASED_BY_ORGANIZATION_ID:
-            queryset = model.objects.filter(organization_id=organization_id)
+            queryset = model._default_manager.filter(organization_id=organization_id)
             rows[_label(model)] = queryset._raw_delete(queryset.db)
         # Whatever still references the organization (a table added without updating ERASE_PLAN) cascades here.
         _, cascaded = Organization.objects.filter(pk=organization.pk).delete()

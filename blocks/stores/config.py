@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Union
+from typing import Literal
 from urllib.parse import urlsplit
 
 
@@ -52,7 +52,7 @@ class SwiftBlockstore:
     kind = "SWIFT"
 
 
-SingleBlockstore = Union[MockedBlockstore, PostgreSQLBlockstore, LocalBlockstore, S3Blockstore, SwiftBlockstore]
+SingleBlockstore = MockedBlockstore | PostgreSQLBlockstore | LocalBlockstore | S3Blockstore | SwiftBlockstore
 RaidMode = Literal["RAID0", "RAID1", "RAID5"]
 
 
@@ -66,7 +66,7 @@ class RaidBlockstore:
         return self.mode
 
 
-BlockstoreConfig = Union[SingleBlockstore, RaidBlockstore]
+BlockstoreConfig = SingleBlockstore | RaidBlockstore
 
 SINGLE_BLOCKSTORE_GRAMMAR = (
     "MOCKED, POSTGRESQL, LOCAL:<path>, s3:[<endpoint_url>]:<region>:<bucket>:<key>:<secret> "

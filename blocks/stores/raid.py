@@ -123,6 +123,13 @@ class _RaidBlockStore:
 
     # Node calls -----------------------------------------------------------------------------------
 
+    # Each RAID level's own layout (BlockStore's two methods).
+    def create(self, organization_id: str, block_id: uuid.UUID, data: bytes) -> None:
+        raise NotImplementedError
+
+    def read(self, organization_id: str, block_id: uuid.UUID) -> bytes:
+        raise NotImplementedError
+
     def _is_suspect(self, index: int) -> bool:
         return self._suspect_until[index] > time.monotonic()
 

@@ -88,7 +88,7 @@ class S3BlockStore:
         except (BotoCoreError, ClientError) as exc:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") if isinstance(exc, ClientError) \
                 else None
-            hint = {404: " (no such bucket)", 403: " (access denied: check the key, the secret and the region)"}
+            hint: dict[int | None, str] = {404: " (no such bucket)", 403: " (access denied: check the key, the secret and the region)"}
             raise BlockStoreError(
                 f"S3 bucket `{self.bucket}` at {self.endpoint}: {_describe(exc)}{hint.get(status, '')}"
             ) from exc

@@ -106,12 +106,14 @@ def _lock(ref: ConduitRef) -> _Locked | Failure:
     if ref.side is Side.GREETER:
         invitation = invitations.filter(organization_id=ref.organization_pk, token=ref.token).first()
     else:
+        assert ref.invitation_pk is not None  # the claimer's connection knows its invitation
         invitation = invitations.filter(pk=ref.invitation_pk).first()
     if invitation is None:
         return Failure.NOT_FOUND
     if invitation.type == InvitationType.SHAMIR_RECOVERY:
         # The invitation row lock covers its conduits.
         conduits = ShamirRecoveryConduit.objects.filter(invitation=invitation)
+        conduit: ShamirRecoveryConduit | Invitation | None
         if ref.side is Side.GREETER:
             conduit = conduits.filter(greeter_id=ref.greeter_user_pk).first()
         else:
@@ -122,9 +124,9 @@ def _lock(ref: ConduitRef) -> _Locked | Failure:
         conduit = invitation
         if ref.side is Side.GREETER and invitation.greeter_id != ref.greeter_user_pk:
             return Failure.NOT_FOUND
-        if ref.side is Side.CLAIMER and ref.greeter_user_id is not None:
-            if not User.objects.filter(pk=invitation.greeter_id, user_id=ref.greeter_user_id).exists():
-                return Failure.NOT_FOUND
+        if (ref.side is Side.CLAIMER and ref.greeter_user_id is not None
+                and not User.objects.filter(pk=invitation.greeter_id, user_id=ref.greeter_user_id).exists()):
+            return Failure.NOT_FOUND
     if invitation.deleted_on is not None:
         return Failure.ALREADY_DELETED
     return _Locked(invitation=invitation, conduit=conduit)

@@ -63,7 +63,7 @@ class InvitationMessage(EmailMultiAlternatives):
             # Django's encoded subject is one long encoded word that folds after "Subject:", which
             # decoders read with a leading space; a Header knowing its name splits into encoded words.
             del msg["Subject"]
-            Message.__setitem__(msg, "Subject", Header(self.subject, "utf-8", header_name="Subject"))
+            Message.__setitem__(msg, "Subject", Header(str(self.subject), "utf-8", header_name="Subject"))
         return msg
 
 
@@ -83,12 +83,14 @@ class InvitationEmail:
 def invitation_url(mail: InvitationEmail) -> str:
     """The `/redirect` link (docs/protocol.md#redirect), `http` when the server address says `no_ssl=true`."""
     backend_addr = settings.PARSEC.backend_addr
+    assert backend_addr is not None  # checked by send_invitation_email
     action = CLAIM_ACTIONS[InvitationType(mail.invitation_type)]
     return backend_addr.to_http_url(f"/redirect/{quote(mail.organization_id)}?action={action}&token={mail.token.hex}")
 
 
 def build_message(mail: InvitationEmail) -> InvitationMessage:
     config = settings.PARSEC
+    assert config.backend_addr is not None and mail.recipient is not None  # checked by send_invitation_email
     invitation_type = InvitationType(mail.invitation_type)
     language = config.email_language if config.email_language in SUBJECTS else "en"
     context = {

@@ -41,7 +41,7 @@ from protocol.groups import close_invitation_sessions_on_commit
 from protocol.types import InvitationStatus
 
 
-def human_handle_wire(user: User) -> list[str] | None:
+def human_handle_wire(user: User) -> list[str | None] | None:
     return [user.human_email, user.human_label] if user.human_email is not None else None
 
 
@@ -230,9 +230,11 @@ def invite_new(
     with transaction.atomic():
         author = User.objects.get(pk=session.user_pk)
         if invitation_type == InvitationType.USER:
+            assert claimer_email is not None  # the USER variant of the request requires it
             return _new_user_invitation(session, author, claimer_email, now)
         if invitation_type == InvitationType.DEVICE:
             return _new_device_invitation(session, author, send_email, now)
+        assert claimer_user_id is not None  # the SHAMIR_RECOVERY variant of the request requires it
         return _new_shamir_invitation(session, author, claimer_user_id, now)
 
 
@@ -258,7 +260,9 @@ def invite_delete(
             return Refused.NOT_FOUND
         # After recovering, the claimer deletes its own SHAMIR_RECOVERY invitation with its new device.
         is_shamir_claimer = (
-            invitation.type == InvitationType.SHAMIR_RECOVERY and invitation.shamir_recovery.user_id == session.user_pk
+            invitation.type == InvitationType.SHAMIR_RECOVERY
+            and invitation.shamir_recovery is not None
+            and invitation.shamir_recovery.user_id == session.user_pk
         )
         if not (is_shamir_claimer or _may_greet(invitation, session.user_pk)):
             return Refused.NOT_FOUND
@@ -273,7 +277,7 @@ def invite_delete(
 
 def invite_list(*, session: AuthenticatedSession) -> InvitationList:
     pending = Invitation.objects.filter(organization_id=session.organization_pk, deleted_on__isnull=True)
-    invitations = (
+    invitations = list(
         pending.filter(
             Q(type__in=[InvitationType.USER, InvitationType.DEVICE], greeter_id=session.user_pk)
             | Q(type=InvitationType.SHAMIR_RECOVERY, shamir_recovery__recipient_shares__recipient_id=session.user_pk)
@@ -282,7 +286,6 @@ def invite_list(*, session: AuthenticatedSession) -> InvitationList:
         .order_by("created_on", "pk")
         .distinct()
     )
-    invitations = list(invitations)
     ready = set(
         ClaimerSession.objects.filter(invitation__in=[invitation.pk for invitation in invitations])
         .values_list("invitation_id", flat=True)
@@ -316,6 +319,7 @@ def invite_info(*, session: InvitedSession) -> GreeterInfo | ShamirRecoveryInfo 
         return Refused.ALREADY_DELETED
     if invitation.type == InvitationType.SHAMIR_RECOVERY:
         setup = invitation.shamir_recovery
+        assert setup is not None  # a SHAMIR_RECOVERY invitation has its setup
         shares = setup.recipient_shares.select_related("recipient").order_by("pk")
         recipients = [
             ShamirRecoveryRecipient(

@@ -6,7 +6,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum, StrEnum
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 from django.conf import settings
@@ -188,7 +188,10 @@ def organization_config(*, organization_pk: int) -> OrganizationConfig | Refused
         user_profile_outsider_allowed=organization.user_profile_outsider_allowed,
         active_users_limit=organization.active_users_limit,
         minimum_archiving_period=organization.minimum_archiving_period,
-        sequester_authority_certificate=bytes(organization.sequester_authority_certificate) if sequestered else None,
+        sequester_authority_certificate=(
+            None if organization.sequester_authority_certificate is None
+            else bytes(organization.sequester_authority_certificate)
+        ),
         sequester_services_certificates=_enabled_sequester_service_certificates(organization) if sequestered else None,
     )
 
@@ -217,6 +220,10 @@ class AdministrationError(StrEnum):
     BOTH_USER_ID_AND_EMAIL = "both_user_id_and_email"
 
 
+# The outcome of the functions whose only failure is an unknown organization: `is NOT_FOUND` narrows it.
+NotFound = Literal[AdministrationError.NOT_FOUND]
+
+
 def generate_bootstrap_token() -> str:
     return secrets.token_hex(32)
 
@@ -239,14 +246,14 @@ def organization_create(
     *,
     organization_id: str,
     user_profile_outsider_allowed: bool | _Unset = UNSET,
-    active_users_limit: int | None | _Unset = UNSET,
+    active_users_limit: int | _Unset | None = UNSET,
     minimum_archiving_period: int | _Unset = UNSET,
     now: datetime | None = None,
 ) -> OrganizationCreated | AdministrationError:
     """Create the organization, or re-create it (new token, settings reset) while it is not bootstrapped."""
     now = now or timezone.now()
     defaults = new_organization_defaults()
-    fields = {
+    fields: dict[str, Any] = {
         "bootstrap_token": generate_bootstrap_token(),
         "user_profile_outsider_allowed": defaults["user_profile_outsider_allowed"]
         if user_profile_outsider_allowed is UNSET
@@ -280,7 +287,7 @@ def organization_create(
     return AdministrationError.ALREADY_EXISTS
 
 
-def organization_get(*, organization_id: str) -> Organization | AdministrationError:
+def organization_get(*, organization_id: str) -> Organization | NotFound:
     organization = Organization.objects.filter(organization_id=organization_id).first()
     return AdministrationError.NOT_FOUND if organization is None else organization
 
@@ -290,10 +297,10 @@ def organization_update(
     organization_id: str,
     is_expired: bool | _Unset = UNSET,
     user_profile_outsider_allowed: bool | _Unset = UNSET,
-    active_users_limit: int | None | _Unset = UNSET,
+    active_users_limit: int | _Unset | None = UNSET,
     minimum_archiving_period: int | _Unset = UNSET,
     now: datetime | None = None,
-) -> Organization | AdministrationError:
+) -> Organization | NotFound:
     """Change the given settings only; expiring closes every authenticated session of the organization."""
     now = now or timezone.now()
     changes: dict[str, Any] = {
@@ -332,12 +339,12 @@ class HumanUserItem:
     frozen: bool
 
     @classmethod
-    def from_user(cls, user: User) -> "HumanUserItem":
+    def from_user(cls, user: User) -> HumanUserItem:
         assert user.human_email is not None and user.human_label is not None
         return cls(user_id=user.user_id, user_email=user.human_email, user_name=user.human_label, frozen=user.frozen)
 
 
-def organization_users(*, organization_id: str) -> list[HumanUserItem] | AdministrationError:
+def organization_users(*, organization_id: str) -> list[HumanUserItem] | NotFound:
     """The users with a human handle, revoked ones included, in creation order."""
     organization = Organization.objects.filter(organization_id=organization_id).first()
     if organization is None:

@@ -364,14 +364,14 @@ class WordsInOrder(Lookup):
     lookup_name = "words_in_order"
     prepare_rhs = False
 
-    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, tuple[Any, ...]]:
         lhs, lhs_params = self.process_lhs(compiler, connection)
         words: list[str] = self.rhs
         if connection.vendor == "postgresql":
             escaped = (word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") for word in words)
-            return f"{lhs} ILIKE %s", [*lhs_params, "%" + "%".join(escaped) + "%"]
+            return f"{lhs} ILIKE %s", (*lhs_params, "%" + "%".join(escaped) + "%")
         pattern = "(?is)\\A" + "".join(f"(?>.*?{re.escape(word)})" for word in words)
-        return f"{lhs} REGEXP %s", [*lhs_params, pattern]
+        return f"{lhs} REGEXP %s", (*lhs_params, pattern)
 
 
 def query_words(query: str | None) -> list[str] | None:

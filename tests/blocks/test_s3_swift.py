@@ -116,7 +116,7 @@ def test_concurrent_threads_share_the_store(object_store) -> None:
                 store.create(ORG, block_id, block_id.bytes)
             for block_id in block_ids:
                 assert store.read(ORG, block_id) == block_id.bytes
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(block_ids,)) for block_ids in ids]
@@ -216,7 +216,7 @@ def test_swift_logs_in_as_user_colon_tenant(swift_cluster: SwiftCluster) -> None
 
 def test_swift_missing_container_fails_the_check(swift_cluster: SwiftCluster) -> None:
     store = single_blockstore_from_config(swift_cluster.blockstore("no-such-container"))
-    with pytest.raises(BlockStoreError, match="Swift container `no-such-container` at .*: HTTP 404"):
+    with pytest.raises(BlockStoreError, match=r"Swift container `no-such-container` at .*: HTTP 404"):
         check_blockstore(store)
 
 

@@ -66,7 +66,7 @@ class WsSession:
         waits = cmd in WAITING_COMMANDS
         try:
             message = await self.client.communicator.receive_output(WAITING_GRACE if waits else REPLY_TIMEOUT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             assert waits, f"no reply to a {cmd!r} request within {REPLY_TIMEOUT} s"
             await self.replace()
             return None

@@ -500,7 +500,7 @@ class _Interactive:
     def __init__(self, args: list[str], env: dict[str, str], cwd: Path):
         self.args = args
         self.started = time.monotonic()
-        self._stderr_file = tempfile.TemporaryFile()
+        self._stderr_file = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process; closed by its owner
         self.proc = subprocess.Popen(
             args, env=env, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=self._stderr_file,
@@ -552,7 +552,7 @@ class _Interactive:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise ParsecCliError(f"timeout ({timeout}s) waiting for exit", self.snapshot())
+            raise ParsecCliError(f"timeout ({timeout}s) waiting for exit", self.snapshot()) from None
         self._thread.join(5)
         return self.snapshot()
 
@@ -878,7 +878,7 @@ class ParsecCli:
 
     # ---- greet / claim (two interactive processes) ------------------------- #
 
-    def greet_and_claim_user(self, url: str, claimer: "ParsecCli", *, label: str,
+    def greet_and_claim_user(self, url: str, claimer: ParsecCli, *, label: str,
                              device_label: str, password: str, profile: str = "STANDARD",
                              greeter_device: DeviceRef | None = None,
                              timeout: float | None = None,
@@ -895,7 +895,7 @@ class ParsecCli:
                                      profile=profile, greeter_device=greeter_device,
                                      timeout=timeout, claimer_url=claimer_url)
 
-    def greet_and_claim_device(self, url: str, claimer: "ParsecCli", *, device_label: str,
+    def greet_and_claim_device(self, url: str, claimer: ParsecCli, *, device_label: str,
                                password: str, greeter_device: DeviceRef | None = None,
                                timeout: float | None = None) -> DeviceRef:
         return self._greet_and_claim(url, claimer, user=False, label=None,
@@ -903,7 +903,7 @@ class ParsecCli:
                                      profile=None, greeter_device=greeter_device,
                                      timeout=timeout)
 
-    def _greet_and_claim(self, url: str, claimer: "ParsecCli", *, user: bool,
+    def _greet_and_claim(self, url: str, claimer: ParsecCli, *, user: bool,
                          label: str | None, device_label: str, password: str,
                          profile: str | None, greeter_device: DeviceRef | None,
                          timeout: float | None, claimer_url: str | None = None) -> DeviceRef:
@@ -981,7 +981,7 @@ class ParsecCli:
         return json.loads(m.group(1))
 
     def start_core_script(self, op: str, device: DeviceRef | None = None,
-                          **params: Any) -> "CoreScriptRun":
+                          **params: Any) -> CoreScriptRun:
         """Start a core-script operation in the background (same request as ``core_script``).
 
         For long-lived operations such as ``wait_for_file``, which print intermediate
@@ -996,7 +996,7 @@ class ParsecCli:
 
     def watch_file(self, workspace: str, path: str, data: bytes, timeout: float = 60,
                    device: DeviceRef | None = None,
-                   ready_timeout: float | None = None) -> tuple["CoreScriptRun", dict[str, Any]]:
+                   ready_timeout: float | None = None) -> tuple[CoreScriptRun, dict[str, Any]]:
         """Log in (one long-lived LoggedCore with its monitors) and wait until `path` holds `data`.
 
         The script never syncs while it waits: the change can only come through the server's
@@ -1115,7 +1115,7 @@ class ParsecCli:
         return self.run("unarchive_workspace", "--workspace-name", workspace,
                         *self._dev_args(self._dev(device)))
 
-    def copy_device_to(self, other: "ParsecCli", device: DeviceRef | None = None) -> DeviceRef:
+    def copy_device_to(self, other: ParsecCli, device: DeviceRef | None = None) -> DeviceRef:
         """Copy a device key file into another client home (same device, empty local storage)."""
         dev = self._dev(device)
         src_dir = self.config_dir / "devices"

@@ -82,7 +82,7 @@ def test_client_version_alone(client_version: str, ours_server: ServerInfo, tmp_
 
     url = alice.create_organization(server.addr, org_id, server.admin_token)
     assert f"/{org_id}?" in url and "action=bootstrap_organization" in url
-    alice_dev = alice.bootstrap_organization(url, "alice@example.com", "Alice", "laptop", PASSWORD)
+    alice.bootstrap_organization(url, "alice@example.com", "Alice", "laptop", PASSWORD)
 
     steps = [{"op": "create_workspace", "workspace": "W"}]
     steps += [{"op": "write", "workspace": "W", "path": path, "data": data} for path, data in FILES.items()]

@@ -79,7 +79,7 @@ def test_authenticated_statuses(org, server):
 
 
 def test_invited_statuses(org, server):
-    base, org_id, device = org
+    base, org_id, _device = org
     new = codec.unpackb(post_authenticated(org, {"cmd": "invite_new", "type": "DEVICE", "send_email": False}).content)
     token = new["token"]
 

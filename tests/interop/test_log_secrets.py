@@ -251,7 +251,7 @@ class Haystack:
     texts: list[str]  # the file as text, plus its decoded JSON values
 
     @classmethod
-    def of(cls, path: Path) -> "Haystack":
+    def of(cls, path: Path) -> Haystack:
         raw = path.read_bytes() if path.exists() else b""
         text = raw.decode("utf-8", "replace")
         decoded = []
@@ -262,7 +262,7 @@ class Haystack:
                 continue
         return cls(path.name, raw, [text, "\n".join(decoded)])
 
-    def find(self, needle: "Needle") -> str | None:
+    def find(self, needle: Needle) -> str | None:
         """Where the needle is (a short description), else None."""
         if needle.raw is not None and needle.raw in self.raw:
             return f"raw bytes at offset {self.raw.index(needle.raw)}"

@@ -295,7 +295,7 @@ def test_change_on_a_reaches_a_core_on_b_by_events(org: Org) -> None:
     """alice (on A) writes a file; bob's long-lived core on B gets it without ever syncing by itself:
     A's `vlob_create`/`vlob_update` → Redis → B's `events_listen` → bob's sync monitor downloads it."""
     a, b = org.cluster.a, org.cluster.b
-    bob, bob_dev = org.bob()
+    bob, _bob_dev = org.bob()
     alice_id, bob_id = users_id(org, ALICE_EMAIL), users_id(org, BOB_EMAIL)
     workspace_id = org.alice.create_workspace_synced(WORKSPACE)
     org.alice.share_workspace(WORKSPACE, "CONTRIBUTOR", recipient=BOB_EMAIL)

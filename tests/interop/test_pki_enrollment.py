@@ -11,7 +11,6 @@ the admin's connection receives `pki_enrollment.updated`.
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest

@@ -11,7 +11,7 @@ import uuid
 from tests.testkit.cross_process import authenticated, create_organization, invited, servers  # noqa: F401
 
 
-async def test_greeter_and_claimer_on_two_processes(servers):
+async def test_greeter_and_claimer_on_two_processes(servers):  # noqa: F811 - the fixture imported above
     port_a, port_b = servers
     organization_id = f"Org{uuid.uuid4().hex[:8]}"
     alice = await asyncio.to_thread(create_organization, port_a, organization_id)

@@ -272,7 +272,7 @@ async def test_device_invitation(world: World, smtp_server):
     message = received.message
     assert message["Subject"] == "[Parsec] New device invitation to CoolOrg"
     assert message["Reply-To"] is None
-    text, html = parts(message)
+    text, _html = parts(message)
     assert "You have received an invitation to add a new device to the CoolOrg organization on Parsec." in text
     assert link(reply["token"], "claim_device") in text
     assert "3. Start the invitation process from a device already part of the organization" in text

@@ -75,7 +75,7 @@ def test_local_already_bootstrapped(db):
 
 def test_local_without_backend_addr(db, parsec_settings):
     parsec_settings(backend_addr=None)
-    with pytest.raises(CommandError, match="--backend-addr .*PARSEC_BACKEND_ADDR"):
+    with pytest.raises(CommandError, match=r"--backend-addr .*PARSEC_BACKEND_ADDR"):
         run("NewOrg")
     assert not Organization.objects.exists()
 
@@ -106,7 +106,7 @@ class _ProxyToDjango(BaseHTTPRequestHandler):
 
     requests: list[dict] = []
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_POST(self) -> None:  # http.server's naming
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
         headers = {"Authorization": self.headers["Authorization"]} if "Authorization" in self.headers else {}

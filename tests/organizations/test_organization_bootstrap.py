@@ -242,7 +242,7 @@ class WebhookReceiver(http.server.BaseHTTPRequestHandler):
     received: list = []
     answer_status = 200
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         WebhookReceiver.received.append((self.headers["Content-Type"], json.loads(body)))
         self.send_response(WebhookReceiver.answer_status)

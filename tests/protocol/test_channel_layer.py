@@ -48,7 +48,7 @@ async def test_direct_send_to_a_full_channel_raises(layer):
 
 async def test_expired_messages_are_swept_at_most_once_per_interval(layer, monkeypatch):
     await layer.send("old.inmemory!x", {"type": "t"})
-    expiry, message = layer.channels["old.inmemory!x"]._queue[0]
+    _expiry, message = layer.channels["old.inmemory!x"]._queue[0]
     layer.channels["old.inmemory!x"]._queue[0] = (time.time() - 1, message)  # already expired
     layer._next_sweep = time.monotonic() + 60
     await layer.group_send("nobody", {"type": "t"})

@@ -10,7 +10,7 @@ from tests.testkit import certs
 from tests.testkit.cross_process import ADMIN_TOKEN, Ws, authenticated, create_organization, servers  # noqa: F401
 
 
-async def test_vlob_write_on_one_process_reaches_a_listener_on_the_other(servers):
+async def test_vlob_write_on_one_process_reaches_a_listener_on_the_other(servers):  # noqa: F811 - the fixture imported above
     port_a, port_b = servers
     organization_id = f"Org{uuid.uuid4().hex[:8]}"
     alice = await asyncio.to_thread(create_organization, port_a, organization_id)
@@ -45,7 +45,7 @@ async def test_vlob_write_on_one_process_reaches_a_listener_on_the_other(servers
         await ws.connection.close()
 
 
-async def test_freeze_through_one_process_closes_sessions_on_the_other(servers):
+async def test_freeze_through_one_process_closes_sessions_on_the_other(servers):  # noqa: F811 - the fixture imported above
     port_a, port_b = servers
     organization_id = f"Org{uuid.uuid4().hex[:8]}"
     alice = await asyncio.to_thread(create_organization, port_a, organization_id)

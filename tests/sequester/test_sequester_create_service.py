@@ -42,11 +42,11 @@ def test_create_service_bad_type_options(openssl_keys, org, extra, message):
 
 def test_create_service_bad_keys(openssl_keys, org, tmp_path):
     (tmp_path / "garbage.pem").write_text("not a key")
-    with pytest.raises(CommandError, match="--service-public-key .*not a PEM public key"):
+    with pytest.raises(CommandError, match=r"--service-public-key .*not a PEM public key"):
         run_command("sequester_create_service", "--service-public-key", str(tmp_path / "garbage.pem"),
             "--authority-private-key", str(openssl_keys / "authority.pem"), "--service-label", "S",
             "--organization", org)
-    with pytest.raises(CommandError, match="--authority-private-key .*not an unencrypted PEM private key"):
+    with pytest.raises(CommandError, match=r"--authority-private-key .*not an unencrypted PEM private key"):
         run_command("sequester_create_service", "--service-public-key", str(openssl_keys / "service.pub.pem"),
             "--authority-private-key", str(openssl_keys / "service.pub.pem"), "--service-label", "S",
             "--organization", org)

@@ -28,7 +28,7 @@ def test_ok(openssl_keys, tmp_path):
 
 
 def test_bad_input(openssl_keys, tmp_path):
-    with pytest.raises(CommandError, match="--authority-private-key .*not an unencrypted PEM private key"):
+    with pytest.raises(CommandError, match=r"--authority-private-key .*not an unencrypted PEM private key"):
         generate(openssl_keys, tmp_path / "x.crt", authority="authority.pub.pem")
     with pytest.raises(CommandError, match="Cannot write --output"):
         generate(openssl_keys, tmp_path / "missing" / "x.crt")

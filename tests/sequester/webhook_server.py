@@ -24,7 +24,7 @@ class WebhookServer:
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:  # http.server's naming
                 length = int(self.headers.get("Content-Length", "0"))
                 data = self.rfile.read(length)
                 outer.received.append((parse_qs(urlparse(self.path).query), data))

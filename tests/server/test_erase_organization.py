@@ -28,7 +28,7 @@ from realms.models import VlobAtom
 from server.erase import ERASE_PLAN, ERASED_BY_ORGANIZATION_ID, KEPT_AFTER_ERASE, EraseReport, erase_organization
 from tests.conftest import World, bootstrap_organization, connect_as, create_realm
 from tests.invites.conftest import new_invitation
-from tests.objectstores import MotoServer, SwiftCluster
+from tests.objectstores import MotoServer
 from tests.objectstores import moto_servers, s3_servers, swift_cluster, swift_store  # noqa: F401 (fixtures)
 from tests.realms.helpers import grant, update_archiving
 from tests.users.conftest import create_device, create_user
@@ -203,7 +203,7 @@ def test_every_table_of_the_project_is_in_the_plan() -> None:
 # --- RAID5 with a node down --------------------------------------------------------------------------------
 
 
-async def test_raid5_node_down_is_reported_then_a_rerun_completes(parsec_settings, s3_servers) -> None:
+async def test_raid5_node_down_is_reported_then_a_rerun_completes(parsec_settings, s3_servers) -> None:  # noqa: F811 - the fixture imported above
     bucket = f"parsec-{uuid.uuid4().hex[:12]}"
     for server in s3_servers:
         server.new_bucket(bucket)
@@ -256,7 +256,7 @@ async def test_raid5_node_down_is_reported_then_a_rerun_completes(parsec_setting
         assert await sync_to_async(store.read)(KEPT, block_id) == data
 
 
-async def test_command_exit_status_when_a_node_is_down(parsec_settings, s3_servers) -> None:
+async def test_command_exit_status_when_a_node_is_down(parsec_settings, s3_servers) -> None:  # noqa: F811 - the fixture imported above
     bucket = f"parsec-{uuid.uuid4().hex[:12]}"
     for server in s3_servers:
         server.new_bucket(bucket)
@@ -322,7 +322,7 @@ def test_command_confirmed(populated: Populated, monkeypatch: pytest.MonkeyPatch
 
 
 def test_command_unknown_organization(db) -> None:
-    with pytest.raises(CommandError, match="Unknown organization `Nobody`: nothing to erase.") as raised:
+    with pytest.raises(CommandError, match=r"Unknown organization `Nobody`: nothing to erase\.") as raised:
         run_command("Nobody", "--yes")
     assert raised.value.returncode == 1
 

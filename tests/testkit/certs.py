@@ -137,7 +137,7 @@ class TestDevice:
         if self.root_verify_key is None:
             raise ValueError("the device has no root key reference")
         # Clients below API 2.5 sign the raw challenge.
-        legacy = api_version[0] < 2 or api_version[0] == 2 and api_version < (2, 5)
+        legacy = api_version[0] < 2 or (api_version[0] == 2 and api_version < (2, 5))
         return {
             "answer": self.sign(challenge) if legacy else self.signed_answer(challenge),
             "client_api_version": list(api_version),

@@ -99,7 +99,7 @@ class Ws:
         self.connection = connection
 
     @classmethod
-    async def open(cls, port: int) -> tuple["Ws", dict[str, Any]]:
+    async def open(cls, port: int) -> tuple[Ws, dict[str, Any]]:
         ws = cls(await connect(f"ws://127.0.0.1:{port}/ws", max_size=None))
         return ws, await ws.receive()
 

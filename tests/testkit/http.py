@@ -1,7 +1,6 @@
 """A client of the invited/authenticated HTTP routes and of the SSE stream, in-process through Channels' communicators."""
 from __future__ import annotations
 
-import asyncio
 import base64
 from typing import Any
 
@@ -82,7 +81,7 @@ class SseClient:
         self.ended = False
 
     @classmethod
-    async def open(cls, device: Any, *, headers: dict[str, str] | None = None) -> "SseClient":
+    async def open(cls, device: Any, *, headers: dict[str, str] | None = None) -> SseClient:
         from parsec_site.asgi import application
 
         all_headers = {"Accept": "text/event-stream", "Api-Version": "3.4", **signed_headers(device, b"")}
@@ -132,5 +131,5 @@ class SseClient:
         await self.communicator.send_input({"type": "http.disconnect"})
         try:
             await self.communicator.wait(1)
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             pass

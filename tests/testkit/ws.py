@@ -20,7 +20,7 @@ class WsClient:
         self.challenge: dict[str, Any] | None = None
 
     @classmethod
-    async def connect(cls) -> "WsClient":
+    async def connect(cls) -> WsClient:
         from parsec_site.asgi import application
 
         communicator = WebsocketCommunicator(application, "/ws")

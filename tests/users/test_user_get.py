@@ -216,7 +216,7 @@ async def test_query_count_does_not_grow_with_the_chain(world: World, alice_clie
         return reply, len(context.captured_queries)
 
     deep, deep_queries = await sync_to_async(count_queries)("admin7")
-    shallow, shallow_queries = await sync_to_async(count_queries)("admin0")
+    _shallow, shallow_queries = await sync_to_async(count_queries)("admin0")
     assert len(deep["trustchain"]["devices"]) == 1 + 7 * 3 + 2
     # admin0..admin7 (admin7's own devices certify each other) and alice.
     assert len(deep["trustchain"]["users"]) == 9

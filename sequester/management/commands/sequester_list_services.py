@@ -28,5 +28,5 @@ class Command(common.DatabaseCommand):
             self.stdout.write(f"\tService type: {service.service_type}")
             if service.service_type == ServiceType.WEBHOOK:
                 self.stdout.write(f"\tWebhook endpoint URL {service.webhook_url}")
-            if not service.is_enabled:
+            if service.disabled_on is not None:
                 self.stdout.write(f"\tDisabled on: {service.disabled_on.isoformat()}")

@@ -72,7 +72,7 @@ class Command(BaseCommand):
         application = get_default_application()
         # protocol/db.py runs ORM calls with sync_to_async(thread_sensitive=False), i.e. in the event
         # loop's default executor: size it for the connection pool. daphne's reactor owns the loop.
-        reactor._asyncioEventloop.set_default_executor(  # type: ignore[attr-defined]
+        reactor._asyncioEventloop.set_default_executor(
             ThreadPoolExecutor(max_workers=config.db_max_connections + EXECUTOR_MARGIN, thread_name_prefix="parsec")
         )
 
@@ -114,15 +114,20 @@ class Command(BaseCommand):
         finally:
             for connection in connections.all(initialized_only=True):
                 if getattr(connection, "pool", None) is not None:
-                    connection.close_pool()
+                    connection.close_pool()  # type: ignore[attr-defined]  # PostgreSQL's wrapper, checked above
         if not server.listening_addresses and config.fd is None:
             raise CommandError(f"Could not listen on {config.host}:{config.port} (see the log above).")
         self.stdout.write("Parsec Backend stopped.")
+
+    def _write_now(self, line: str) -> None:
+        self.stdout.write(line)
+        self.stdout.flush()
 
     def _supervise(self, config: ServerConfig, startup: cli.Startup, has_organization: bool) -> None:
         """`--workers N`: this process binds the port and runs N server processes on it."""
         import os
 
+        assert config.backend_addr is not None  # checked by handle()
         self.stdout.write(
             f"Starting Parsec Backend on {config.host}:{config.port} with {config.workers} processes "
             f"(db={config.db_kind} blockstore={config.blockstore_config.kind} email={config.email_kind} "
@@ -135,7 +140,7 @@ class Command(BaseCommand):
             supervisor = serving.Supervisor(
                 count=config.workers, host=config.host, port=config.port, command=serving.manage_py_command(),
                 environ=dict(os.environ), shutdown_grace=config.shutdown_grace,
-                write=lambda line: (self.stdout.write(line), self.stdout.flush()),
+                write=self._write_now,
                 admin_host=config.admin_host,
                 admin_port=config.admin_port if config.admin_enabled else None,
             )
@@ -161,9 +166,9 @@ class Command(BaseCommand):
         for attempt in range(attempts + 1):
             try:
                 # Outside the pool: a pool checkout would wait its full 30 s timeout per attempt.
-                connection.Database.connect(**params, connect_timeout=10).close()
+                connection.Database.connect(**params, connect_timeout=10).close()  # type: ignore[attr-defined]  # the backend's DB-API module (psycopg), not in the stubs
                 return
-            except connection.Database.OperationalError as exc:
+            except connection.Database.OperationalError as exc:  # type: ignore[attr-defined]  # the backend's DB-API module (psycopg), not in the stubs
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 if attempt == attempts:
                     raise CommandError(
