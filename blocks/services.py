@@ -13,11 +13,11 @@ from datetime import datetime
 
 from django.db import IntegrityError
 
+from blocks import sql
 from blocks.models import Block
 from protocol.db import db_param, fetch_row
 from protocol.session import AuthenticatedSession
 from realms.rules import ACCESS_STATE_FIELDS, Operation, Refused, access_state_from_row, evaluate_realm_access
-from realms.sql import ACCESS_STATE_COLUMNS_POSITIONAL as ACCESS_STATE_COLUMNS
 from realms.models import Realm
 
 _BLOCK_ID = Block._meta.get_field("block_id")
@@ -59,14 +59,13 @@ def check_block_create(
     One statement (realm access state and whether the id is taken), so no transaction is needed.
     """
     row = fetch_row(
-        f"SELECT {ACCESS_STATE_COLUMNS},"
-        f' EXISTS(SELECT 1 FROM "{Block._meta.db_table}" b WHERE b."organization_id" = %s AND b."block_id" = %s)'
-        f' FROM "{Realm._meta.db_table}" r WHERE r."organization_id" = %s AND r."realm_id" = %s',
-        [
-            session.user_pk, session.user_pk,
-            session.organization_pk, db_param(_BLOCK_ID, block_id),
-            session.organization_pk, db_param(_REALM_ID, realm_id),
-        ],
+        sql.BLOCK_CREATE_STATE,
+        {
+            "user_pk": session.user_pk,
+            "organization_pk": session.organization_pk,
+            "block_id": db_param(_BLOCK_ID, block_id),
+            "realm_id": db_param(_REALM_ID, realm_id),
+        },
         (*ACCESS_STATE_FIELDS, None),
     )
     if row is None:
@@ -105,10 +104,8 @@ def record_block(
 def check_block_read(*, session: AuthenticatedSession, block_id: uuid.UUID, now: datetime) -> BlockOutcome:
     """The checks of §7.2 in order, in one statement: OK when the block may be read."""
     row = fetch_row(
-        f"SELECT {ACCESS_STATE_COLUMNS}"
-        f' FROM "{Block._meta.db_table}" b JOIN "{Realm._meta.db_table}" r ON r."id" = b."realm_id"'
-        ' WHERE b."organization_id" = %s AND b."block_id" = %s',
-        [session.user_pk, session.user_pk, session.organization_pk, db_param(_BLOCK_ID, block_id)],
+        sql.BLOCK_READ_STATE,
+        {"user_pk": session.user_pk, "organization_pk": session.organization_pk, "block_id": db_param(_BLOCK_ID, block_id)},
         ACCESS_STATE_FIELDS,
     )
     if row is None:

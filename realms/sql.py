@@ -41,8 +41,6 @@ def _access_state_columns(user: str) -> str:
 # The select list of an access state (rules.ACCESS_STATE_FIELDS) over a realm aliased `r`, for the
 # user `%(user_pk)s`: the realm row, its latest archiving and the user's latest role, in one read.
 ACCESS_STATE_COLUMNS = _access_state_columns("%(user_pk)s")
-# The same with the user as two positional `%s`, for the block statements still written that way.
-ACCESS_STATE_COLUMNS_POSITIONAL = _access_state_columns("%s")
 
 # --- realm lock ---------------------------------------------------------------------------------
 
