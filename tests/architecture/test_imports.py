@@ -89,3 +89,29 @@ from . import hooks
     assert (8, "organizations") in found
     assert (9, "protocol") in found
     assert (3, "protocol.codec") in found
+
+
+# The whole graph between the project's top-level packages, as docs/architecture.md draws it. A new edge is a
+# design decision: add it here and to the document, with its reason, or register through a hook instead.
+ALLOWED_IMPORTS: dict[str, set[str]] = {
+    "protocol": {"parsec_site"},  # parsec_site.metrics / lifecycle only: site services that import no app
+    "organizations": {"protocol", "parsec_site"},
+    "invites": {"organizations", "protocol"},
+    "pki": {"organizations", "protocol"},
+    # vlob writes check and store sequester blobs; the realm admin shows block sizes
+    "realms": {"organizations", "protocol", "sequester", "blocks"},
+    "blocks": {"organizations", "protocol", "realms"},  # the realm access rules decide block access
+    "sequester": {"organizations", "protocol", "realms", "blocks"},  # its rows hang on vlob atoms; export reads blocks
+    "server": {"organizations", "invites", "realms", "blocks", "pki", "sequester", "protocol", "parsec_site"},
+    # settings parse the blockstore grammar; URLs mount the administration API, the console and the HTTP routes
+    "parsec_site": {"protocol", "organizations", "blocks", "server"},
+}
+
+
+def test_packages_import_only_what_the_architecture_allows() -> None:
+    packages = set(ALLOWED_IMPORTS)
+    found = []
+    for package, allowed in ALLOWED_IMPORTS.items():
+        for line in violations(package, tuple(packages - allowed - {package})):
+            found.append(line)
+    assert not found, "imports outside docs/architecture.md's graph:\n" + "\n".join(found)
