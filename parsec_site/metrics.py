@@ -51,7 +51,7 @@ WEBSOCKET_SESSIONS = Gauge(
 HANDSHAKE_FAILURES = Counter("parsec_handshake_failures", "Refused websocket handshakes, by result", ["result"])
 CONNECTIONS_CLOSED_BY_LIMIT = Counter(
     "parsec_connections_closed_by_limit",
-    "Websocket connections closed by a bound (server_full, organization_full, too_many_queued, database_unavailable)",
+    "Connections closed or refused by a bound: websockets closed, HTTP requests answered 503 (server_full, organization_full, too_many_queued, database_unavailable)",
     ["reason"],
 )
 EVENTS_SENT = Counter("parsec_events_sent", "Events delivered to clients (`events_listen` replies with an event)")

@@ -24,7 +24,7 @@ from django.conf import settings
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from protocol import events, hooks, sse, types
+from protocol import events, hooks, limits, sse, types
 from protocol.db import database_unavailable, run_sync
 from protocol.groups import invitation_group, organization_group, user_group
 from protocol.http import (
@@ -66,6 +66,8 @@ class HttpSessionConsumer(AsyncHttpConsumer):
         self.responded = False
         self.done = asyncio.Event()
         self.started = time.monotonic()
+        # A request (or an event stream) is a connection of the --max-connections* caps for as long as it runs.
+        self.slot = limits.ConnectionSlot()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         # Channels' loop dispatches the request and the channel messages until the client leaves; the
@@ -82,6 +84,7 @@ class HttpSessionConsumer(AsyncHttpConsumer):
                 await asyncio.gather(self.worker, return_exceptions=True)
             await asyncio.gather(loop, return_exceptions=True)
             self.phase = "closed"
+            self.slot.release()
             for group in self.groups_joined:
                 await self.channel_layer.group_discard(group, self.channel_name)
 
@@ -162,7 +165,7 @@ class HttpSessionConsumer(AsyncHttpConsumer):
         if isinstance(self.session, InvitedSession):
             await self.respond(410)
             return
-        status = await self.recheck(self.session) if self.session is not None else 503
+        status = await self.recheck() if self.session is not None else 503
         if status is None and self.kind != "events":
             self.phase = "ready"  # an unfreeze also closes sessions: nothing to end here
             return
@@ -184,13 +187,32 @@ class HttpSessionConsumer(AsyncHttpConsumer):
             if self.scope["method"] != ("GET" if self.kind == "events" else "POST"):
                 await self.respond(405)
                 return
+            if not self.slot.acquire(settings.PARSEC.max_connections):
+                await self.refuse_over_limit("server_full")
+                return
             status = await self.handshake(body)
             if status is not None:
                 await self.respond(status)
-            elif self.kind == "events":
+                return
+            assert self.session is not None  # identified: the handshake answered None
+            if not self.slot.join_organization(
+                self.session.organization_pk, settings.PARSEC.max_connections_per_organization
+            ):
+                await self.refuse_over_limit("organization_full")
+                return
+            if self.kind == "events":
                 await self.stream_events()
             else:
                 family = Family.INVITED if self.kind == "invited" else Family.AUTHENTICATED
+                # Each request is its own connection: the rate of --max-commands-per-second is the client's.
+                client = (
+                    ("device", self.session.device_pk)
+                    if isinstance(self.session, AuthenticatedSession)
+                    else ("invitation", self.session.invitation_pk)
+                )
+                delay = limits.http_command_delay(client, settings.PARSEC.max_commands_per_second)
+                if delay:
+                    await asyncio.sleep(delay)  # over the rate: slowed down to it, as on the websocket
                 outcome = await run_command(family, self.session, body)
                 await self.respond(outcome) if isinstance(outcome, int) else await self.respond(200, outcome)
         except asyncio.CancelledError:
@@ -203,6 +225,15 @@ class HttpSessionConsumer(AsyncHttpConsumer):
                 await self.respond(500)
         finally:
             self.done.set()
+
+    async def refuse_over_limit(self, reason: str) -> None:
+        """A cap reached: 503 with Retry-After, which the client takes as the server being busy (the HTTP
+        form of the websocket's 1013 close)."""
+        from parsec_site import metrics
+
+        metrics.CONNECTIONS_CLOSED_BY_LIMIT.labels(reason).inc()
+        log.warning("Request refused: connection limit reached", limit=reason, route=self.kind)
+        await self.respond(503, extra=[(b"retry-after", b"5")])
 
     async def handshake(self, body: bytes) -> int | None:
         """docs/protocol.md#http-common and docs/protocol.md#session-routes, in the reference's order; None when the

@@ -1,5 +1,6 @@
-"""Bounds on what websocket connections may hold: how many at once (per process, per organization),
-and how fast one connection may send commands. The numbers are options (docs/configuration.md).
+"""Bounds on what connections may hold: how many at once (per process, per organization), and how fast
+one connection — or, on the HTTP routes where every request is its own connection, one device or
+invitation — may send commands. The numbers are options (docs/configuration.md).
 
 Counts are per server process: with `--workers N` the server as a whole holds up to N times them.
 """
@@ -83,3 +84,29 @@ class CommandRate:
         self.updated = now
         self.tokens -= 1
         return 0.0 if self.tokens >= 0 else -self.tokens / self.per_second
+
+
+# The HTTP routes' rate is per client (device or invitation), since each request is a new connection. At most
+# this many buckets are kept; past it the full ones (idle for a second or more) are forgotten first.
+MAX_HTTP_RATE_BUCKETS = 10_000
+_http_rates: dict[tuple[str, int], CommandRate] = {}
+
+
+def http_command_delay(client: tuple[str, int], per_second: float) -> float:
+    """How long an HTTP request of `client` (("device", pk) or ("invitation", pk)) waits for its turn: 0 within
+    `--max-commands-per-second`, like a websocket command."""
+    rate = _http_rates.get(client)
+    if rate is None:
+        if len(_http_rates) >= MAX_HTTP_RATE_BUCKETS:
+            _forget_idle_http_rates()
+        rate = _http_rates[client] = CommandRate(per_second)
+    return rate.delay()
+
+
+def _forget_idle_http_rates() -> None:
+    now = time.monotonic()
+    for client, rate in list(_http_rates.items()):
+        if rate.tokens + (now - rate.updated) * rate.per_second >= rate.per_second:
+            del _http_rates[client]  # back to a full bucket: forgetting it changes nothing
+    while len(_http_rates) >= MAX_HTTP_RATE_BUCKETS:  # all busy: the oldest go
+        del _http_rates[next(iter(_http_rates))]
