@@ -162,13 +162,16 @@ class HttpSessionConsumer(AsyncHttpConsumer):
         if isinstance(self.session, InvitedSession):
             await self.respond(410)
             return
-        status = await self.recheck(self.session) if self.session is not None else 503
+        status = await self.recheck() if self.session is not None else 503
         if status is None and self.kind != "events":
             self.phase = "ready"  # an unfreeze also closes sessions: nothing to end here
             return
         await self.respond(status or 503)
 
-    async def recheck(self, session: AuthenticatedSession) -> int | None:
+    async def recheck(self) -> int | None:
+        session = self.session
+        # close_session answers an invited session 410 and a missing one 503 before asking.
+        assert isinstance(session, AuthenticatedSession)
         organization = await run_sync(hooks.find_organization, session.organization_id)
         if organization is None:
             return 404
