@@ -311,6 +311,10 @@ def print_table(args, collected: dict[str, dict[str, list[Result]]]) -> None:
     print()
 
 
+def size_ratio(large: float | None, small: float | None) -> float | None:
+    return None if large is None or not small else large / small
+
+
 def print_size_table(args, collected: dict[str, dict[str, list[Result]]]) -> None:
     """Flat with size: per size_* phase and server, the median across rounds of the small and the large
     organization's latencies, their ratio, and the target (p50 and p99 each at most SIZE_TARGET x small)."""
@@ -332,11 +336,14 @@ def print_size_table(args, collected: dict[str, dict[str, list[Result]]]) -> Non
                 continue
             values = {f"{size}_{key}": median([r.extra[size][key] for r in good])
                       for size in ("small", "large") for key in ("p50_ms", "p99_ms")}
-            ratios = [values["large_p50_ms"] / values["small_p50_ms"], values["large_p99_ms"] / values["small_p99_ms"]]
-            verdict = "ok" if max(ratios) <= SIZE_TARGET else "MISS"
+            ratios = [size_ratio(values["large_p50_ms"], values["small_p50_ms"]),
+                      size_ratio(values["large_p99_ms"], values["small_p99_ms"])]
+            # A size that measured no latency (or a zero one) has no ratio: shown as such, not judged.
+            present = [ratio for ratio in ratios if ratio is not None]
+            verdict = ("ok" if max(present) <= SIZE_TARGET else "MISS") if len(present) == len(ratios) else "-"
             rows.append([phase, server, fmt(values["small_p50_ms"], 2), fmt(values["small_p99_ms"], 2),
-                         fmt(values["large_p50_ms"], 2), fmt(values["large_p99_ms"], 2), f"{ratios[0]:.2f}x",
-                         f"{ratios[1]:.2f}x", verdict])
+                         fmt(values["large_p50_ms"], 2), fmt(values["large_p99_ms"], 2),
+                         *("-" if ratio is None else f"{ratio:.2f}x" for ratio in ratios), verdict])
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
     print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")

@@ -23,11 +23,10 @@ from bench.phases import (
     _check,
     close_conns,
     event_latency,
-    gather_limited,
     timed_loop,
 )
 from bench.servers import OUR_PYTHON, REPO, Server, _clean_env
-from bench.setup import Org, random_bytes
+from bench.setup import Org, gather_limited, random_bytes
 from protocol.certificates import UserCertificate
 from tests.testkit import certs
 

@@ -170,6 +170,8 @@ async def greeter_exchanges(
     ref = ConduitRef(
         side=Side.GREETER, organization_pk=session.organization_pk, token=token, greeter_user_pk=session.user_pk
     )
+    # A conduit step is a command: it runs on the connection it came on, never outside one.
+    assert session.connection is not None
     outcome: bytes | Failure = b""
     for state, payload in steps:
         outcome = await exchange(connection=session.connection, ref=ref, state=state, payload=payload)
@@ -253,6 +255,8 @@ async def claimer_exchanges(
         invitation_pk=session.invitation_pk,
         greeter_user_id=req["greeter_user_id"],
     )
+    # A conduit step is a command: it runs on the connection it came on, never outside one.
+    assert session.connection is not None
     outcome: bytes | Failure = b""
     for state, payload in steps:
         outcome = await exchange(connection=session.connection, ref=ref, state=state, payload=payload)

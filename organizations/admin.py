@@ -109,8 +109,11 @@ class BootstrappedFilter(admin.SimpleListFilter):
 
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
-    list_display = ("organization_id", "users_column", "device_count_column", "bootstrapped", "is_expired", "created_on")
-    detail_fields = DETAIL_FIELDS
+    # Any number of columns: server.admin's subclass adds the figures of the apps above this one.
+    list_display: tuple[str, ...] = (
+        "organization_id", "users_column", "device_count_column", "bootstrapped", "is_expired", "created_on"
+    )
+    detail_fields: tuple[str, ...] = DETAIL_FIELDS
     list_filter = (BootstrappedFilter, "is_expired", "user_profile_outsider_allowed", "created_on")
     # An organization by its id, or by the e-mail or name of one of its users.
     search_fields = ("organization_id", "users__human_email", "users__human_label")

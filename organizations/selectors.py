@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from organizations import hooks
 from organizations.models import Organization, Profile, User
-from organizations.services.organizations import AdministrationError
+from organizations.services.organizations import AdministrationError, NotFound
 
 # The order of `users_per_profile_detail` (docs/protocol.md#organization-stats).
 PROFILES = (Profile.ADMIN.value, Profile.STANDARD.value, Profile.OUTSIDER.value)
@@ -89,7 +89,7 @@ def _stats(
     )
 
 
-def organization_stats(*, organization_id: str) -> OrganizationStats | AdministrationError:
+def organization_stats(*, organization_id: str) -> OrganizationStats | NotFound:
     """Current statistics of one organization (the `organization_stats` command of the wire, of the
     administration API and of manage.py)."""
     organization = Organization.objects.filter(organization_id=organization_id).first()

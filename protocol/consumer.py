@@ -362,7 +362,13 @@ class ParsecConsumer(AsyncWebsocketConsumer):
         await self.close(code=code, reason=reason)
 
 
-def _answer_identity(answer: handshake.AuthenticatedAnswer | handshake.InvitedAnswer | None) -> dict[str, str]:
+def _answer_identity(
+    answer: handshake.AuthenticatedAnswer
+    | handshake.InvitedAnswer
+    | handshake.LegacyAnonymousAnswer
+    | handshake.LegacyAdministrationAnswer
+    | None,
+) -> dict[str, str]:
     """Who a refused handshake claimed to be (ids only: never the invitation token)."""
     if isinstance(answer, handshake.AuthenticatedAnswer):
         return {"organization_id": answer.organization_id, "device_id": answer.device_id}

@@ -172,12 +172,15 @@ class HttpSessionConsumer(AsyncHttpConsumer):
         await self.respond(status or 503)
 
     async def recheck(self) -> int | None:
-        organization = await run_sync(hooks.find_organization, self.session.organization_id)
+        session = self.session
+        # close_session answers an invited session 410 and a missing one 503 before asking.
+        assert isinstance(session, AuthenticatedSession)
+        organization = await run_sync(hooks.find_organization, session.organization_id)
         if organization is None:
             return 404
         if organization.is_expired:
             return HTTP_ORGANIZATION_EXPIRED
-        identity = await run_sync(hooks.identify_http_device, organization.pk, self.session.device_id)
+        identity = await run_sync(hooks.identify_http_device, organization.pk, session.device_id)
         return identity if isinstance(identity, int) else None
 
     # The request ------------------------------------------------------------------------------

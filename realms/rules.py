@@ -172,6 +172,8 @@ def evaluate_realm_access(
         or (operation is Operation.MAINTENANCE and role != Role.OWNER)
     ):
         return Refused(AccessRefusal.NOT_ALLOWED)
+    # A role comes from a role certificate row, whose certified_on is NOT NULL.
+    assert state.role_certified_on is not None
     if operation is Operation.WRITE and write_timestamp is not None and state.role_certified_on >= write_timestamp:
         return Refused(AccessRefusal.REQUIRE_GREATER_TIMESTAMP, strictly_greater_than=state.role_certified_on)
 

@@ -150,7 +150,7 @@ def realm_with_maintenance_author(*, organization_pk: int, realm_id: uuid.UUID) 
     )
 
 
-def role_certificates(*, organization_pk: int, realm_id: uuid.UUID) -> list[tuple[int, str | None, bytes]]:
+def role_certificates(*, organization_pk: int, realm_id: uuid.UUID) -> list[tuple[int, str | None, bytes | memoryview]]:
     """(user pk, role, certificate) of every role certificate of the realm, oldest first, in one query."""
     return list(
         RealmUserRole.objects.filter(realm__organization_id=organization_pk, realm__realm_id=realm_id)
@@ -159,7 +159,7 @@ def role_certificates(*, organization_pk: int, realm_id: uuid.UUID) -> list[tupl
     )
 
 
-def messages_after(*, user_pk: int, offset: int) -> list[tuple[int, str, datetime, bytes]]:
+def messages_after(*, user_pk: int, offset: int) -> list[tuple[int, str, datetime, bytes | memoryview]]:
     """(index, sender device id, timestamp, body) of the user's messages after `offset`, in order."""
     return list(
         Message.objects.filter(recipient_id=user_pk, index__gt=offset)
@@ -213,7 +213,7 @@ def vlob_versions(
     )
 
 
-def versions_to_reencrypt(*, realm: Realm, encryption_revision: int, limit: int) -> list[tuple[uuid.UUID, int, bytes]]:
+def versions_to_reencrypt(*, realm: Realm, encryption_revision: int, limit: int) -> list[tuple[uuid.UUID, int, bytes | memoryview]]:
     """(vlob id, version, blob) of up to `limit` versions of the realm's previous revision not yet saved
     in `encryption_revision`."""
     reencrypted = VlobAtom.objects.filter(

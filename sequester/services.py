@@ -86,7 +86,7 @@ def check_sequester_blob(*, organization_pk: int, sequester_blob: dict[uuid.UUID
     )
 
 
-def _inconsistency(authority: bytes, services: list[SequesterService]) -> Reply:
+def _inconsistency(authority: bytes | memoryview, services: list[SequesterService]) -> Reply:
     return replies.reply(
         "sequester_inconsistency",
         sequester_authority_certificate=bytes(authority),
@@ -97,6 +97,8 @@ def _inconsistency(authority: bytes, services: list[SequesterService]) -> Reply:
 def nil_blob_refusal(*, organization_pk: int) -> Reply:
     """A nil blob set while services are enabled (the PostgreSQL reference accepts nil only without)."""
     authority = Organization.objects.values_list("sequester_authority_certificate", flat=True).get(pk=organization_pk)
+    # Services exist only in an organization bootstrapped with a sequester authority.
+    assert authority is not None
     return _inconsistency(authority, enabled_services(organization_pk=organization_pk))
 
 

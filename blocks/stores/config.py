@@ -167,12 +167,12 @@ def parse_blockstore(values: tuple[str, ...]) -> BlockstoreConfig:
         parts = value.split(":", 2)
         # RAID only with a prefix *and* 3 parts, like the reference: `RAID1` alone is a bad single store.
         if parts[0].upper() in ("RAID0", "RAID1", "RAID5") and len(parts) == 3:
-            mode, raw_index, node_value = parts
+            raid_mode, raw_index, node_value = parts
             try:
                 index: int | None = int(raw_index)
             except ValueError:
                 raise ValueError(f"invalid node index `{raw_index}` (must be an integer)") from None
-            raid_nodes.setdefault(mode.upper(), []).append((index, node_value))
+            raid_nodes.setdefault(raid_mode.upper(), []).append((index, node_value))
         else:
             raid_nodes.setdefault(None, []).append((None, value))
     if len(raid_nodes) != 1:

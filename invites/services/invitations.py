@@ -41,8 +41,11 @@ from protocol.groups import close_invitation_sessions_on_commit
 from protocol.types import InvitationStatus
 
 
-def human_handle_wire(user: User) -> list[str | None] | None:
-    return [user.human_email, user.human_label] if user.human_email is not None else None
+def human_handle_wire(user: User) -> list[str] | None:
+    if user.human_email is None:
+        return None
+    assert user.human_label is not None  # the user_human_handle_complete constraint: both or neither
+    return [user.human_email, user.human_label]
 
 
 def greeter_user_pks(invitation: Invitation) -> list[int]:
@@ -298,13 +301,18 @@ def invite_list(*, session: AuthenticatedSession) -> InvitationList:
                 created_on=invitation.created_on,
                 status=(InvitationStatus.READY if invitation.pk in ready else InvitationStatus.IDLE).value,
                 claimer_email=invitation.claimer_email if invitation.type == InvitationType.USER else None,
-                claimer_user_id=invitation.shamir_recovery.user.user_id
-                if invitation.type == InvitationType.SHAMIR_RECOVERY
-                else None,
+                claimer_user_id=_claimer_user_id(invitation),
             )
             for invitation in invitations
         ]
     )
+
+
+def _claimer_user_id(invitation: Invitation) -> str | None:
+    if invitation.type != InvitationType.SHAMIR_RECOVERY:
+        return None
+    assert invitation.shamir_recovery is not None  # the invitation_shamir_has_setup constraint
+    return invitation.shamir_recovery.user.user_id
 
 
 # invite_info (claimer side) -------------------------------------------------------------------

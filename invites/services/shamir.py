@@ -93,6 +93,7 @@ def shamir_recovery_setup(
             _delete_pending_invitation(author, now)
             if verified is None:
                 return None
+            assert setup is not None  # `verified` was read from it
             per_recipient = verified.brief.per_recipient_shares
             new_setup = ShamirRecoverySetup.objects.create(
                 organization_id=session.organization_pk,

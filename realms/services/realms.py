@@ -17,7 +17,7 @@ from protocol.certificates import RealmArchivingCertificate, RealmRoleCertificat
 from protocol.db import db_param
 from protocol.events import emit_realm_event_on_commit, emit_user_event_on_commit
 from protocol.session import AuthenticatedSession
-from protocol.types import RealmArchivingConfiguration
+from protocol.types import RealmArchivingConfiguration, RealmArchivingConfigurationType
 from realms import selectors, sql
 from realms.models import (
     ArchivingConfiguration,
@@ -171,7 +171,7 @@ def realm_stats(*, session: AuthenticatedSession, realm_id: uuid.UUID, now: date
     if not isinstance(realm, Realm):
         return realm
     block_model = _block_model()
-    blocks_size = _sum(block_model.objects.filter(realm_id=realm.pk)) if block_model is not None else 0
+    blocks_size = _sum(block_model._default_manager.filter(realm_id=realm.pk)) if block_model is not None else 0
     return RealmStatsOk(blocks_size=blocks_size, vlobs_size=_realm_vlobs_size(realm.pk))
 
 
@@ -374,7 +374,9 @@ def archiving_config(*, session: AuthenticatedSession) -> ArchivingConfigOk:
                 "realm_id": realm_id,
                 "configured_on": configured_on,
                 "configured_by": configured_by,
-                "configuration": RealmArchivingConfiguration(configuration, deletion_date).to_wire(),
+                "configuration": RealmArchivingConfiguration(
+                    RealmArchivingConfigurationType(configuration), deletion_date
+                ).to_wire(),
             }
         )
     return ArchivingConfigOk(archiving_config=items)
