@@ -21,25 +21,31 @@ def signed_headers(device: Any, body: bytes) -> dict[str, str]:
 
 
 async def http(method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None,
-               timeout: float = DEFAULT_TIMEOUT, server_port: int | None = None) -> dict[str, Any]:
+               timeout: float = DEFAULT_TIMEOUT, server_port: int | None = None,
+               until_done: bool = False) -> dict[str, Any]:
+    """The response; with `until_done`, returned once the application has also ended (what it releases after
+    sending the response, e.g. its connection slot, is then released)."""
     from parsec_site.asgi import application
 
     raw = [(name.lower().encode(), value.encode()) for name, value in (headers or {}).items()]
     communicator = HttpCommunicator(application, method, path, body=body, headers=raw) if server_port is None \
         else _OnPort(application, method, path, body, raw, server_port)
     response = await communicator.get_response(timeout)
+    if until_done:
+        await communicator.wait(timeout)
     response["headers"] = {name.decode().lower(): value.decode() for name, value in response["headers"]}
     return response
 
 
 async def authenticated(device: Any, request: dict[str, Any] | bytes, *, headers: dict[str, str] | None = None,
-                        organization_id: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+                        organization_id: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+                        until_done: bool = False) -> dict[str, Any]:
     body = request if isinstance(request, bytes) else codec.packb(request)
     all_headers = {"Content-Type": "application/msgpack", "Api-Version": "3.4", **signed_headers(device, body)}
     all_headers.update(headers or {})
     all_headers = {name: value for name, value in all_headers.items() if value is not None}
     return await http("POST", f"/authenticated/{organization_id or device.organization_id}", body, all_headers,
-                      timeout)
+                      timeout, until_done=until_done)
 
 
 async def invited(organization_id: str, token: Any, request: dict[str, Any] | bytes, *,
