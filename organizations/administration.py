@@ -24,7 +24,8 @@ from django.views.decorators.http import require_http_methods
 from organizations import audit, selectors
 from organizations.selectors import OrganizationStats
 from organizations.services import organizations as services
-from organizations.services.organizations import AdministrationError, HumanUserItem
+from organizations.outcomes import AdministrationError
+from organizations.services.organizations import HumanUserItem
 from protocol import types
 from protocol.db import call_surviving_dead_connections
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from organizations import hooks
 from organizations.models import Organization, Profile, User
-from organizations.services.organizations import AdministrationError
+from organizations.outcomes import AdministrationError
 
 # The order of `users_per_profile_detail` (docs/protocol.md#organization-stats).
 PROFILES = (Profile.ADMIN.value, Profile.STANDARD.value, Profile.OUTSIDER.value)
