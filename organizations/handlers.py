@@ -10,9 +10,7 @@ from typing import Any
 
 from django.conf import settings
 
-from organizations import selectors
-from organizations.models import Profile
-from organizations.outcomes import AdministrationError, Bootstrapped, to_reply
+from organizations.outcomes import Bootstrapped, to_reply
 from organizations.services import organizations as services
 from organizations.services import users
 from organizations.webhooks import post_bootstrap_webhook
@@ -65,20 +63,7 @@ async def organization_config(session: AuthenticatedSession, req: dict[str, Any]
 
 @command("organization_stats", family=Family.AUTHENTICATED)
 async def organization_stats(session: AuthenticatedSession, req: dict[str, Any]) -> replies.Reply:
-    if session.profile != Profile.ADMIN:
-        # The reference sends no explanation.
-        return replies.reply("not_allowed", reason=None)
-    stats = await run_sync(selectors.organization_stats, organization_id=session.organization_id)
-    if isinstance(stats, AdministrationError):
-        return replies.reply("not_found")
-    return replies.ok(
-        active_users=stats.active_users,
-        data_size=stats.data_size,
-        metadata_size=stats.metadata_size,
-        realms=stats.realms,
-        users=stats.users,
-        users_per_profile_detail=[item.as_dict() for item in stats.users_per_profile_detail],
-    )
+    return to_reply(await run_sync(services.organization_stats, session=session))
 
 
 # --- users and devices ---------------------------------------------------------------------------------------

@@ -114,6 +114,28 @@ class OrganizationCreated:
     bootstrap_token: str
 
 
+@dataclass(frozen=True)
+class UsersPerProfileDetail:
+    profile: str
+    active: int
+    revoked: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"profile": self.profile, "active": self.active, "revoked": self.revoked}
+
+
+@dataclass(frozen=True)
+class OrganizationStats:
+    organization_id: str
+    data_size: int
+    metadata_size: int
+    realms: int
+    users: int
+    active_users: int
+    # Always ADMIN, STANDARD, OUTSIDER, in this order (docs/protocol.md#organization-stats).
+    users_per_profile_detail: tuple[UsersPerProfileDetail, ...]
+
+
 Outcome = (
     Refused
     | Explained
@@ -122,6 +144,7 @@ Outcome = (
     | Bootstrapped
     | OrganizationCreated
     | OrganizationConfig
+    | OrganizationStats
     | UserCertificates
     | HumanFindPage
     | None
@@ -157,6 +180,15 @@ def to_reply(outcome: Outcome) -> replies.Reply:
             sequester_authority_certificate=outcome.sequester_authority_certificate,
             sequester_services_certificates=outcome.sequester_services_certificates,
             user_profile_outsider_allowed=outcome.user_profile_outsider_allowed,
+        )
+    if isinstance(outcome, OrganizationStats):
+        return replies.ok(
+            active_users=outcome.active_users,
+            data_size=outcome.data_size,
+            metadata_size=outcome.metadata_size,
+            realms=outcome.realms,
+            users=outcome.users,
+            users_per_profile_detail=[item.as_dict() for item in outcome.users_per_profile_detail],
         )
     if isinstance(outcome, UserCertificates):
         return replies.ok(
