@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from organizations import hooks
 from organizations.models import Organization, Profile, User
-from organizations.outcomes import AdministrationError, OrganizationStats, UsersPerProfileDetail
+from organizations.outcomes import AdministrationError, NotFound, OrganizationStats, UsersPerProfileDetail
 
 # The order of `users_per_profile_detail` (docs/protocol.md#organization-stats).
 PROFILES = (Profile.ADMIN.value, Profile.STANDARD.value, Profile.OUTSIDER.value)
@@ -65,7 +65,7 @@ def _stats(
     )
 
 
-def organization_stats(*, organization_id: str) -> OrganizationStats | AdministrationError:
+def organization_stats(*, organization_id: str) -> OrganizationStats | NotFound:
     """Current statistics of one organization (the `organization_stats` command of the wire, of the
     administration API and of manage.py)."""
     organization = Organization.objects.filter(organization_id=organization_id).first()

@@ -182,7 +182,7 @@ def organization_config(*, organization_pk: int) -> OrganizationConfig | Refused
     )
 
 
-def organization_stats(*, session: AuthenticatedSession) -> OrganizationStats | Refused | AdministrationError:
+def organization_stats(*, session: AuthenticatedSession) -> OrganizationStats | Refused | NotFound:
     """The wire's `organization_stats`: ADMIN only (the reference sends no explanation); the figures are the
     administration API's."""
     if session.profile != Profile.ADMIN:
