@@ -1,20 +1,13 @@
-"""Protocol handlers of the block family (block_create, block_read): decode, call, map the outcome to the wire."""
+"""Protocol handlers of the block family (block_create, block_read): decode, call, `blocks.outcomes.to_reply`."""
 from __future__ import annotations
 
 from typing import Any
 
 from blocks import orchestration
-from blocks.services import BlockOutcome, BlockReadOk
+from blocks.outcomes import to_reply
 from protocol import replies, types
 from protocol.registry import Family, command
 from protocol.session import AuthenticatedSession
-
-
-def _reply(outcome: BlockOutcome | BlockReadOk) -> replies.Reply:
-    """The one mapping of the family's outcomes to replies: the status is the enum's value."""
-    if isinstance(outcome, BlockReadOk):
-        return replies.ok(block=outcome.block)
-    return replies.reply(outcome.value)
 
 
 @command(
@@ -23,7 +16,7 @@ def _reply(outcome: BlockOutcome | BlockReadOk) -> replies.Reply:
     request={"block_id": types.BlockID, "realm_id": types.RealmID, "block": types.Bytes},
 )
 async def block_create(session: AuthenticatedSession, req: dict[str, Any]) -> replies.Reply:
-    return _reply(
+    return to_reply(
         await orchestration.block_create(
             session=session, block_id=req["block_id"], realm_id=req["realm_id"], block=req["block"]
         )
@@ -32,4 +25,4 @@ async def block_create(session: AuthenticatedSession, req: dict[str, Any]) -> re
 
 @command("block_read", family=Family.AUTHENTICATED, request={"block_id": types.BlockID})
 async def block_read(session: AuthenticatedSession, req: dict[str, Any]) -> replies.Reply:
-    return _reply(await orchestration.block_read(session=session, block_id=req["block_id"]))
+    return to_reply(await orchestration.block_read(session=session, block_id=req["block_id"]))

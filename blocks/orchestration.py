@@ -12,7 +12,7 @@ import uuid
 from django.utils import timezone
 
 from blocks import services
-from blocks.services import BlockOutcome, BlockReadOk
+from blocks.outcomes import BlockOutcome, BlockReadOk
 from blocks.stores import factory
 from blocks.stores.base import BlockNotFound, BlockStoreError
 from protocol.db import run_sync

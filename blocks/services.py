@@ -6,15 +6,14 @@ whether the id is taken at once, and the unique constraint decides a race betwee
 """
 from __future__ import annotations
 
-import enum
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import IntegrityError
 
 from blocks import sql
 from blocks.models import Block
+from blocks.outcomes import BlockOutcome
 from protocol.db import db_param, fetch_row
 from protocol.session import AuthenticatedSession
 from realms.rules import ACCESS_STATE_FIELDS, Operation, Refused, access_state_from_row, evaluate_realm_access
@@ -22,25 +21,6 @@ from realms.models import Realm
 
 _BLOCK_ID = Block._meta.get_field("block_id")
 _REALM_ID = Realm._meta.get_field("realm_id")
-
-
-class BlockOutcome(enum.Enum):
-    """Every outcome of the block family; the values are the wire statuses (mapped in `blocks.handlers`)."""
-
-    OK = "ok"
-    NOT_FOUND = "not_found"
-    ALREADY_EXISTS = "already_exists"
-    NOT_ALLOWED = "not_allowed"
-    IN_MAINTENANCE = "in_maintenance"
-    REALM_ARCHIVED = "realm_archived"
-    REALM_DELETED = "realm_deleted"
-    # The blockstore failed (or lost a block it should hold): the client retries with the same id and data.
-    STORE_UNAVAILABLE = "timeout"
-
-
-@dataclass(frozen=True)
-class BlockReadOk:
-    block: bytes
 
 
 def _refusal(refused: Refused) -> BlockOutcome:

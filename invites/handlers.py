@@ -1,6 +1,7 @@
 """Protocol handlers of the invitation family (greeter and claimer sides) and of shamir recovery.
 
-Decode, call the service, encode: `to_reply` is the one mapping of the family's outcomes to the wire.
+Decode, call the service, encode: `invites.outcomes.to_reply` is the one mapping of the family's outcomes
+to the wire.
 """
 from __future__ import annotations
 
@@ -8,78 +9,16 @@ import asyncio
 from typing import Any, Mapping, NoReturn
 
 from invites.models import ConduitState
+from invites.outcomes import InvitationCreated, NewInvitation, Refused, to_reply
 from invites.services import emails, shamir
 from invites.services import invitations as services
 from invites.services.conduit import ConduitRef, Failure, Side, exchange
-from invites.services.outcomes import (
-    GreeterInfo,
-    InvitationCreated,
-    InvitationList,
-    Refused,
-    ShamirOthersList,
-    ShamirRecoveryInfo,
-    ShamirRevealed,
-    ShamirSelfInfo,
-)
 from protocol import replies, types
 from protocol.db import run_sync
 from protocol.registry import Family, command
 from protocol.replies import Reply
 from protocol.session import AuthenticatedSession, InvitedSession, close_soon
 from protocol.types import InvitationEmailSentStatus
-
-Outcome = (
-    Refused
-    | InvitationCreated
-    | InvitationList
-    | GreeterInfo
-    | ShamirRecoveryInfo
-    | ShamirSelfInfo
-    | ShamirOthersList
-    | ShamirRevealed
-    | None
-)
-
-
-def to_reply(outcome: Outcome) -> Reply:
-    """The reply of a service outcome of this family (None: done, nothing to say)."""
-    if outcome is None:
-        return replies.ok()
-    if isinstance(outcome, Refused):
-        # The reference explains none of this family's refusals: the status alone, no `reason` key.
-        return replies.reply(outcome.value)
-    if isinstance(outcome, InvitationCreated):
-        return replies.ok(token=outcome.token, email_sent=outcome.email_sent)
-    if isinstance(outcome, InvitationList):
-        items = []
-        for invitation in outcome.invitations:
-            item: dict[str, Any] = {"type": invitation.type, "token": invitation.token, "created_on": invitation.created_on}
-            if invitation.claimer_email is not None:
-                item["claimer_email"] = invitation.claimer_email
-            if invitation.claimer_user_id is not None:
-                item["claimer_user_id"] = invitation.claimer_user_id
-            item["status"] = invitation.status
-            items.append(item)
-        return replies.ok(invitations=items)
-    if isinstance(outcome, GreeterInfo):
-        fields: dict[str, Any] = {"type": outcome.type}
-        if outcome.claimer_email is not None:
-            fields["claimer_email"] = outcome.claimer_email
-        fields["greeter_user_id"] = outcome.greeter_user_id
-        fields["greeter_human_handle"] = outcome.greeter_human_handle
-        return replies.ok(**fields)
-    if isinstance(outcome, ShamirRecoveryInfo):
-        recipients = [
-            {"user_id": recipient.user_id, "human_handle": recipient.human_handle, "shares": recipient.shares}
-            for recipient in outcome.recipients
-        ]
-        return replies.ok(type=outcome.type, threshold=outcome.threshold, recipients=recipients)
-    if isinstance(outcome, ShamirSelfInfo):
-        return replies.ok(self_info=outcome.brief_certificate)
-    if isinstance(outcome, ShamirOthersList):
-        return replies.ok(brief_certificates=outcome.brief_certificates, share_certificates=outcome.share_certificates)
-    return replies.ok(ciphered_data=outcome.ciphered_data)
-
 
 # Request maps the field table of the registry cannot describe --------------------------------------
 
@@ -133,7 +72,7 @@ async def invite_new(session: AuthenticatedSession, req: dict[str, Any]) -> Repl
         claimer_email=req.get("claimer_email"),
         claimer_user_id=req.get("claimer_user_id"),
     )
-    if not isinstance(outcome, services.NewInvitation):
+    if not isinstance(outcome, NewInvitation):
         return to_reply(outcome)
     if req["send_email"]:
         # Committed by now: the invitation exists whatever happens to the e-mail. A worker thread

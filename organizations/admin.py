@@ -25,7 +25,7 @@ from django.utils.translation import gettext, gettext_lazy as _
 from organizations import audit
 from organizations.services import organizations as services
 from organizations.models import AuditEntry, Device, Organization, User
-from organizations.services.organizations import AdministrationError
+from organizations.outcomes import AdministrationError
 from protocol import types
 
 SETTINGS_FIELDS = ("is_expired", "user_profile_outsider_allowed", "active_users_limit", "minimum_archiving_period")

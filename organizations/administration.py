@@ -22,9 +22,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from organizations import audit, selectors
-from organizations.selectors import OrganizationStats
 from organizations.services import organizations as services
-from organizations.services.organizations import AdministrationError, HumanUserItem
+from organizations.outcomes import AdministrationError, OrganizationStats
+from organizations.services.organizations import HumanUserItem
 from protocol import types
 from protocol.db import call_surviving_dead_connections
 

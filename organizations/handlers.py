@@ -1,8 +1,8 @@
 """Protocol handlers of the organization and user families: decode, call the service, encode.
 
 organization_bootstrap, organization_create, organization_config, organization_stats, user_get,
-user_create, user_revoke, device_create, human_find. `to_reply` is the one mapping of their outcomes
-to the wire.
+user_create, user_revoke, device_create, human_find. `organizations.outcomes.to_reply` is the one mapping of
+their outcomes to the wire.
 """
 from __future__ import annotations
 
@@ -10,77 +10,14 @@ from typing import Any
 
 from django.conf import settings
 
-from organizations import selectors
-from organizations.models import Profile
+from organizations.outcomes import Bootstrapped, to_reply
 from organizations.services import organizations as services
 from organizations.services import users
-from organizations.services.organizations import (
-    AdministrationError,
-    Bootstrapped,
-    OrganizationConfig,
-    OrganizationCreated,
-)
-from organizations.services.outcomes import BadTimestamp, Explained, HumanFindPage, Refused, UserCertificates
 from organizations.webhooks import post_bootstrap_webhook
 from protocol import replies, types
 from protocol.db import run_sync
 from protocol.registry import Family, command
 from protocol.session import AdministrationSession, AnonymousSession, AuthenticatedSession
-
-Outcome = (
-    Refused
-    | Explained
-    | BadTimestamp
-    | AdministrationError
-    | Bootstrapped
-    | OrganizationCreated
-    | OrganizationConfig
-    | UserCertificates
-    | HumanFindPage
-    | None
-)
-
-# Refusals the reference sends with no `reason` key at all; every other one has `reason`, nil unless explained.
-_WITHOUT_REASON = frozenset({Refused.NOT_FOUND, Refused.ALREADY_BOOTSTRAPPED})
-
-
-def to_reply(outcome: Outcome) -> replies.Reply:
-    """The reply of a service outcome of this family (None: done, nothing to say)."""
-    if outcome is None or isinstance(outcome, Bootstrapped):
-        return replies.ok()
-    if isinstance(outcome, Refused):
-        if outcome in _WITHOUT_REASON:
-            return replies.reply(outcome.value)
-        return replies.reply(outcome.value, reason=None)
-    if isinstance(outcome, AdministrationError):
-        # The API v1 administration commands answer the administration outcome as the status, unexplained.
-        return replies.reply(outcome.value)
-    if isinstance(outcome, Explained):
-        return replies.reply(outcome.status.value, reason=outcome.reason)
-    if isinstance(outcome, BadTimestamp):
-        return replies.bad_timestamp(now=outcome.now, client_timestamp=outcome.client_timestamp)
-    if isinstance(outcome, OrganizationCreated):
-        return replies.ok(bootstrap_token=outcome.bootstrap_token)
-    if isinstance(outcome, OrganizationConfig):
-        return replies.ok(
-            active_users_limit=outcome.active_users_limit,
-            minimum_archiving_period=outcome.minimum_archiving_period,
-            sequester_authority_certificate=outcome.sequester_authority_certificate,
-            sequester_services_certificates=outcome.sequester_services_certificates,
-            user_profile_outsider_allowed=outcome.user_profile_outsider_allowed,
-        )
-    if isinstance(outcome, UserCertificates):
-        return replies.ok(
-            user_certificate=outcome.user_certificate,
-            revoked_user_certificate=outcome.revoked_user_certificate,
-            device_certificates=outcome.device_certificates,
-            trustchain={
-                "devices": outcome.trustchain_devices,
-                "users": outcome.trustchain_users,
-                "revoked_users": outcome.trustchain_revoked_users,
-            },
-        )
-    return replies.ok(results=outcome.results, page=outcome.page, per_page=outcome.per_page, total=outcome.total)
 
 
 @command(
@@ -126,20 +63,7 @@ async def organization_config(session: AuthenticatedSession, req: dict[str, Any]
 
 @command("organization_stats", family=Family.AUTHENTICATED)
 async def organization_stats(session: AuthenticatedSession, req: dict[str, Any]) -> replies.Reply:
-    if session.profile != Profile.ADMIN:
-        # The reference sends no explanation.
-        return replies.reply("not_allowed", reason=None)
-    stats = await run_sync(selectors.organization_stats, organization_id=session.organization_id)
-    if isinstance(stats, services.AdministrationError):
-        return replies.reply("not_found")
-    return replies.ok(
-        active_users=stats.active_users,
-        data_size=stats.data_size,
-        metadata_size=stats.metadata_size,
-        realms=stats.realms,
-        users=stats.users,
-        users_per_profile_detail=[item.as_dict() for item in stats.users_per_profile_detail],
-    )
+    return to_reply(await run_sync(services.organization_stats, session=session))
 
 
 # --- users and devices ---------------------------------------------------------------------------------------

@@ -6,29 +6,17 @@ registers in `organizations.hooks` (this app imports none of the apps built on i
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from django.db.models import Count, Q
 from django.utils import timezone
 
 from organizations import hooks
 from organizations.models import Organization, Profile, User
-from organizations.services.organizations import AdministrationError, NotFound
+from organizations.outcomes import AdministrationError, NotFound, OrganizationStats, UsersPerProfileDetail
 
 # The order of `users_per_profile_detail` (docs/protocol.md#organization-stats).
 PROFILES = (Profile.ADMIN.value, Profile.STANDARD.value, Profile.OUTSIDER.value)
-
-
-@dataclass(frozen=True)
-class UsersPerProfileDetail:
-    profile: str
-    active: int
-    revoked: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"profile": self.profile, "active": self.active, "revoked": self.revoked}
 
 
 def users_per_profile(
@@ -59,18 +47,6 @@ def users_per_profile(
         )
         for pk, per_profile in counts.items()
     }
-
-
-@dataclass(frozen=True)
-class OrganizationStats:
-    organization_id: str
-    data_size: int
-    metadata_size: int
-    realms: int
-    users: int
-    active_users: int
-    # Always ADMIN, STANDARD, OUTSIDER, in this order (docs/protocol.md#organization-stats).
-    users_per_profile_detail: tuple[UsersPerProfileDetail, ...]
 
 
 def _stats(

@@ -7,7 +7,7 @@ import logging
 import urllib.error
 import urllib.request
 
-from organizations.services.organizations import BootstrapWebhookPayload
+from organizations.outcomes import BootstrapWebhookPayload
 
 logger = logging.getLogger("parsec.organizations")
 

@@ -2,31 +2,9 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
 
 from pki.models import EnrollmentState, PkiEnrollment
-
-
-@dataclass(frozen=True)
-class EnrollmentInfo:
-    state: EnrollmentState
-    submitted_on: datetime
-    cancelled_on: datetime | None
-    rejected_on: datetime | None
-    accepted_on: datetime | None
-    accepter_der_x509_certificate: bytes | None
-    accept_payload_signature: bytes | None
-    accept_payload: bytes | None
-
-
-@dataclass(frozen=True)
-class SubmittedEnrollment:
-    enrollment_id: uuid.UUID
-    submit_payload: bytes
-    submit_payload_signature: bytes
-    submitted_on: datetime
-    submitter_der_x509_certificate: bytes
+from pki.outcomes import EnrollmentInfo, SubmittedEnrollment
 
 
 def _bytes(value: bytes | memoryview | None) -> bytes | None:

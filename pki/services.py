@@ -1,16 +1,15 @@
-"""PKI enrollment rules (docs/protocol.md#pki-enrollment): submit, reject, accept. Reads are in `selectors.py`.
+"""PKI enrollment rules (docs/protocol.md#pki-enrollment): submit, reject, accept, and the checks around the
+reads of `selectors.py` (info, list).
 
-Each function returns an outcome value; `handlers.py` maps outcomes to wire replies in one place.
+Each function returns an outcome value (`pki.outcomes`), whose `to_reply` maps it to the wire in one place.
 Every state change is serialised with user creation by the organization row lock, as the
 reference does with its user/device write lock: an acceptance creates a user, and a submission
 checks users (e-mail, enrolled user revoked or not).
 """
 from __future__ import annotations
 
-import enum
 import hashlib
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
@@ -19,8 +18,9 @@ from django.utils import timezone
 
 from organizations.services import users
 from organizations.models import Device, Profile, User
-from pki import payloads
+from pki import payloads, selectors
 from pki.models import EnrollmentState, PkiEnrollment
+from pki.outcomes import EnrollmentInfo, EnrollmentList, Explained, NotAdmin, Refused, Submitted
 from protocol.events import emit_organization_event_on_commit
 from protocol.session import AuthenticatedSession
 
@@ -39,23 +39,6 @@ def certificate_fingerprint(der_certificate: bytes) -> bytes:
 # --- pki_enrollment_submit ------------------------------------------------------------------------
 
 
-class SubmitOutcome(enum.Enum):
-    OK = "ok"
-    ALREADY_SUBMITTED = "already_submitted"
-    ID_ALREADY_USED = "id_already_used"
-    EMAIL_ALREADY_USED = "email_already_used"
-    ALREADY_ENROLLED = "already_enrolled"
-    INVALID_PAYLOAD_DATA = "invalid_payload_data"
-    ORGANIZATION_NOT_FOUND = "organization_not_found"
-
-
-@dataclass(frozen=True)
-class SubmitResult:
-    outcome: SubmitOutcome
-    submitted_on: datetime | None = None
-    reason: str | None = None
-
-
 def pki_enrollment_submit(
     *,
     organization_pk: int | None,
@@ -66,7 +49,7 @@ def pki_enrollment_submit(
     submit_payload_signature: bytes,
     submit_payload: bytes,
     now: datetime | None = None,
-) -> SubmitResult:
+) -> Submitted | Refused | Explained:
     """Checks, in order: payload decodes; id unused; the certificate's latest enrollment
     (SUBMITTED: cancelled with `force`, else refused; ACCEPTED: refused while its user is active);
     no active user has the certificate's e-mail."""
@@ -74,17 +57,18 @@ def pki_enrollment_submit(
     try:
         payloads.load_submit_payload(submit_payload)
     except payloads.InvalidPayload as exc:
-        return SubmitResult(SubmitOutcome.INVALID_PAYLOAD_DATA, reason=str(exc))
+        return Explained(Refused.INVALID_PAYLOAD_DATA, str(exc))
     if organization_pk is None:
-        # Only reachable with spontaneous bootstrap, for an organization nobody created yet.
-        return SubmitResult(SubmitOutcome.ORGANIZATION_NOT_FOUND)
+        # Only reachable with spontaneous bootstrap, for an organization nobody created yet. Not a status
+        # of the command: the client reports it as an error, which it is.
+        return Explained(Refused.NOT_FOUND, "Organization not found")
     fingerprint = certificate_fingerprint(submitter_der_x509_certificate)
     try:
         with transaction.atomic():
             users.lock_organization_for_user_changes(organization_pk)
             enrollments = PkiEnrollment.objects.filter(organization_id=organization_pk)
             if enrollments.filter(enrollment_id=enrollment_id).exists():
-                return SubmitResult(SubmitOutcome.ID_ALREADY_USED)
+                return Refused.ID_ALREADY_USED
             previous = (
                 enrollments.filter(submitter_der_x509_certificate_sha1=fingerprint)
                 .order_by("-submitted_on", "-pk")
@@ -95,14 +79,14 @@ def pki_enrollment_submit(
             if previous is not None:
                 if previous.state == EnrollmentState.SUBMITTED:
                     if not force:
-                        return SubmitResult(SubmitOutcome.ALREADY_SUBMITTED, submitted_on=previous.submitted_on)
+                        return Submitted(already=True, submitted_on=previous.submitted_on)
                     # Cancelled only once every check passed: a refused submission changes nothing.
                     to_cancel = previous
                 elif previous.state == EnrollmentState.ACCEPTED:
                     assert previous.accepted_device is not None  # set on acceptance
                     enrolled = previous.accepted_device.user
                     if enrolled.revoked_on is None or enrolled.revoked_on > now:
-                        return SubmitResult(SubmitOutcome.ALREADY_ENROLLED)
+                        return Refused.ALREADY_ENROLLED
                 # REJECTED or CANCELLED: the previous attempt failed, a new one is welcome.
             if submitter_der_x509_certificate_email:
                 active_with_email = User.objects.filter(
@@ -111,7 +95,7 @@ def pki_enrollment_submit(
                     human_email=submitter_der_x509_certificate_email,
                 )
                 if active_with_email.exists():
-                    return SubmitResult(SubmitOutcome.EMAIL_ALREADY_USED)
+                    return Refused.EMAIL_ALREADY_USED
             if to_cancel is not None:
                 PkiEnrollment.objects.filter(pk=to_cancel.pk).update(state=EnrollmentState.CANCELLED, cancelled_on=now)
                 _emit_updated(organization_pk)
@@ -129,27 +113,35 @@ def pki_enrollment_submit(
             _emit_updated(organization_pk)
     except IntegrityError:
         # The unique (organization, enrollment_id) constraint, should the organization lock be bypassed.
-        return SubmitResult(SubmitOutcome.ID_ALREADY_USED)
-    return SubmitResult(SubmitOutcome.OK, submitted_on=now)
+        return Refused.ID_ALREADY_USED
+    return Submitted(already=False, submitted_on=now)
+
+
+# --- pki_enrollment_info, pki_enrollment_list ----------------------------------------------------
+
+
+def pki_enrollment_info(*, organization_pk: int | None, enrollment_id: uuid.UUID) -> EnrollmentInfo | Explained:
+    info = selectors.pki_enrollment_info(organization_pk=organization_pk, enrollment_id=enrollment_id)
+    return Explained(Refused.NOT_FOUND, "") if info is None else info
+
+
+def pki_enrollment_list(*, session: AuthenticatedSession) -> EnrollmentList | NotAdmin:
+    """ADMIN only: the enrollments waiting for an answer."""
+    if session.profile != Profile.ADMIN:
+        return NotAdmin(session.user_id)
+    return EnrollmentList(selectors.pki_enrollment_list(organization_pk=session.organization_pk))
 
 
 # --- pki_enrollment_reject ------------------------------------------------------------------------
 
 
-class RejectOutcome(enum.Enum):
-    OK = "ok"
-    NOT_ALLOWED = "not_allowed"
-    NOT_FOUND = "not_found"
-    NO_LONGER_AVAILABLE = "no_longer_available"
-
-
 def pki_enrollment_reject(
     *, session: AuthenticatedSession, enrollment_id: uuid.UUID, now: datetime | None = None
-) -> RejectOutcome:
+) -> Explained | NotAdmin | None:
     """ADMIN only; the enrollment must exist and still be SUBMITTED."""
     now = now or timezone.now()
     if session.profile != Profile.ADMIN:
-        return RejectOutcome.NOT_ALLOWED
+        return NotAdmin(session.user_id)
     with transaction.atomic():
         users.lock_organization_for_user_changes(session.organization_pk)
         enrollment = (
@@ -158,32 +150,15 @@ def pki_enrollment_reject(
             .first()
         )
         if enrollment is None:
-            return RejectOutcome.NOT_FOUND
+            return Explained(Refused.NOT_FOUND, "")
         if enrollment.state != EnrollmentState.SUBMITTED:
-            return RejectOutcome.NO_LONGER_AVAILABLE
+            return Explained(Refused.NO_LONGER_AVAILABLE, "")
         PkiEnrollment.objects.filter(pk=enrollment.pk).update(state=EnrollmentState.REJECTED, rejected_on=now)
         _emit_updated(session.organization_pk)
-    return RejectOutcome.OK
+    return None
 
 
 # --- pki_enrollment_accept ------------------------------------------------------------------------
-
-
-class AcceptOutcome(enum.Enum):
-    OK = "ok"
-    NOT_ALLOWED = "not_allowed"
-    INVALID_PAYLOAD_DATA = "invalid_payload_data"
-    INVALID_CERTIFICATION = "invalid_certification"
-    NOT_FOUND = "not_found"
-    NO_LONGER_AVAILABLE = "no_longer_available"
-    ALREADY_EXISTS = "already_exists"
-    ACTIVE_USERS_LIMIT_REACHED = "active_users_limit_reached"
-
-
-@dataclass(frozen=True)
-class AcceptResult:
-    outcome: AcceptOutcome
-    reason: str | None = None
 
 
 def pki_enrollment_accept(
@@ -198,18 +173,18 @@ def pki_enrollment_accept(
     redacted_user_certificate: bytes,
     redacted_device_certificate: bytes,
     now: datetime | None = None,
-) -> AcceptResult:
+) -> Explained | NotAdmin | Refused | None:
     """Checks, in order: ADMIN; answer payload decodes; the four certificates pass `user_create`'s
     checks (any failure is `invalid_certification`); the enrollment exists and is SUBMITTED; then
     the user and its device are created exactly as `user_create` does, in the same transaction
     that marks the enrollment ACCEPTED."""
     now = now or timezone.now()
     if session.profile != Profile.ADMIN:
-        return AcceptResult(AcceptOutcome.NOT_ALLOWED, reason=f"User `{session.user_id}` is not admin")
+        return NotAdmin(session.user_id)
     try:
         payloads.load_answer_payload(accept_payload)
     except payloads.InvalidPayload as exc:
-        return AcceptResult(AcceptOutcome.INVALID_PAYLOAD_DATA, reason=str(exc))
+        return Explained(Refused.INVALID_PAYLOAD_DATA, str(exc))
     material = users.check_new_user_certificates(
         session=session,
         user_certificate=user_certificate,
@@ -219,7 +194,7 @@ def pki_enrollment_accept(
         now=now,
     )
     if isinstance(material, users.NewUserRefused):
-        return AcceptResult(AcceptOutcome.INVALID_CERTIFICATION, reason=material.reason)
+        return Explained(Refused.INVALID_CERTIFICATION, material.reason)
     with transaction.atomic():
         organization = users.lock_organization_for_user_changes(session.organization_pk)
         enrollment = (
@@ -228,14 +203,15 @@ def pki_enrollment_accept(
             .first()
         )
         if enrollment is None:
-            return AcceptResult(AcceptOutcome.NOT_FOUND, reason="")
+            return Explained(Refused.NOT_FOUND, "")
         if enrollment.state != EnrollmentState.SUBMITTED:
-            return AcceptResult(AcceptOutcome.NO_LONGER_AVAILABLE, reason="")
+            return Explained(Refused.NO_LONGER_AVAILABLE, "")
         refused = users.insert_new_user(session=session, organization=organization, material=material, now=now)
         if refused == "active_users_limit_reached":
-            return AcceptResult(AcceptOutcome.ACTIVE_USERS_LIMIT_REACHED)
+            # The only refusal of the schema without a reason field.
+            return Refused.ACTIVE_USERS_LIMIT_REACHED
         if refused is not None:
-            return AcceptResult(AcceptOutcome.ALREADY_EXISTS, reason="")
+            return Explained(Refused.ALREADY_EXISTS, "")
         PkiEnrollment.objects.filter(pk=enrollment.pk).update(
             state=EnrollmentState.ACCEPTED,
             accepted_on=now,
@@ -248,4 +224,4 @@ def pki_enrollment_accept(
             ),
         )
         _emit_updated(session.organization_pk)
-    return AcceptResult(AcceptOutcome.OK)
+    return None

@@ -15,7 +15,7 @@ from django.utils.translation import gettext, gettext_lazy as _
 
 from organizations import audit
 from organizations.models import Organization
-from organizations.services.organizations import AdministrationError
+from organizations.outcomes import AdministrationError
 from server.erase import erase_organization
 
 

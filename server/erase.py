@@ -34,7 +34,7 @@ from invites.models import ClaimerSession, Invitation, ShamirRecoveryConduit, Sh
 from organizations import audit
 from organizations.services import organizations as services
 from organizations.models import AuditEntry, Device, Organization, User
-from organizations.services.organizations import AdministrationError, NotFound
+from organizations.outcomes import AdministrationError, NotFound
 from protocol import groups
 from realms.models import (
     Message,

@@ -16,7 +16,7 @@ from typing import Any
 from django.db import transaction
 
 from invites.models import ConduitState, Invitation, InvitationType, ShamirRecoveryConduit
-from invites.services.outcomes import Refused
+from invites.outcomes import Refused
 from organizations.models import User
 from protocol.db import run_sync
 from protocol.groups import send_to_group_on_commit

@@ -1,12 +1,11 @@
 """Invitation rules (docs/protocol.md#invitations): create, delete, list, describe, claimer presence.
 
-Plain functions run in worker threads; they return outcomes (`invites.services.outcomes`) that the
-handlers turn into replies. Events and session closures leave after commit.
+Plain functions run in worker threads; they return outcomes (`invites.outcomes`) that its `to_reply`
+turns into replies. Events and session closures leave after commit.
 """
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
 
@@ -25,10 +24,11 @@ from invites.models import (
 )
 from invites.services import emails
 from invites.services.conduit import notify_conduit_updated_on_commit
-from invites.services.outcomes import (
+from invites.outcomes import (
     GreeterInfo,
     InvitationItem,
     InvitationList,
+    NewInvitation,
     Refused,
     ShamirRecoveryInfo,
     ShamirRecoveryRecipient,
@@ -94,12 +94,6 @@ def _find_or_create(find: Callable[[], Invitation | None], create: Callable[[], 
 
 
 # invite_new ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class NewInvitation:
-    token: uuid.UUID
-    email: emails.InvitationEmail
 
 
 def _greeter_email_fields(author: User) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from invites.models import (
     ShamirRecoveryShare,
 )
 from invites.services.invitations import delete_invitation
-from invites.services.outcomes import Refused, ShamirOthersList, ShamirRevealed, ShamirSelfInfo
+from invites.outcomes import Refused, ShamirOthersList, ShamirRevealed, ShamirSelfInfo
 from organizations.models import User
 from organizations.rules import authored_by_session
 from protocol.certificates import InvalidCertification, ShamirRecoveryBriefCertificate, ShamirRecoveryShareCertificate

@@ -5,17 +5,28 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from enum import Enum, StrEnum
-from typing import Any, Literal
+from enum import Enum
+from typing import Any
 from urllib.parse import quote
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from organizations import hooks
+from organizations import hooks, selectors
 from organizations.models import DEFAULT_MINIMUM_ARCHIVING_PERIOD, Device, Organization, Profile, User
-from organizations.services.outcomes import BadTimestamp, Explained, Refused
+from organizations.outcomes import (
+    AdministrationError,
+    BadTimestamp,
+    Bootstrapped,
+    BootstrapWebhookPayload,
+    Explained,
+    NotFound,
+    OrganizationConfig,
+    OrganizationCreated,
+    OrganizationStats,
+    Refused,
+)
 from parsec_site.addr import BackendAddr
 from protocol import groups, replies
 from protocol.certificates import (
@@ -24,6 +35,7 @@ from protocol.certificates import (
     SequesterAuthorityCertificate,
     UserCertificate,
 )
+from protocol.session import AuthenticatedSession
 
 logger = logging.getLogger("parsec.organizations")
 
@@ -34,22 +46,6 @@ def new_organization_defaults() -> dict:
         "user_profile_outsider_allowed": settings.PARSEC.organization_initial_user_profile_outsider_allowed,
         "active_users_limit": settings.PARSEC.organization_initial_active_users_limit,
     }
-
-
-@dataclass(frozen=True)
-class BootstrapWebhookPayload:
-    organization_id: str
-    device_id: str
-    device_label: str | None
-    human_email: str | None
-    human_label: str | None
-
-
-@dataclass(frozen=True)
-class Bootstrapped:
-    """The organization is bootstrapped; the handler posts the payload to the bootstrap webhook."""
-
-    webhook_payload: BootstrapWebhookPayload
 
 
 def organization_bootstrap(
@@ -162,16 +158,6 @@ def organization_bootstrap(
     )
 
 
-@dataclass(frozen=True)
-class OrganizationConfig:
-    user_profile_outsider_allowed: bool
-    active_users_limit: int | None
-    minimum_archiving_period: int
-    # Both None for a non-sequestered organization; the list may be empty for a sequestered one.
-    sequester_authority_certificate: bytes | None
-    sequester_services_certificates: list[bytes] | None
-
-
 def _enabled_sequester_service_certificates(organization: Organization) -> list[bytes]:
     """Certificates of the organization's enabled sequester services, in creation order."""
     # Through a hook the sequester app fills: it builds on organizations, not the reverse.
@@ -196,6 +182,14 @@ def organization_config(*, organization_pk: int) -> OrganizationConfig | Refused
     )
 
 
+def organization_stats(*, session: AuthenticatedSession) -> OrganizationStats | Refused | NotFound:
+    """The wire's `organization_stats`: ADMIN only (the reference sends no explanation); the figures are the
+    administration API's."""
+    if session.profile != Profile.ADMIN:
+        return Refused.NOT_ALLOWED
+    return selectors.organization_stats(organization_id=session.organization_id)
+
+
 # --- Administration: organizations, freezing ------------------------------------------------------------------
 #
 # The administration API (`administration.py`), the `create_organization` management command and the Django
@@ -210,20 +204,6 @@ class _Unset(Enum):
 UNSET = _Unset.UNSET
 
 
-class AdministrationError(StrEnum):
-    """Administration outcomes that are not successes; the value is the API's `error` (or a tag for `bad_data`)."""
-
-    NOT_FOUND = "not_found"
-    ALREADY_EXISTS = "already_exists"
-    USER_NOT_FOUND = "user_not_found"
-    NO_USER_ID_NOR_EMAIL = "no_user_id_nor_email"
-    BOTH_USER_ID_AND_EMAIL = "both_user_id_and_email"
-
-
-# The outcome of the functions whose only failure is an unknown organization: `is NOT_FOUND` narrows it.
-NotFound = Literal[AdministrationError.NOT_FOUND]
-
-
 def generate_bootstrap_token() -> str:
     return secrets.token_hex(32)
 
@@ -234,12 +214,6 @@ def organization_bootstrap_url(*, organization_id: str, bootstrap_token: str, ba
         path="/" + quote(organization_id, safe=""),
         query=f"action=bootstrap_organization&token={bootstrap_token}",
     )
-
-
-@dataclass(frozen=True)
-class OrganizationCreated:
-    organization: Organization
-    bootstrap_token: str
 
 
 def organization_create(

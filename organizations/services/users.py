@@ -1,6 +1,6 @@
 """User and device rules (docs/protocol.md#users): user_get, user_create, user_revoke, device_create, human_find.
 
-Plain functions returning outcomes (`organizations.services.outcomes`); the handlers turn them into replies.
+Plain functions returning outcomes (`organizations.outcomes`), which `to_reply` turns into replies.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from organizations.models import Device, Organization, Profile, User
 from organizations.rules import INVALID_AUTHOR_REASON, active_at_q, authored_by_session, revoked_at
-from organizations.services.outcomes import HumanFindPage, Refused, UserCertificates
+from organizations.outcomes import HumanFindPage, Refused, UserCertificates
 from protocol import groups, replies
 from protocol.certificates import DeviceCertificate, InvalidCertification, RevokedUserCertificate, UserCertificate
 from protocol.session import AuthenticatedSession

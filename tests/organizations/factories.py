@@ -7,7 +7,7 @@ from datetime import datetime
 from django.utils import timezone
 
 from organizations.models import Device, Organization, User
-from organizations.handlers import to_reply
+from organizations.outcomes import to_reply
 from organizations.services.organizations import organization_bootstrap
 from tests.testkit.certs import TestDevice, bootstrap_material, user_creation_certificates
 

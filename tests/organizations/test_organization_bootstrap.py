@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 from nacl.signing import SigningKey
 
-from organizations.handlers import to_reply
+from organizations.outcomes import to_reply
 from organizations.services import organizations as services
 from organizations.models import Device, Organization, User
 from protocol import codec

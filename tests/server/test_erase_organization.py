@@ -22,7 +22,7 @@ from blocks.stores.base import BlockNotFound, BlockStore
 from blocks.stores.mocked import MockedBlockStore
 from blocks.models import Block, BlockData
 from organizations.models import Organization
-from organizations.services.organizations import AdministrationError
+from organizations.outcomes import AdministrationError
 from protocol.types import RealmArchivingConfiguration
 from realms.models import VlobAtom
 from server.erase import ERASE_PLAN, ERASED_BY_ORGANIZATION_ID, KEPT_AFTER_ERASE, EraseReport, erase_organization

@@ -6,7 +6,7 @@ from asgiref.sync import sync_to_async
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from organizations.handlers import to_reply
+from organizations.outcomes import to_reply
 from organizations.services import users
 from organizations.models import Device, User
 from protocol.certificates import DeviceCertificate, InvalidCertification, RevokedUserCertificate, UserCertificate

@@ -16,7 +16,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from organizations import audit
 from organizations.services import organizations as services
-from organizations.services.organizations import UNSET, AdministrationError
+from organizations.outcomes import AdministrationError
+from organizations.services.organizations import UNSET
 from parsec_site.addr import BackendAddr
 from protocol import types
 

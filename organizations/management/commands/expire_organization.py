@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from organizations.services import organizations as services
 from organizations.management.operator import organization_id_argument, unknown_organization
 from organizations.models import Organization
-from organizations.services.organizations import AdministrationError
+from organizations.outcomes import AdministrationError
 
 
 class Command(BaseCommand):

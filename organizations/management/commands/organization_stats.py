@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from organizations import selectors
 from organizations.administration import organization_stats_json
 from organizations.management.operator import organization_id_argument, unknown_organization, write_json
-from organizations.services.organizations import AdministrationError
+from organizations.outcomes import AdministrationError
 
 
 class Command(BaseCommand):

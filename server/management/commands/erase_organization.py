@@ -13,7 +13,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from blocks.stores.factory import blockstore_from_config
 from organizations import audit
-from organizations.services.organizations import AdministrationError
+from organizations.outcomes import AdministrationError
 from server.erase import DEFAULT_JOBS, erase_organization
 
 
