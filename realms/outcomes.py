@@ -12,6 +12,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+# One `bad_timestamp` outcome for every family, re-exported for the realm services.
+from organizations.outcomes import BadTimestamp as BadTimestamp
 from protocol import replies
 from protocol.replies import Reply
 
@@ -44,12 +46,6 @@ class InvalidCertification:
 @dataclass(frozen=True)
 class InvalidData:
     reason: str
-
-
-@dataclass(frozen=True)
-class BadTimestamp:
-    now: datetime
-    client_timestamp: datetime
 
 
 @dataclass(frozen=True)
