@@ -9,6 +9,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from organizations.models import Device, Organization, User
+from organizations.rules import revoked_at
 from protocol import groups, hooks
 from protocol.handshake import (
     HELP_BAD_ADMINISTRATION_TOKEN,
@@ -70,7 +71,7 @@ def identify_device(answer: AuthenticatedAnswer) -> DeviceIdentity:
         raise HandshakeFailed("rvk_mismatch", "Root verify key for organization differs between client and server")
     if organization.is_expired:
         raise organization_expired(organization)
-    if user.revoked_on is not None and user.revoked_on <= timezone.now():
+    if revoked_at(user.revoked_on, timezone.now()):
         raise HandshakeFailed("revoked_device", "Device has been revoked")
     if user.frozen:
         raise HandshakeFailed("frozen_user", "User has been frozen by the server administrator")
@@ -119,7 +120,7 @@ def identify_http_device(organization_pk: int, device_id: str) -> DeviceIdentity
     if device is None:
         return HTTP_BAD_AUTHENTICATION
     organization, user = device.organization, device.user
-    if user.revoked_on is not None and user.revoked_on <= timezone.now():
+    if revoked_at(user.revoked_on, timezone.now()):
         return HTTP_USER_REVOKED
     if user.frozen:
         return HTTP_USER_FROZEN

@@ -13,11 +13,11 @@ import uuid
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from organizations.services import users
 from organizations.models import Device, Profile, User
+from organizations.rules import active_at, active_at_q
 from pki import payloads, selectors
 from pki.models import EnrollmentState, PkiEnrollment
 from pki.outcomes import EnrollmentInfo, EnrollmentList, Explained, NotAdmin, Refused, Submitted
@@ -85,12 +85,12 @@ def pki_enrollment_submit(
                 elif previous.state == EnrollmentState.ACCEPTED:
                     assert previous.accepted_device is not None  # set on acceptance
                     enrolled = previous.accepted_device.user
-                    if enrolled.revoked_on is None or enrolled.revoked_on > now:
+                    if active_at(enrolled.revoked_on, now):
                         return Refused.ALREADY_ENROLLED
                 # REJECTED or CANCELLED: the previous attempt failed, a new one is welcome.
             if submitter_der_x509_certificate_email:
                 active_with_email = User.objects.filter(
-                    Q(revoked_on__isnull=True) | Q(revoked_on__gt=now),
+                    active_at_q(now),
                     organization_id=organization_pk,
                     human_email=submitter_der_x509_certificate_email,
                 )
