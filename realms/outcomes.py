@@ -15,6 +15,8 @@ from typing import Any
 # One `bad_timestamp` outcome for every family, re-exported for the realm services.
 from organizations.outcomes import BadTimestamp as BadTimestamp
 from protocol import replies
+from sequester import outcomes as sequester_outcomes
+from sequester.outcomes import SequesterOutcome
 from protocol.replies import Reply
 
 
@@ -55,9 +57,9 @@ class RequireGreaterTimestamp:
 
 @dataclass(frozen=True)
 class SequesterRefused:
-    """A refusal of the sequester checks (sequester.services), already worded as a reply."""
+    """A refusal of the sequester checks of a vlob write (sequester.services), worded by sequester.outcomes."""
 
-    reply: Reply
+    refusal: SequesterOutcome
 
 
 @dataclass(frozen=True)
@@ -177,5 +179,5 @@ def to_reply(command: str, outcome: Outcome) -> Reply:
     if isinstance(outcome, InvalidData):
         return replies.reply("invalid_data", reason=outcome.reason)
     if isinstance(outcome, SequesterRefused):
-        return outcome.reply
+        return sequester_outcomes.to_reply(outcome.refusal)
     raise TypeError(f"{command} returned {outcome!r}, not an outcome")

@@ -18,13 +18,12 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from organizations.models import Organization
-from protocol import replies
 from protocol.certificates import InvalidCertification
-from protocol.replies import Reply
 from realms.models import VlobAtom
 from sequester import certificates
 from sequester.selectors import enabled_services
 from sequester.models import SequesterService, SequesterServiceVlobAtom, ServiceType
+from sequester.outcomes import RejectedBySequesterService, SequesterInconsistency, SequesterOutcome, SequesterRefusal
 
 logger = logging.getLogger("parsec.sequester")
 
@@ -48,7 +47,7 @@ class SequesterCheck:
 
     # False for a nil `sequester_blob`: nothing read, the write's state read says if services are enabled.
     checked: bool = True
-    refusal: Reply | None = None
+    refusal: SequesterOutcome | None = None
     # (service pk, blob) of the enabled storage services.
     storage: list[tuple[int, bytes]] = field(default_factory=list)
     webhooks: list[WebhookDelivery] = field(default_factory=list)
@@ -71,7 +70,7 @@ def check_sequester_blob(*, organization_pk: int, sequester_blob: dict[uuid.UUID
         .first()
     )
     if authority is None:
-        return SequesterCheck(refusal=replies.reply("not_a_sequestered_organization"))
+        return SequesterCheck(refusal=SequesterRefusal.NOT_A_SEQUESTERED_ORGANIZATION)
     services = enabled_services(organization_pk=organization_pk)
     given = sequester_blob
     if set(given) != {service.service_id for service in services}:
@@ -86,15 +85,14 @@ def check_sequester_blob(*, organization_pk: int, sequester_blob: dict[uuid.UUID
     )
 
 
-def _inconsistency(authority: bytes | memoryview, services: list[SequesterService]) -> Reply:
-    return replies.reply(
-        "sequester_inconsistency",
-        sequester_authority_certificate=bytes(authority),
-        sequester_services_certificates=[bytes(service.service_certificate) for service in services],
+def _inconsistency(authority: bytes | memoryview, services: list[SequesterService]) -> SequesterInconsistency:
+    return SequesterInconsistency(
+        authority_certificate=bytes(authority),
+        services_certificates=[bytes(service.service_certificate) for service in services],
     )
 
 
-def nil_blob_refusal(*, organization_pk: int) -> Reply:
+def nil_blob_refusal(*, organization_pk: int) -> SequesterInconsistency:
     """A nil blob set while services are enabled (the PostgreSQL reference accepts nil only without)."""
     authority = Organization.objects.values_list("sequester_authority_certificate", flat=True).get(pk=organization_pk)
     # Services exist only in an organization bootstrapped with a sequester authority.
@@ -113,7 +111,7 @@ def _rejection_reason(response: httpx.Response) -> str:
     return NO_REASON
 
 
-def post_to_webhooks(*, organization_id: str, webhooks: list[WebhookDelivery]) -> Reply | None:
+def post_to_webhooks(*, organization_id: str, webhooks: list[WebhookDelivery]) -> SequesterOutcome | None:
     """POSTs each blob to its service; the first refusal or failure is the reply, None when all accepted.
 
     Must be called outside any transaction (no lock or open transaction while waiting on a service).
@@ -134,18 +132,17 @@ def post_to_webhooks(*, organization_id: str, webhooks: list[WebhookDelivery]) -
                 )
             except httpx.HTTPError as exc:
                 logger.warning("Sequester webhook %s unreachable: %s", delivery.service_id.hex, exc)
-                return replies.reply("timeout")
+                return SequesterRefusal.SERVICE_UNAVAILABLE
             if response.is_success:
                 continue
             if response.status_code == 400:
-                return replies.reply(
-                    "rejected_by_sequester_service",
+                return RejectedBySequesterService(
                     service_id=delivery.service_id,
                     service_label=delivery.service_label,
                     reason=_rejection_reason(response),
                 )
             logger.warning("Sequester webhook %s answered HTTP %s", delivery.service_id.hex, response.status_code)
-            return replies.reply("timeout")
+            return SequesterRefusal.SERVICE_UNAVAILABLE
     return None
 
 

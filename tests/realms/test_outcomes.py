@@ -2,6 +2,7 @@
 (pure unit test; every command module checks its replies end to end)."""
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timezone
 
 import pytest
@@ -17,6 +18,7 @@ from realms.outcomes import (
     VlobChangesOk,
     to_reply,
 )
+from sequester.outcomes import RejectedBySequesterService, SequesterInconsistency, SequesterRefusal
 
 T = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 
@@ -53,8 +55,21 @@ def test_refusals_with_data():
     assert to_reply("realm_create", InvalidData("why")) == {"status": "invalid_data", "reason": "why"}
     assert to_reply("realm_update_roles", BadTimestamp(now=T, client_timestamp=T))["reason"] is None
     assert "reason" not in to_reply("realm_update_archiving", BadTimestamp(now=T, client_timestamp=T))
-    refused = {"status": "sequester_inconsistency", "reason": None}
-    assert to_reply("vlob_create", SequesterRefused(refused)) is refused
+    inconsistency = SequesterInconsistency(authority_certificate=b"a", services_certificates=[b"s1", b"s2"])
+    assert to_reply("vlob_create", SequesterRefused(inconsistency)) == {
+        "status": "sequester_inconsistency",
+        "sequester_authority_certificate": b"a",
+        "sequester_services_certificates": [b"s1", b"s2"],
+    }
+    service_id = uuid.uuid4()
+    rejected = RejectedBySequesterService(service_id=service_id, service_label="Audit", reason="no")
+    assert to_reply("vlob_update", SequesterRefused(rejected)) == {
+        "status": "rejected_by_sequester_service", "service_id": service_id, "service_label": "Audit", "reason": "no",
+    }
+    assert to_reply("vlob_create", SequesterRefused(SequesterRefusal.SERVICE_UNAVAILABLE)) == {"status": "timeout"}
+    assert to_reply("vlob_create", SequesterRefused(SequesterRefusal.NOT_A_SEQUESTERED_ORGANIZATION)) == {
+        "status": "not_a_sequestered_organization"
+    }
 
 
 def test_anything_else_is_a_bug():
