@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Lookup, Q, QuerySet
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from organizations import sql
 from organizations.models import Device, Organization, Profile, User
 from organizations.rules import INVALID_AUTHOR_REASON, active_at_q, authored_by_session, revoked_at
 from organizations.outcomes import HumanFindPage, Refused, UserCertificates
@@ -62,33 +63,13 @@ def user_get(*, session: AuthenticatedSession, user_id: str) -> UserCertificates
         Device.objects.filter(user_id=user["pk"]).order_by("pk").values(device_column, "device_certifier_id")
     )
 
-    # The whole certifier graph of the organization in two light queries, walked in memory.
-    user_certifiers = {
-        pk: (certifier, revoker)
-        for pk, certifier, revoker in User.objects.filter(organization_id=session.organization_pk).values_list(
-            "pk", "user_certifier_id", "revoked_user_certifier_id"
-        )
-    }
-    device_graph = {
-        pk: (owner, certifier)
-        for pk, owner, certifier in Device.objects.filter(organization_id=session.organization_pk).values_list(
-            "pk", "user_id", "device_certifier_id"
-        )
-    }
-    to_visit: list[int | None] = [user["user_certifier_id"], user["revoked_user_certifier_id"]]
-    to_visit += [device["device_certifier_id"] for device in devices]
-    trustchain_devices: set[int] = set()
-    trustchain_users: set[int] = set()
-    while to_visit:
-        device_pk = to_visit.pop()
-        # None = signed by the root key, the end of a chain.
-        if device_pk is None or device_pk in trustchain_devices or device_pk not in device_graph:
-            continue
-        trustchain_devices.add(device_pk)
-        owner_pk, device_certifier = device_graph[device_pk]
-        trustchain_users.add(owner_pk)
-        owner_certifier, owner_revoker = user_certifiers.get(owner_pk, (None, None))
-        to_visit += [device_certifier, owner_revoker, owner_certifier]
+    # Only the certifier closure of the user, walked by the database (organizations/sql.py): its cost follows
+    # the chain's length, not the organization's size.
+    with connection.cursor() as cursor:
+        cursor.execute(sql.TRUSTCHAIN_DEVICES, {"user_pk": user["pk"]})
+        chain = cursor.fetchall()
+    trustchain_devices = {device_pk for device_pk, _owner_pk in chain}
+    trustchain_users = {owner_pk for _device_pk, owner_pk in chain}
 
     trustchain_device_certificates = [
         bytes(certificate)
