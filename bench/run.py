@@ -41,7 +41,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--servers", default="ours,reference",
-                        help="comma-separated, in round order: ours, reference, before (default: ours,reference)")
+                        help="comma-separated, in round order: ours, reference, before, ours2 (ours with --workers 2) "
+                        "(default: ours,reference)")
     parser.add_argument("--before-tree", metavar="DIR",
                         help="the checkout the `before` server runs from (e.g. `git worktree add /tmp/before <commit>`), "
                         "with this repository's .venv: before/after comparisons of our own server in one run")
@@ -268,6 +269,9 @@ def print_table(args, collected: dict[str, dict[str, list[Result]]]) -> None:
         headers += ["ours/ref", "target (ours)"]
     if versions:
         headers += ["ours/before"]
+    workers = "ours" in servers and "ours2" in servers
+    if workers:
+        headers += ["ours2/ours"]
     rows = []
     for phase in args.phase_list:
         row = [phase] + [cell(summaries[server][phase], phase) for server in servers]
@@ -276,6 +280,8 @@ def print_table(args, collected: dict[str, dict[str, list[Result]]]) -> None:
                                          summaries["ours"]))
         if versions:
             row.append(version_ratio(phase, summaries["ours"][phase], summaries["before"][phase]))
+        if workers:
+            row.append(version_ratio(phase, summaries["ours2"][phase], summaries["ours"][phase]))
         rows.append(row)
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
     line = "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |"

@@ -7,8 +7,10 @@ import ctypes
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +34,8 @@ def reference_parsec() -> Path:
     raise RuntimeError("reference server not found: set PARSEC_REF_BIN, or install parsec-cloud 2.17.0 "
                        f"(scripts/setup.sh --tests); looked at {', '.join(map(str, candidates))}")
 
-SERVER_KINDS = ("ours", "reference", "before")
+# ours2: our server with `--workers 2` (two processes on one port; each has its own database pool).
+SERVER_KINDS = ("ours", "reference", "before", "ours2")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -190,6 +193,34 @@ class Lab:
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="parsec-bench-"))
         self.cluster: PgCluster | None = None
         self.servers: list[Server] = []
+        self.redis: subprocess.Popen | None = None  # for `ours2`: several processes share events through Redis
+        self.redis_url: str | None = None
+
+    def start_redis(self) -> str:
+        """A throwaway `redis-server` (no persistence) on a free port, once it answers PING."""
+        if self.redis_url is not None:
+            return self.redis_url
+        port = free_port()
+        log = self.workdir / "redis.log"
+        with open(log, "wb") as out:
+            self.redis = subprocess.Popen(
+                ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.redis.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.redis.returncode}, see {log}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(64).startswith(b"+PONG"):
+                        self.redis_url = f"redis://127.0.0.1:{port}/0"
+                        return self.redis_url
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("redis-server does not answer PING")
 
     def start_cluster(self) -> None:
         self.cluster = start_cluster()
@@ -218,13 +249,15 @@ class Lab:
         ]
         if self.log_level:
             common += ["--log-level", self.log_level]
-        if kind in ("ours", "before"):
-            tree = REPO if kind == "ours" else self.before_tree
+        if kind in ("ours", "before", "ours2"):
+            tree = self.before_tree if kind == "before" else REPO
             if tree is None:
                 raise ValueError("the `before` server needs --before-tree")
             _run_checked([str(OUR_PYTHON), "manage.py", "migrate", "--noinput", "-v", "0"],
                          env={**env, "PARSEC_DB": db_url}, cwd=tree, log=log, what=f"{kind} migrate")
             command = [str(OUR_PYTHON), "manage.py", "run", *common]
+            if kind == "ours2":
+                command += ["--workers", "2", "--redis-url", self.start_redis()]
             cwd = tree
         elif kind == "reference":
             parsec = str(reference_parsec())
@@ -243,6 +276,9 @@ class Lab:
     def stop(self) -> None:
         for server in self.servers:
             server.stop()
+        if self.redis is not None and self.redis.poll() is None:
+            self.redis.terminate()
+            self.redis.wait(timeout=10)
         if self.cluster is not None:
             self.cluster.stop()
             self.cluster = None
