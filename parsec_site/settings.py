@@ -164,13 +164,23 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 GROUP_MEMBERSHIP_LIFETIME = 10 * 365 * 24 * 3600
 
 
+REDIS_SOCKET_TIMEOUT = 20.0
+
+
 def channel_layers(redis_url: str | None) -> dict:
     """Redis when configured (several processes act as one server), else the in-process layer."""
     if redis_url:
         return {
             "default": {
                 "BACKEND": "channels_redis.core.RedisChannelLayer",
-                "CONFIG": {"hosts": [redis_url], "capacity": 1000, "group_expiry": GROUP_MEMBERSHIP_LIFETIME},
+                "CONFIG": {
+                    # A session's receive is a blocking BZPOPMIN of 5 s (channels_redis' brpop_timeout); redis-py's
+                    # default socket timeout is 5 s too (redis 8.2), so the read could give up first and crash the
+                    # session (1011). A longer bound still notices a Redis that went silent.
+                    "hosts": [{"address": redis_url, "socket_timeout": REDIS_SOCKET_TIMEOUT}],
+                    "capacity": 1000,
+                    "group_expiry": GROUP_MEMBERSHIP_LIFETIME,
+                },
             }
         }
     return {

@@ -65,3 +65,17 @@ async def test_freeze_through_one_process_closes_sessions_on_the_other(servers):
     ws, challenge = await Ws.open(port_b)
     await ws.send(alice.authenticated_answer(challenge["challenge"]))
     assert (await ws.receive())["result"] == "frozen_user"
+
+
+async def test_sessions_idle_past_the_layers_blocking_read_stay_open(servers):  # noqa: F811 - the fixture imported above
+    """A session's channel receive is a blocking Redis read of 5 s (channels_redis' BZPOPMIN). redis-py's default
+    socket timeout is 5 s too: the read could time out on the client side first, and the consumer crashed with
+    1011 — seen under load with `--workers 2`. Sessions idle through several such reads must stay open."""
+    port_a, port_b = servers
+    organization_id = f"Org{uuid.uuid4().hex[:8]}"
+    alice = await asyncio.to_thread(create_organization, port_a, organization_id)
+    sessions = [await authenticated(port, alice) for port in (port_a, port_b) for _ in range(4)]
+    await asyncio.sleep(16)  # three blocking reads and more, for every session
+    for session in sessions:
+        reply = await session.command("organization_config")
+        assert reply["status"] == "ok"
