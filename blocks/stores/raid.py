@@ -28,6 +28,7 @@ import logging
 import struct
 import time
 import uuid
+from abc import ABC, abstractmethod
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Callable, Sequence, TypeVar
 
@@ -103,7 +104,7 @@ def _well_formed(chunks: Sequence[bytes], size: int) -> bool:
 # --- Stores ----------------------------------------------------------------------------------------
 
 
-class _RaidBlockStore:
+class _RaidBlockStore(ABC):
     mode = "RAID"
 
     def __init__(self, nodes: Sequence[BlockStore], *, partial_create_ok: bool = False) -> None:
@@ -124,11 +125,11 @@ class _RaidBlockStore:
     # Node calls -----------------------------------------------------------------------------------
 
     # Each RAID level's own layout (BlockStore's two methods).
-    def create(self, organization_id: str, block_id: uuid.UUID, data: bytes) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def create(self, organization_id: str, block_id: uuid.UUID, data: bytes) -> None: ...
 
-    def read(self, organization_id: str, block_id: uuid.UUID) -> bytes:
-        raise NotImplementedError
+    @abstractmethod
+    def read(self, organization_id: str, block_id: uuid.UUID) -> bytes: ...
 
     def _is_suspect(self, index: int) -> bool:
         return self._suspect_until[index] > time.monotonic()
