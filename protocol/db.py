@@ -3,9 +3,12 @@ hand-written SQL for the few hot-path reads where the ORM's query building domin
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import logging
+import re
 import threading
+import weakref
 from functools import cache
 from typing import Any, Callable, Mapping, Sequence, TypeVar
 
@@ -175,12 +178,68 @@ def _converters(field: Field, vendor: str) -> tuple[Callable, ...]:
     return tuple(connection.ops.get_db_converters(col)) + tuple(col.get_db_converters(connection))
 
 
+_NAMED_PARAMETER = re.compile(r"%\((\w+)\)s")
+# Per driver connection, the names of the statements already prepared on it. Prepared statements
+# belong to the server session: they outlive transactions and rollbacks, and go with the connection.
+_PREPARED_ON: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+
+
+class Prepared:
+    """A hot-path statement (named `%(param)s` placeholders) that PostgreSQL parses and plans once
+    per connection instead of on every call.
+
+    Planning dominates the cost of the short statements of the hot path (a vlob write's state read:
+    planned in ~0.27 ms, run in ~0.08 ms). Pooled connections live long, so each is sent
+    `PREPARE name AS <statement with $n>` the first time it needs the statement, then only
+    `EXECUTE name(<values>)`, whose values the driver binds client-side as for any statement.
+    SQLite gets the statement itself.
+    """
+
+    def __init__(self, name: str, sql: str) -> None:
+        if "%s" in _NAMED_PARAMETER.sub("", sql):
+            raise ValueError(f"{name}: only named parameters can be prepared")
+        self.sql = sql
+        # The hash keeps two versions of a statement apart (a test settings change, a reload).
+        self.name = f"parsec_{name}_{hashlib.sha1(sql.encode()).hexdigest()[:8]}"
+        order: list[str] = []
+        for parameter in _NAMED_PARAMETER.findall(sql):
+            if parameter not in order:
+                order.append(parameter)
+
+        def positional(match: re.Match) -> str:
+            return f"${order.index(match.group(1)) + 1}"
+
+        # Sent without parameters, so a literal `%%` of the statement is a plain `%` here.
+        self.prepare_sql = f"PREPARE {self.name} AS " + _NAMED_PARAMETER.sub(positional, sql).replace("%%", "%")
+        arguments = ", ".join(f"%({parameter})s" for parameter in order)
+        self.execute_sql = f"EXECUTE {self.name}({arguments})" if order else f"EXECUTE {self.name}"
+
+    def __str__(self) -> str:
+        return self.sql
+
+    def text(self, cursor: Any) -> str:
+        """The SQL to run on `cursor` (a Django cursor of the default connection), preparing it first if needed."""
+        if connection.vendor != "postgresql":
+            return self.sql
+        raw = connection.connection
+        prepared = _PREPARED_ON.setdefault(raw, set())
+        if self.name not in prepared:
+            # A round trip of its own, once per connection: only a PREPARE that ran is recorded.
+            cursor.execute(self.prepare_sql)
+            prepared.add(self.name)
+        return self.execute_sql
+
+
+def statement_text(cursor: Any, statement: str | Prepared) -> str:
+    return statement.text(cursor) if isinstance(statement, Prepared) else statement
+
+
 def fetch_row(
-    sql: str, params: Sequence[Any] | Mapping[str, Any], fields: Sequence[Field | None]
+    sql: str | Prepared, params: Mapping[str, Any] | Sequence[Any], fields: Sequence[Field | None]
 ) -> tuple[Any, ...] | None:
     """The first row of `sql`, each column converted like the ORM converts `fields[i]` (None: as is)."""
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(statement_text(cursor, sql), params)
         row = cursor.fetchone()
     if row is None:
         return None

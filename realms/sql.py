@@ -16,7 +16,7 @@ from typing import Any
 from django.db import connection
 
 from organizations.models import Device
-from protocol.db import convert_row, fetch_row
+from protocol.db import Prepared, convert_row, fetch_row, statement_text
 from realms.models import Realm, RealmUserChange, RealmUserRole, RealmVlobUpdate, VlobAtom
 from realms.rules import ACCESS_STATE_FIELDS, current_archiving_sql, current_role_sql
 from sequester.models import SequesterService
@@ -56,8 +56,8 @@ _BY_VLOB_ID = (
 REALM_BY_ID = f'SELECT {_REALM_COLUMNS} FROM "{_REALM}" r WHERE {_BY_REALM_ID}'
 LOCK_REALM_BY_ID = REALM_BY_ID + _LOCK
 # Takes the row lock of the realm by id / of the vlob's realm, reads nothing.
-LOCK_REALM_ONLY_BY_ID = f'SELECT 1 FROM "{_REALM}" r WHERE {_BY_REALM_ID}{_LOCK}'
-LOCK_REALM_ONLY_OF_VLOB = f'SELECT 1 FROM "{_REALM}" r WHERE {_BY_VLOB_ID}{_LOCK}'
+LOCK_REALM_ONLY_BY_ID = Prepared("lock_realm_only_by_id", f'SELECT 1 FROM "{_REALM}" r WHERE {_BY_REALM_ID}{_LOCK}')
+LOCK_REALM_ONLY_OF_VLOB = Prepared("lock_realm_only_of_vlob", f'SELECT 1 FROM "{_REALM}" r WHERE {_BY_VLOB_ID}{_LOCK}')
 
 
 def lock_realm(*, organization_pk: int, realm_id: Any) -> Realm | None:
@@ -69,7 +69,7 @@ def lock_realm(*, organization_pk: int, realm_id: Any) -> Realm | None:
     return Realm.from_db(connection.alias, [field.attname for field in _REALM_FIELDS], row)
 
 
-def lock_realm_then_read(*, lock: str, read: str, params: dict[str, Any], fields: tuple) -> tuple | None:
+def lock_realm_then_read(*, lock: Prepared, read: Prepared, params: dict[str, Any], fields: tuple) -> tuple | None:
     """Takes the realm row lock (`lock`), then reads `read`'s first row; None: no such realm.
 
     The read is a second statement, so it sees every role change, archiving or write committed
@@ -80,7 +80,8 @@ def lock_realm_then_read(*, lock: str, read: str, params: dict[str, Any], fields
     if not connection.features.has_select_for_no_key_update:
         return fetch_row(read, params, fields)
     with connection.cursor() as cursor:
-        cursor.execute(f"{lock}; {read}", params)  # two whole statements, one round trip
+        # Two whole statements, one round trip.
+        cursor.execute(f"{statement_text(cursor, lock)}; {statement_text(cursor, read)}", params)
         cursor.nextset()
         row = cursor.fetchone()
     return None if row is None else convert_row(row, fields)
@@ -89,9 +90,13 @@ def lock_realm_then_read(*, lock: str, read: str, params: dict[str, Any], fields
 # --- access state -------------------------------------------------------------------------------
 
 # Reads the access state of a realm by id (no lock).
-ACCESS_STATE_BY_ID = f'SELECT {ACCESS_STATE_COLUMNS} FROM "{_REALM}" r WHERE {_BY_REALM_ID}'
+ACCESS_STATE_BY_ID = Prepared(
+    "access_state_by_id", f'SELECT {ACCESS_STATE_COLUMNS} FROM "{_REALM}" r WHERE {_BY_REALM_ID}'
+)
 # Reads the access state of the realm of pk `%(realm_pk)s` (no lock).
-ACCESS_STATE_BY_PK = f'SELECT {ACCESS_STATE_COLUMNS} FROM "{_REALM}" r WHERE r."id" = %(realm_pk)s'
+ACCESS_STATE_BY_PK = Prepared(
+    "access_state_by_pk", f'SELECT {ACCESS_STATE_COLUMNS} FROM "{_REALM}" r WHERE r."id" = %(realm_pk)s'
+)
 
 # --- vlob writes --------------------------------------------------------------------------------
 
@@ -103,15 +108,17 @@ _ENABLED_SEQUESTER_SERVICES = (
 )
 # Reads, after LOCK_REALM_ONLY_BY_ID: the access state, whether the vlob id is taken, whether
 # sequester services are enabled.
-VLOB_CREATE_STATE = (
+VLOB_CREATE_STATE = Prepared(
+    "vlob_create_state",
     f"SELECT {ACCESS_STATE_COLUMNS},"
     f' EXISTS(SELECT 1 FROM "{_ATOM}" v WHERE v."organization_id" = %(organization_pk)s AND v."vlob_id" = %(vlob_id)s),'
     f" {_ENABLED_SEQUESTER_SERVICES}"
-    f' FROM "{_REALM}" r WHERE {_BY_REALM_ID}'
+    f' FROM "{_REALM}" r WHERE {_BY_REALM_ID}',
 )
 # Reads, after LOCK_REALM_ONLY_OF_VLOB: the access state, the vlob's last (version, timestamp) in the
 # realm's current revision, whether sequester services are enabled.
-VLOB_UPDATE_STATE = (
+VLOB_UPDATE_STATE = Prepared(
+    "vlob_update_state",
     f"SELECT {ACCESS_STATE_COLUMNS}, "
     + ", ".join(
         f'(SELECT v."{column}" FROM "{_ATOM}" v WHERE v."organization_id" = %(organization_pk)s'
@@ -120,7 +127,7 @@ VLOB_UPDATE_STATE = (
         for column in ("version", "created_on")
     )
     + f", {_ENABLED_SEQUESTER_SERVICES}"
-    f' FROM "{_REALM}" r WHERE {_BY_VLOB_ID}'
+    f' FROM "{_REALM}" r WHERE {_BY_VLOB_ID}',
 )
 
 # The four writes of a vlob version, under the realm lock, all with the same parameters.
@@ -151,10 +158,11 @@ _RECORD_LAST_VLOB_UPDATE = (
 STORE_VERSION_STATEMENTS = (_INSERT_ATOM, _ADVANCE_CHECKPOINT, _INSERT_UPDATE_LOG, _RECORD_LAST_VLOB_UPDATE)
 # PostgreSQL: the four in one round trip (every data-modifying WITH member runs, referenced or not);
 # returns how many realm rows the checkpoint update changed.
-STORE_VERSION = (
+STORE_VERSION = Prepared(
+    "store_version",
     "WITH "
     + ", ".join(f"w{index} AS ({sql} RETURNING 1)" for index, sql in enumerate(STORE_VERSION_STATEMENTS))
-    + " SELECT (SELECT count(*) FROM w1)"
+    + " SELECT (SELECT count(*) FROM w1)",
 )
 
 # --- vlob reads ---------------------------------------------------------------------------------
@@ -173,9 +181,9 @@ _VLOB_READ = (
     ' AND v."encryption_revision" = %(encryption_revision)s{selector}'
     ' ORDER BY v."version" DESC LIMIT 1'
 )
-VLOB_READ_LATEST = _VLOB_READ.replace("{selector}", "")
-VLOB_READ_VERSION = _VLOB_READ.replace("{selector}", ' AND v."version" = %(version)s')
-VLOB_READ_AT = _VLOB_READ.replace("{selector}", ' AND v."created_on" <= %(timestamp)s')
+VLOB_READ_LATEST = Prepared("vlob_read_latest", _VLOB_READ.replace("{selector}", ""))
+VLOB_READ_VERSION = Prepared("vlob_read_version", _VLOB_READ.replace("{selector}", ' AND v."version" = %(version)s'))
+VLOB_READ_AT = Prepared("vlob_read_at", _VLOB_READ.replace("{selector}", ' AND v."created_on" <= %(timestamp)s'))
 VLOB_READ_FIELDS = (
     VlobAtom._meta.get_field("version"),
     VlobAtom._meta.get_field("blob"),

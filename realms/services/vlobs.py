@@ -16,7 +16,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from protocol import replies
-from protocol.db import db_param, fetch_row
+from protocol.db import db_param, fetch_row, statement_text
 from protocol.events import emit_realm_event_on_commit
 from protocol.session import AuthenticatedSession
 from realms import selectors, sql
@@ -143,7 +143,7 @@ def _store_version(params: dict[str, Any]) -> int:
     """Runs the write statements; returns how many realm rows the checkpoint update changed."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute(sql.STORE_VERSION, params)
+            cursor.execute(statement_text(cursor, sql.STORE_VERSION), params)
             return cursor.fetchone()[0]
         moved = 0
         for index, statement in enumerate(sql.STORE_VERSION_STATEMENTS):

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from organizations.models import Organization
+from protocol.db import Prepared
 from protocol.types import RealmArchivingConfiguration
 from realms import sql
 from realms.models import Realm, RealmUserChange, RealmVlobUpdate, VlobAtom
@@ -134,9 +135,9 @@ async def test_already_exists_in_a_realm_of_another_revision(world: World, alice
 async def test_already_exists_decided_by_the_database(world: World, alice_ws, realm_id, vlob_id, monkeypatch):
     # A concurrent creator in another realm (another lock) can pass the existence check at the same
     # time: with that check blinded, the unique constraint still refuses.
-    blinded = sql.VLOB_CREATE_STATE.replace("EXISTS(", "1 = 0 AND EXISTS(")
-    assert blinded != sql.VLOB_CREATE_STATE
-    monkeypatch.setattr(sql, "VLOB_CREATE_STATE", blinded)
+    blinded = sql.VLOB_CREATE_STATE.sql.replace("EXISTS(", "1 = 0 AND EXISTS(")
+    assert blinded != sql.VLOB_CREATE_STATE.sql
+    monkeypatch.setattr(sql, "VLOB_CREATE_STATE", Prepared("blinded", blinded))
     assert await create_vlob(alice_ws, realm_id, vlob_id=vlob_id) == {"status": "already_exists", "reason": None}
     assert (await Realm.objects.aget(realm_id=realm_id)).checkpoint == 1
     assert await RealmVlobUpdate.objects.acount() == 1

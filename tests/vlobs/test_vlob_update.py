@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 
 from organizations.models import Organization
+from protocol.db import Prepared
 from protocol.types import RealmArchivingConfiguration
 from realms import sql
 from realms.models import Realm, RealmUserChange, RealmVlobUpdate, VlobAtom
@@ -126,9 +127,9 @@ async def test_bad_version_is_checked_before_timestamp(world: World, alice_ws, r
 async def test_bad_version_decided_by_the_database(world: World, alice_ws, realm_id, vlob_id, monkeypatch):
     # A stale view of the last version (as a racing writer would have) must not create a duplicate.
     assert await update_vlob(alice_ws, vlob_id, 2) == OK
-    stale = sql.VLOB_UPDATE_STATE.replace('SELECT v."version" FROM', 'SELECT v."version" - 1 FROM')
-    assert stale != sql.VLOB_UPDATE_STATE
-    monkeypatch.setattr(sql, "VLOB_UPDATE_STATE", stale)
+    stale = sql.VLOB_UPDATE_STATE.sql.replace('SELECT v."version" FROM', 'SELECT v."version" - 1 FROM')
+    assert stale != sql.VLOB_UPDATE_STATE.sql
+    monkeypatch.setattr(sql, "VLOB_UPDATE_STATE", Prepared("stale", stale))
     assert await update_vlob(alice_ws, vlob_id, 2, blob=b"<duplicate>") == {"status": "bad_version"}
     monkeypatch.undo()
     assert await versions_of(vlob_id) == [1, 2]
