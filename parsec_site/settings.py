@@ -129,6 +129,21 @@ PARSEC_POOL_RECONNECT_TIMEOUT = max(
 )
 
 
+def _loop_pool_settings(config: ServerConfig) -> dict | None:
+    """The event loop's pool for the vlob hot path (protocol/loop_db.py), PostgreSQL only: half of
+    --db-max-connections (and of the minimum), the worker threads' pool keeping the rest, so the
+    server never holds more connections than configured. None below two connections."""
+    if config.db_kind in ("MOCKED", "SQLITE") or config.db_max_connections < 2:
+        return None
+    max_size = config.db_max_connections // 2
+    return {
+        "min_size": min(config.db_min_connections // 2, max_size),
+        "max_size": max_size,
+        "timeout": 30,
+        "reconnect_timeout": PARSEC_POOL_RECONNECT_TIMEOUT,
+    }
+
+
 def _database_settings(config: ServerConfig) -> dict:
     if config.db_kind == "MOCKED":
         return _sqlite_settings(_mocked_database_path())
@@ -145,9 +160,10 @@ def _database_settings(config: ServerConfig) -> dict:
         # after any `options` of the URL so that ours wins.
         timeout = f"-c statement_timeout={round(config.db_statement_timeout * 1000)}"
         options["options"] = f"{options['options']} {timeout}" if options.get("options") else timeout
+    loop_pool = _loop_pool_settings(config)
     options["pool"] = {
-        "min_size": config.db_min_connections,
-        "max_size": config.db_max_connections,
+        "min_size": config.db_min_connections - (loop_pool["min_size"] if loop_pool else 0),
+        "max_size": config.db_max_connections - (loop_pool["max_size"] if loop_pool else 0),
         "timeout": 30,
         "reconnect_timeout": PARSEC_POOL_RECONNECT_TIMEOUT,
         "reconnect_failed": _log_reconnect_failed,
@@ -156,6 +172,7 @@ def _database_settings(config: ServerConfig) -> dict:
 
 
 DATABASES = {"default": _database_settings(PARSEC)}
+PARSEC_LOOP_POOL = _loop_pool_settings(PARSEC)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Channels drops a group membership after a day (group_expiry) by default, so that a session

@@ -6,6 +6,7 @@ from typing import Any
 
 from protocol import replies, types
 from protocol.db import run_sync
+from protocol.loop_db import run_on_loop_or_sync
 from protocol.registry import Family, command
 from protocol.session import AuthenticatedSession
 from realms.outcomes import to_reply
@@ -104,7 +105,7 @@ async def realm_finish_reencryption_maintenance(session: AuthenticatedSession, r
     },
 )
 async def vlob_create(session: AuthenticatedSession, req: dict[str, Any]) -> replies.Reply:
-    outcome = await run_sync(vlobs.vlob_create, session=session, **req)
+    outcome = await run_on_loop_or_sync(vlobs.vlob_create_on_loop, vlobs.vlob_create, session=session, **req)
     return to_reply("vlob_create", outcome)
 
 
@@ -121,7 +122,7 @@ async def vlob_create(session: AuthenticatedSession, req: dict[str, Any]) -> rep
     },
 )
 async def vlob_update(session: AuthenticatedSession, req: dict[str, Any]) -> replies.Reply:
-    outcome = await run_sync(vlobs.vlob_update, session=session, **req)
+    outcome = await run_on_loop_or_sync(vlobs.vlob_update_on_loop, vlobs.vlob_update, session=session, **req)
     return to_reply("vlob_update", outcome)
 
 
@@ -136,7 +137,7 @@ async def vlob_update(session: AuthenticatedSession, req: dict[str, Any]) -> rep
     },
 )
 async def vlob_read(session: AuthenticatedSession, req: dict[str, Any]) -> replies.Reply:
-    outcome = await run_sync(vlobs.vlob_read, session=session, **req)
+    outcome = await run_on_loop_or_sync(vlobs.vlob_read_on_loop, vlobs.vlob_read, session=session, **req)
     return to_reply("vlob_read", outcome)
 
 

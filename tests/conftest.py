@@ -45,6 +45,16 @@ def close_database_pools(django_db_setup, django_db_blocker):
                 connection.close_pool()
 
 
+@pytest.fixture(autouse=True)
+async def close_loop_database_pool():
+    """Each test has its own event loop, and the vlob hot path a PostgreSQL pool per event loop
+    (protocol/loop_db.py): the pool goes with its test."""
+    yield
+    from protocol import loop_db
+
+    await loop_db.close_pool()
+
+
 @dataclass
 class World:
     organization_id: str

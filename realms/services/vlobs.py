@@ -15,8 +15,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from protocol import replies
-from protocol.db import db_param, fetch_row, statement_text
+from protocol import loop_db, replies
+from protocol.db import Prepared, db_param, fetch_row, statement_text
 from protocol.events import emit_realm_event_on_commit
 from protocol.session import AuthenticatedSession
 from realms import selectors, sql
@@ -153,6 +153,48 @@ def _store_version(params: dict[str, Any]) -> int:
         return moved
 
 
+def _version_params(
+    *, session: AuthenticatedSession, realm: Realm, vlob_id: uuid.UUID, version: int, timestamp: datetime, blob: bytes
+) -> dict[str, Any]:
+    """The parameters of sql.STORE_VERSION: the version, and the realm checkpoint moved by one."""
+    return {
+        "organization_pk": session.organization_pk,
+        "realm_pk": realm.pk,
+        "vlob_id": db_param(_ATOM_VLOB_ID, vlob_id),
+        "version": version,
+        "encryption_revision": realm.encryption_revision,
+        "blob": db_param(_ATOM_BLOB, blob),
+        "size": len(blob),
+        "author_pk": session.device_pk,
+        "timestamp": db_param(_ATOM_CREATED_ON, timestamp),
+        "checkpoint": realm.checkpoint + 1,
+        "previous_checkpoint": realm.checkpoint,
+        "user_pk": session.user_pk,
+    }
+
+
+def _check_moved(moved: int, realm: Realm) -> None:
+    # The realm row is locked, so nobody moved the checkpoint since we read it; a miss is a bug.
+    if moved != 1:
+        raise RuntimeError(f"checkpoint of realm {realm.realm_id.hex} moved under its lock")
+
+
+def _emit_vlobs_updated(*, session: AuthenticatedSession, realm: Realm, vlob_id: uuid.UUID, version: int) -> None:
+    """After the commit (from a worker thread) or right away (called once committed, on the event loop)."""
+    emit_realm_event_on_commit(
+        organization_pk=session.organization_pk,
+        realm_id=realm.realm_id,
+        event={
+            "event": "realm.vlobs_updated",
+            "realm_id": realm.realm_id,
+            "checkpoint": realm.checkpoint + 1,
+            "src_id": vlob_id,
+            "src_version": version,
+        },
+        exclude_device_pk=session.device_pk,
+    )
+
+
 def _write_version(
     *, session: AuthenticatedSession, realm: Realm, vlob_id: uuid.UUID, version: int, timestamp: datetime, blob: bytes
 ) -> bool:
@@ -160,43 +202,18 @@ def _write_version(
 
     False when the version already exists: the transaction is then marked for rollback.
     """
-    checkpoint = realm.checkpoint + 1
     try:
         moved = _store_version(
-            {
-                "organization_pk": session.organization_pk,
-                "realm_pk": realm.pk,
-                "vlob_id": db_param(_ATOM_VLOB_ID, vlob_id),
-                "version": version,
-                "encryption_revision": realm.encryption_revision,
-                "blob": db_param(_ATOM_BLOB, blob),
-                "size": len(blob),
-                "author_pk": session.device_pk,
-                "timestamp": db_param(_ATOM_CREATED_ON, timestamp),
-                "checkpoint": checkpoint,
-                "previous_checkpoint": realm.checkpoint,
-                "user_pk": session.user_pk,
-            }
+            _version_params(
+                session=session, realm=realm, vlob_id=vlob_id, version=version, timestamp=timestamp, blob=blob
+            )
         )
     except IntegrityError:
         # Another writer stored this version first: the unique constraint is the referee.
         transaction.set_rollback(True)
         return False
-    # The realm row is locked, so nobody moved the checkpoint since we read it; a miss is a bug.
-    if moved != 1:
-        raise RuntimeError(f"checkpoint of realm {realm.realm_id.hex} moved under its lock")
-    emit_realm_event_on_commit(
-        organization_pk=session.organization_pk,
-        realm_id=realm.realm_id,
-        event={
-            "event": "realm.vlobs_updated",
-            "realm_id": realm.realm_id,
-            "checkpoint": checkpoint,
-            "src_id": vlob_id,
-            "src_version": version,
-        },
-        exclude_device_pk=session.device_pk,
-    )
+    _check_moved(moved, realm)
+    _emit_vlobs_updated(session=session, realm=realm, vlob_id=vlob_id, version=version)
     return True
 
 
@@ -263,6 +280,57 @@ def vlob_create(
     return OK if written else RealmRefusal.ALREADY_EXISTS
 
 
+async def vlob_create_on_loop(
+    *,
+    session: AuthenticatedSession,
+    realm_id: uuid.UUID,
+    encryption_revision: int,
+    vlob_id: uuid.UUID,
+    timestamp: datetime,
+    blob: bytes,
+    sequester_blob: dict[uuid.UUID, bytes] | None,
+    now: datetime | None = None,
+) -> Outcome | None:
+    """`vlob_create`'s common case from the event loop (protocol/loop_db.py), same checks in the same
+    order; None: a case it leaves to `vlob_create` (sequester services involved)."""
+    if sequester_blob is not None:
+        return None
+    now = now or timezone.now()
+    if not replies.timestamp_in_ballpark(timestamp, now):
+        return BadTimestamp(now=now, client_timestamp=timestamp)
+    async with loop_db.write() as write:
+        row = await write.lock_then_read(
+            sql.LOCK_REALM_ONLY_BY_ID,
+            sql.VLOB_CREATE_STATE,
+            {
+                "organization_pk": session.organization_pk,
+                "realm_id": db_param(_REALM_ID, realm_id),
+                "user_pk": session.user_pk,
+                "vlob_id": db_param(_ATOM_VLOB_ID, vlob_id),
+            },
+            (*ACCESS_STATE_FIELDS, None, None),
+        )
+        if row is None:
+            return RealmRefusal.NOT_ALLOWED
+        state = access_state_from_row(row[:-2])
+        access = _write_access(state, now=now, encryption_revision=encryption_revision, timestamp=timestamp)
+        if isinstance(access, Refused):
+            return _refusal(access, realm_not_found=RealmRefusal.NOT_ALLOWED)
+        if row[-1]:
+            return None  # sequester services enabled: the nil blob set is refused in `vlob_create`
+        if row[-2]:
+            return RealmRefusal.ALREADY_EXISTS
+        params = _version_params(
+            session=session, realm=state.realm, vlob_id=vlob_id, version=1, timestamp=timestamp, blob=blob
+        )
+        stored = await write.write_then_commit(sql.STORE_VERSION, params)
+    if stored is None:
+        return RealmRefusal.ALREADY_EXISTS
+    _check_moved(stored[0], state.realm)
+    _emit_vlobs_updated(session=session, realm=state.realm, vlob_id=vlob_id, version=1)
+    return OK
+
+
 def vlob_update(
     *,
     session: AuthenticatedSession,
@@ -326,19 +394,68 @@ def vlob_update(
     return OK if written else RealmRefusal.BAD_VERSION
 
 
-def vlob_read(
+async def vlob_update_on_loop(
     *,
     session: AuthenticatedSession,
     encryption_revision: int,
     vlob_id: uuid.UUID,
-    version: int | None,
-    timestamp: datetime | None,
+    timestamp: datetime,
+    version: int,
+    blob: bytes,
+    sequester_blob: dict[uuid.UUID, bytes] | None,
     now: datetime | None = None,
-) -> Outcome:
+) -> Outcome | None:
+    """`vlob_update`'s common case from the event loop (protocol/loop_db.py), same checks in the same
+    order; None: a case it leaves to `vlob_update` (sequester services involved)."""
+    if sequester_blob is not None:
+        return None
     now = now or timezone.now()
-    # Hot path in one query: the wanted atom, its author, the author's latest role certificate and
-    # the realm's access state. Only when no atom matches do we look for the vlob itself
-    # (not_found vs bad_version).
+    if not replies.timestamp_in_ballpark(timestamp, now):
+        return BadTimestamp(now=now, client_timestamp=timestamp)
+    async with loop_db.write() as write:
+        row = await write.lock_then_read(
+            sql.LOCK_REALM_ONLY_OF_VLOB,
+            sql.VLOB_UPDATE_STATE,
+            {
+                "organization_pk": session.organization_pk,
+                "user_pk": session.user_pk,
+                "vlob_id": db_param(_ATOM_VLOB_ID, vlob_id),
+            },
+            (*ACCESS_STATE_FIELDS, None, _ATOM_CREATED_ON, None),
+        )
+        if row is None:
+            return RealmRefusal.NOT_FOUND
+        state = access_state_from_row(row[:-3])
+        access = _write_access(state, now=now, encryption_revision=encryption_revision, timestamp=timestamp)
+        if isinstance(access, Refused):
+            return _refusal(access, realm_not_found=RealmRefusal.NOT_FOUND)
+        if row[-1]:
+            return None  # sequester services enabled: the nil blob set is refused in `vlob_update`
+        previous_version, previous_timestamp = row[-3:-1]
+        if previous_version is None or version != previous_version + 1:
+            return RealmRefusal.BAD_VERSION
+        if timestamp < previous_timestamp:
+            return RequireGreaterTimestamp(previous_timestamp)
+        params = _version_params(
+            session=session, realm=state.realm, vlob_id=vlob_id, version=version, timestamp=timestamp, blob=blob
+        )
+        stored = await write.write_then_commit(sql.STORE_VERSION, params)
+    if stored is None:
+        return RealmRefusal.BAD_VERSION
+    _check_moved(stored[0], state.realm)
+    _emit_vlobs_updated(session=session, realm=state.realm, vlob_id=vlob_id, version=version)
+    return OK
+
+
+def _vlob_read_query(
+    *, session: AuthenticatedSession, encryption_revision: int, vlob_id: uuid.UUID, version: int | None,
+    timestamp: datetime | None,
+) -> tuple[Prepared, dict[str, Any]] | None:
+    """The hot-path read: the wanted atom, its author, the author's latest role certificate and the
+    realm's access state, in one statement; None: nothing can match (numbers beyond the columns' range,
+    which the SQLite driver would also refuse)."""
+    if encryption_revision > _MAX_STORED_INT or (version is not None and version > _MAX_STORED_INT):
+        return None
     params: dict[str, Any] = {
         "user_pk": session.user_pk,
         "organization_pk": session.organization_pk,
@@ -346,29 +463,15 @@ def vlob_read(
         "encryption_revision": encryption_revision,
     }
     if version is not None:
-        statement, params["version"] = sql.VLOB_READ_VERSION, version
-    elif timestamp is not None:
-        statement, params["timestamp"] = sql.VLOB_READ_AT, db_param(_ATOM_CREATED_ON, timestamp)
-    else:
-        statement = sql.VLOB_READ_LATEST
-    # Numbers beyond the columns' range match no row (and the SQLite driver would refuse them).
-    searchable = encryption_revision <= _MAX_STORED_INT and (version is None or version <= _MAX_STORED_INT)
-    row = fetch_row(statement, params, sql.VLOB_READ_FIELDS) if searchable else None
-    if row is None:
-        realm = selectors.realm_of_vlob(organization_pk=session.organization_pk, vlob_id=vlob_id)
-        if realm is None:
-            return RealmRefusal.NOT_FOUND
-        access = check_realm_access(
-            organization_pk=session.organization_pk,
-            realm=realm,
-            user_pk=session.user_pk,
-            operation=Operation.READ,
-            now=now,
-            encryption_revision=encryption_revision,
-        )
-        if isinstance(access, Refused):
-            return _refusal(access, realm_not_found=RealmRefusal.NOT_FOUND)
-        return RealmRefusal.BAD_VERSION
+        params["version"] = version
+        return sql.VLOB_READ_VERSION, params
+    if timestamp is not None:
+        params["timestamp"] = db_param(_ATOM_CREATED_ON, timestamp)
+        return sql.VLOB_READ_AT, params
+    return sql.VLOB_READ_LATEST, params
+
+
+def _vlob_read_found(row: tuple[Any, ...], *, encryption_revision: int, now: datetime) -> Outcome:
     atom_version, blob, created_on, author, author_last_role_granted_on = row[:5]
     access = evaluate_realm_access(
         access_state_from_row(row[5:]), operation=Operation.READ, now=now, encryption_revision=encryption_revision
@@ -383,6 +486,61 @@ def vlob_read(
         # The author wrote in the realm, so it has a role certificate there.
         author_last_role_granted_on=author_last_role_granted_on,
     )
+
+
+def vlob_read(
+    *,
+    session: AuthenticatedSession,
+    encryption_revision: int,
+    vlob_id: uuid.UUID,
+    version: int | None,
+    timestamp: datetime | None,
+    now: datetime | None = None,
+) -> Outcome:
+    now = now or timezone.now()
+    query = _vlob_read_query(
+        session=session, encryption_revision=encryption_revision, vlob_id=vlob_id, version=version, timestamp=timestamp
+    )
+    row = fetch_row(*query, sql.VLOB_READ_FIELDS) if query is not None else None
+    if row is not None:
+        return _vlob_read_found(row, encryption_revision=encryption_revision, now=now)
+    # Only when no atom matches do we look for the vlob itself (not_found vs bad_version).
+    realm = selectors.realm_of_vlob(organization_pk=session.organization_pk, vlob_id=vlob_id)
+    if realm is None:
+        return RealmRefusal.NOT_FOUND
+    access = check_realm_access(
+        organization_pk=session.organization_pk,
+        realm=realm,
+        user_pk=session.user_pk,
+        operation=Operation.READ,
+        now=now,
+        encryption_revision=encryption_revision,
+    )
+    if isinstance(access, Refused):
+        return _refusal(access, realm_not_found=RealmRefusal.NOT_FOUND)
+    return RealmRefusal.BAD_VERSION
+
+
+async def vlob_read_on_loop(
+    *,
+    session: AuthenticatedSession,
+    encryption_revision: int,
+    vlob_id: uuid.UUID,
+    version: int | None,
+    timestamp: datetime | None,
+    now: datetime | None = None,
+) -> Outcome | None:
+    """`vlob_read` from the event loop (protocol/loop_db.py) when the atom exists; None: `vlob_read`
+    tells `not_found` from `bad_version`."""
+    query = _vlob_read_query(
+        session=session, encryption_revision=encryption_revision, vlob_id=vlob_id, version=version, timestamp=timestamp
+    )
+    if query is None:
+        return None
+    row = await loop_db.fetch_row(*query, sql.VLOB_READ_FIELDS)
+    if row is None:
+        return None
+    return _vlob_read_found(row, encryption_revision=encryption_revision, now=now or timezone.now())
 
 
 def vlob_poll_changes(

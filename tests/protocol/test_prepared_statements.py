@@ -41,7 +41,7 @@ def test_prepared_once_per_connection():
             assert fetch_row(statement, {"x": 2}, (None,)) == (4,)
             assert fetch_row(statement, {"x": 3}, (None,)) == (6,)
     sent = [query["sql"] for query in queries.captured_queries]
-    assert sent == [statement.prepare_sql, "EXECUTE %s(2)" % statement.name, "EXECUTE %s(3)" % statement.name]
+    assert sent == [statement.prepare_sql, f"EXECUTE {statement.name}(2)", f"EXECUTE {statement.name}(3)"]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -57,4 +57,4 @@ def test_prepared_statement_outlives_a_rollback():
         assert connection.connection is raw  # the pool handed the same connection back
         with CaptureQueriesContext(connection) as queries:
             assert fetch_row(statement, {"x": 2}, (None,)) == (3,)
-    assert [query["sql"] for query in queries.captured_queries] == ["EXECUTE %s(2)" % statement.name]
+    assert [query["sql"] for query in queries.captured_queries] == [f"EXECUTE {statement.name}(2)"]

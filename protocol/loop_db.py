@@ -1,0 +1,194 @@
+"""The hot path's PostgreSQL access from the event loop itself, without a worker thread.
+
+A command run through `run_sync` costs a hop to a worker thread and back, and both threads then
+compete for the GIL: in the bench's profiles of `vlob_read`, the event loop spent more time handing
+work to the executor and re-acquiring the GIL than decoding and answering. The vlob commands'
+common cases (realms/services/vlobs.py `*_on_loop`) therefore run their prepared statements on
+psycopg's asyncio connections, from a pool of their own that takes its share of
+`--db-max-connections` (settings.PARSEC_LOOP_POOL); everything else, and every case they do not
+decide, runs in a worker thread as before.
+
+A connection problem before anything was written (a pooled connection that died idle, PostgreSQL
+restarting) is `LoopUnavailable`: the caller runs the command the usual way, whose handling of
+outages is the server's one. SQLite deployments have no such pool.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Sequence, TypeVar
+
+from django.conf import settings
+from django.db import OperationalError, connections
+from django.db.models import Field
+
+from protocol.db import Prepared, convert_row, run_sync
+
+T = TypeVar("T")
+
+logger = logging.getLogger("parsec.db")
+
+# One pool per event loop: the server has one; tests start a loop per test (`close_pool` at its end).
+_POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+# Per psycopg connection, the prepared statements it holds (as protocol.db does for its pool).
+_PREPARED_ON: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+
+
+class LoopUnavailable(Exception):
+    """The event loop's database access could not decide: run the command in a worker thread."""
+
+
+def enabled() -> bool:
+    return settings.PARSEC_LOOP_POOL is not None
+
+
+async def _configure(conn: Any) -> None:
+    # As Django does for its own connections: timestamps are read and compared in its time zone.
+    timezone_name = connections["default"].timezone_name
+    if timezone_name and conn.info.parameter_status("TimeZone") != timezone_name:
+        await conn.execute("SELECT set_config('TimeZone', %s, false)", (timezone_name,))
+
+
+def _pool() -> Any:
+    loop = asyncio.get_running_loop()
+    pool = _POOLS.get(loop)
+    if pool is None:
+        import psycopg
+        from psycopg_pool import AsyncConnectionPool
+
+        # Django's own connection parameters (database, credentials, startup options such as the
+        # statement timeout, its type adapters), for asyncio connections with client-side binding.
+        sizes = settings.PARSEC_LOOP_POOL
+        assert sizes is not None, "only called when enabled()"
+        kwargs = connections["default"].get_connection_params()
+        kwargs["cursor_factory"] = psycopg.AsyncClientCursor
+        kwargs["autocommit"] = True
+        pool = AsyncConnectionPool(
+            kwargs=kwargs,
+            open=False,
+            configure=_configure,
+            name="parsec-loop",
+            **sizes,
+        )
+        _POOLS[loop] = pool
+    return pool
+
+
+async def close_pool() -> None:
+    """Closes this event loop's pool, if it has one (server shutdown, end of a test)."""
+    pool = _POOLS.pop(asyncio.get_running_loop(), None)
+    if pool is not None:
+        await pool.close()
+
+
+@asynccontextmanager
+async def _connection() -> AsyncIterator[Any]:
+    import psycopg
+
+    pool = _pool()
+    try:
+        if pool.closed:
+            await pool.open(wait=False)
+        conn = await pool.getconn()
+    except Exception as exc:  # pool timeout, database unreachable
+        raise LoopUnavailable(str(exc)) from exc
+    try:
+        yield conn
+    finally:
+        status = conn.pgconn.transaction_status
+        if status not in (psycopg.pq.TransactionStatus.IDLE, psycopg.pq.TransactionStatus.UNKNOWN):
+            # A refused or failed write, or a cancelled command: its transaction goes, not its connection.
+            try:
+                await conn.rollback()
+            except Exception:
+                conn.close()
+        await pool.putconn(conn)
+
+
+async def _text(conn: Any, statement: Prepared) -> str:
+    prepared = _PREPARED_ON.setdefault(conn, set())
+    if statement.name not in prepared:
+        await conn.execute(statement.prepare_sql)
+        prepared.add(statement.name)
+    return statement.execute_sql
+
+
+async def fetch_row(
+    statement: Prepared, params: Mapping[str, Any], fields: Sequence[Field | None]
+) -> tuple[Any, ...] | None:
+    """The first row of a read, converted as protocol.db.fetch_row converts it; any failure is
+    `LoopUnavailable` (a read can always run again)."""
+    import psycopg
+
+    async with _connection() as conn:
+        try:
+            cursor = await conn.execute(await _text(conn, statement), params)
+            row = await cursor.fetchone()
+        except psycopg.Error as exc:
+            raise LoopUnavailable(str(exc)) from exc
+    return None if row is None else convert_row(row, fields)
+
+
+class Write:
+    """One write transaction on a loop connection, in two round trips: `BEGIN; <lock>; <read>`,
+    then `<write>; COMMIT` (or a rollback when the read refuses the write)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.answered = False  # the lock and read ran: from here on a failure is not retried
+
+    async def lock_then_read(
+        self, lock: Prepared, read: Prepared, params: Mapping[str, Any], fields: Sequence[Field | None]
+    ) -> tuple[Any, ...] | None:
+        """The realm lock, then the state read in a second statement of the same transaction
+        (it sees every change committed before the lock was granted: realms/sql.py)."""
+        import psycopg
+
+        try:
+            text = f"BEGIN; {await _text(self.conn, lock)}; {await _text(self.conn, read)}"
+            cursor = await self.conn.execute(text, params)
+            cursor.nextset()  # past BEGIN's result
+            cursor.nextset()  # past the lock's
+            row = await cursor.fetchone()
+        except psycopg.Error as exc:
+            raise LoopUnavailable(str(exc)) from exc
+        self.answered = True
+        return None if row is None else convert_row(row, fields)
+
+    async def write_then_commit(self, statement: Prepared, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """Runs the write and commits; None: a unique constraint refused it (rolled back)."""
+        import psycopg
+
+        try:
+            cursor = await self.conn.execute(f"{await _text(self.conn, statement)}; COMMIT", params)
+            return await cursor.fetchone()
+        except psycopg.errors.UniqueViolation:
+            return None
+        except psycopg.Error as exc:
+            # The commit may or may not have happened: not retried, reported as the server's other
+            # database failures are (protocol.registry).
+            raise OperationalError(str(exc)) from exc
+
+
+@asynccontextmanager
+async def write() -> AsyncIterator[Write]:
+    async with _connection() as conn:
+        yield Write(conn)
+
+
+async def run_on_loop_or_sync(
+    on_loop: Callable[..., Awaitable[T | None]], in_thread: Callable[..., T], /, **kwargs: Any
+) -> T:
+    """`on_loop(**kwargs)` when this server has a loop pool and it decides the command; otherwise
+    `in_thread(**kwargs)` in a worker thread (`run_sync`), which decides every case."""
+    if enabled():
+        try:
+            outcome = await on_loop(**kwargs)
+        except LoopUnavailable as exc:
+            logger.info("Event loop database access unavailable, running in a worker thread: %s", exc)
+            outcome = None
+        if outcome is not None:
+            return outcome
+    return await run_sync(in_thread, **kwargs)

@@ -1,0 +1,124 @@
+"""The vlob hot path on the event loop's own PostgreSQL pool (protocol/loop_db.py): the common cases
+are decided there, every other case and every connection problem goes to the worker-thread service,
+and no transaction or connection is left behind. (The outcomes themselves are the same modules'
+tests: tests/vlobs/test_vlob_*.py run through the handlers, hence through this path on PostgreSQL.)"""
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import psycopg
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from protocol import loop_db
+from realms.models import Realm, RealmVlobUpdate, VlobAtom
+from tests.conftest import World, connect_as
+from tests.vlobs.helpers import OK, create_vlob, new_vlob, read_vlob, update_vlob
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def postgresql_only():
+    if connection.vendor != "postgresql":
+        pytest.skip("the event loop's pool is PostgreSQL's (SQLite runs every command in a worker thread)")
+
+
+def _pool_requests() -> int:
+    pool = loop_db._POOLS.get(asyncio.get_running_loop())
+    return 0 if pool is None else pool.get_stats().get("requests_num", 0)
+
+
+async def test_pool_takes_its_share_of_the_connections():
+    assert settings.PARSEC_LOOP_POOL["max_size"] == settings.PARSEC.db_max_connections // 2
+    sync_pool = settings.DATABASES["default"]["OPTIONS"]["pool"]
+    assert sync_pool["max_size"] + settings.PARSEC_LOOP_POOL["max_size"] == settings.PARSEC.db_max_connections
+
+
+async def test_common_cases_run_on_the_loop(world: World, alice_ws, realm_id):
+    before = _pool_requests()
+    vlob_id = await new_vlob(alice_ws, realm_id)
+    assert await update_vlob(alice_ws, vlob_id, 2) == OK
+    assert (await read_vlob(alice_ws, vlob_id))["version"] == 2
+    assert _pool_requests() - before == 3
+    assert (await Realm.objects.aget(realm_id=realm_id)).checkpoint == 2
+    assert await RealmVlobUpdate.objects.acount() == 2
+
+
+async def test_refusals_leave_no_transaction_open(world: World, alice_ws, realm_id, vlob_id):
+    assert await create_vlob(alice_ws, realm_id, vlob_id=vlob_id) == {"status": "already_exists", "reason": None}
+    assert await update_vlob(alice_ws, vlob_id, 5) == {"status": "bad_version"}
+    pool = loop_db._POOLS[asyncio.get_running_loop()]
+    async with pool.connection() as conn:
+        assert conn.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    # The realm row lock was released with the refused writes: the next write goes through.
+    assert await update_vlob(alice_ws, vlob_id, 2) == OK
+
+
+async def test_unique_constraint_refusal_on_the_loop(world: World, alice_ws, realm_id, vlob_id, monkeypatch):
+    # A racing writer's stale view: the commit statement is refused by the constraint, rolled back.
+    from protocol.db import Prepared
+    from realms import sql
+
+    assert await update_vlob(alice_ws, vlob_id, 2) == OK
+    stale = sql.VLOB_UPDATE_STATE.sql.replace('SELECT v."version" FROM', 'SELECT v."version" - 1 FROM')
+    monkeypatch.setattr(sql, "VLOB_UPDATE_STATE", Prepared("stale_on_loop", stale))
+    before = _pool_requests()
+    assert await update_vlob(alice_ws, vlob_id, 2, blob=b"<dup>") == {"status": "bad_version"}
+    assert _pool_requests() == before + 1  # decided on the loop
+    assert [v async for v in VlobAtom.objects.filter(vlob_id=vlob_id).order_by("version").values_list("version", flat=True)] == [1, 2]
+    assert (await Realm.objects.aget(realm_id=realm_id)).checkpoint == 2
+
+
+async def test_dead_pooled_connection_falls_back_to_a_worker_thread(world: World, alice_ws, realm_id, vlob_id):
+    assert (await read_vlob(alice_ws, vlob_id))["status"] == "ok"  # the pool holds a connection now
+    pool = loop_db._POOLS[asyncio.get_running_loop()]
+    async with pool.connection() as conn:
+        backend_pid = conn.info.backend_pid
+    # PostgreSQL ends that session (as a restart would): the loop's next use of it fails at once.
+    from django.db import connections
+    from asgiref.sync import sync_to_async
+
+    def terminate() -> None:
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [backend_pid])
+        connections["default"].close()
+
+    await sync_to_async(terminate, thread_sensitive=False)()
+    await asyncio.sleep(0.2)
+    assert (await read_vlob(alice_ws, vlob_id))["status"] == "ok"
+    assert await update_vlob(alice_ws, vlob_id, 2) == OK
+    assert await update_vlob(alice_ws, vlob_id, 3) == OK
+
+
+async def test_abandoned_write_rolls_back(world: World, alice_ws, realm_id):
+    # A write abandoned while it waits for the realm lock (its client left): its transaction goes,
+    # and with it any lock it held; nothing is written.
+    vlob_id = uuid.uuid4()
+    pool = loop_db._pool()
+    await pool.open()
+    async with pool.connection() as holder:
+        await holder.execute("BEGIN")
+        await holder.execute(
+            f'SELECT 1 FROM "{Realm._meta.db_table}" WHERE "realm_id" = %s FOR NO KEY UPDATE', (realm_id,)
+        )
+        leaving = await connect_as(world.alice)
+        write = asyncio.create_task(create_vlob(leaving, realm_id, vlob_id=vlob_id))
+        await asyncio.sleep(0.5)
+        assert not write.done()  # waiting for the lock
+        write.cancel()
+        await leaving.close()
+        await asyncio.sleep(0.5)
+        await holder.execute("ROLLBACK")
+    assert not await VlobAtom.objects.filter(vlob_id=vlob_id).aexists()
+    assert await create_vlob(alice_ws, realm_id, vlob_id=vlob_id) == OK
+    assert (await Realm.objects.aget(realm_id=realm_id)).checkpoint == 1
+
+
+async def test_sequester_writes_run_in_a_worker_thread(world: World, alice_ws, realm_id):
+    before = _pool_requests()
+    reply = await create_vlob(alice_ws, realm_id, sequester_blob={uuid.uuid4(): b"<blob>"})
+    assert reply["status"] == "not_a_sequestered_organization"
+    assert _pool_requests() == before
