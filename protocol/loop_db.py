@@ -30,18 +30,15 @@ T = TypeVar("T")
 
 logger = logging.getLogger("parsec.db")
 
-# One pool per event loop: the server has one; tests start a loop per test (`close_pool` at its end).
+# One pool per serving event loop: the server has one; each test its own (`close_pool` at its end).
 _POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+_SERVING_LOOPS: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 # Per psycopg connection, the prepared statements it holds (as protocol.db does for its pool).
 _PREPARED_ON: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
 
 
 class LoopUnavailable(Exception):
     """The event loop's database access could not decide: run the command in a worker thread."""
-
-
-def enabled() -> bool:
-    return settings.PARSEC_LOOP_POOL is not None
 
 
 async def _configure(conn: Any) -> None:
@@ -51,6 +48,21 @@ async def _configure(conn: Any) -> None:
         await conn.execute("SELECT set_config('TimeZone', %s, false)", (timezone_name,))
 
 
+def serve_from(loop: asyncio.AbstractEventLoop) -> None:
+    """Lets the vlob hot path use `loop` for its database access: the server's event loop (the `run`
+    command), a test's. Other loops (`async_to_sync`'s, short-lived) run every command in a worker thread."""
+    _SERVING_LOOPS.add(loop)
+
+
+def enabled() -> bool:
+    if settings.PARSEC_LOOP_POOL is None:
+        return False
+    try:
+        return asyncio.get_running_loop() in _SERVING_LOOPS
+    except RuntimeError:
+        return False
+
+
 def _pool() -> Any:
     loop = asyncio.get_running_loop()
     pool = _POOLS.get(loop)
@@ -58,27 +70,23 @@ def _pool() -> Any:
         import psycopg
         from psycopg_pool import AsyncConnectionPool
 
-        # Django's own connection parameters (database, credentials, startup options such as the
-        # statement timeout, its type adapters), for asyncio connections with client-side binding.
         sizes = settings.PARSEC_LOOP_POOL
         assert sizes is not None, "only called when enabled()"
+        # Django's own connection parameters (database, credentials, startup options such as the
+        # statement timeout, its type adapters), for asyncio connections with client-side binding.
         kwargs = connections["default"].get_connection_params()
         kwargs["cursor_factory"] = psycopg.AsyncClientCursor
         kwargs["autocommit"] = True
-        pool = AsyncConnectionPool(
-            kwargs=kwargs,
-            open=False,
-            configure=_configure,
-            name="parsec-loop",
-            **sizes,
-        )
+        pool = AsyncConnectionPool(kwargs=kwargs, open=False, configure=_configure, name="parsec-loop", **sizes)
         _POOLS[loop] = pool
     return pool
 
 
 async def close_pool() -> None:
     """Closes this event loop's pool, if it has one (server shutdown, end of a test)."""
-    pool = _POOLS.pop(asyncio.get_running_loop(), None)
+    loop = asyncio.get_running_loop()
+    _SERVING_LOOPS.discard(loop)
+    pool = _POOLS.pop(loop, None)
     if pool is not None:
         await pool.close()
 

@@ -46,12 +46,15 @@ def close_database_pools(django_db_setup, django_db_blocker):
 
 
 @pytest.fixture(autouse=True)
-async def close_loop_database_pool():
-    """Each test has its own event loop, and the vlob hot path a PostgreSQL pool per event loop
-    (protocol/loop_db.py): the pool goes with its test."""
-    yield
+async def loop_database_pool():
+    """The test's event loop serves as the server's does: the vlob hot path decides its common cases
+    there, on a PostgreSQL pool of that loop (protocol/loop_db.py), which goes with the test."""
+    import asyncio
+
     from protocol import loop_db
 
+    loop_db.serve_from(asyncio.get_running_loop())
+    yield
     await loop_db.close_pool()
 
 

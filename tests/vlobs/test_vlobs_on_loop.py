@@ -50,7 +50,7 @@ async def test_common_cases_run_on_the_loop(world: World, alice_ws, realm_id):
 async def test_refusals_leave_no_transaction_open(world: World, alice_ws, realm_id, vlob_id):
     assert await create_vlob(alice_ws, realm_id, vlob_id=vlob_id) == {"status": "already_exists", "reason": None}
     assert await update_vlob(alice_ws, vlob_id, 5) == {"status": "bad_version"}
-    pool = loop_db._POOLS[asyncio.get_running_loop()]
+    pool = loop_db._pool()
     async with pool.connection() as conn:
         assert conn.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
     # The realm row lock was released with the refused writes: the next write goes through.
@@ -74,7 +74,7 @@ async def test_unique_constraint_refusal_on_the_loop(world: World, alice_ws, rea
 
 async def test_dead_pooled_connection_falls_back_to_a_worker_thread(world: World, alice_ws, realm_id, vlob_id):
     assert (await read_vlob(alice_ws, vlob_id))["status"] == "ok"  # the pool holds a connection now
-    pool = loop_db._POOLS[asyncio.get_running_loop()]
+    pool = loop_db._pool()
     async with pool.connection() as conn:
         backend_pid = conn.info.backend_pid
     # PostgreSQL ends that session (as a restart would): the loop's next use of it fails at once.

@@ -19,6 +19,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 
 from parsec_site import cli, server as serving
+from protocol import loop_db
 from blocks.stores.config import LocalBlockstore, RaidBlockstore
 from parsec_site.config import ServerConfig, check_supported
 
@@ -75,6 +76,8 @@ class Command(BaseCommand):
         reactor._asyncioEventloop.set_default_executor(
             ThreadPoolExecutor(max_workers=config.db_max_connections + EXECUTOR_MARGIN, thread_name_prefix="parsec")
         )
+        # The vlob hot path's own PostgreSQL pool lives on this loop (protocol/loop_db.py).
+        loop_db.serve_from(reactor._asyncioEventloop)
 
         where = f"fd {config.fd}" if config.fd is not None else f"{config.host}:{config.port}"
         self.stdout.write(
