@@ -1,8 +1,9 @@
-"""The async side of the block commands: the three phases of each, in worker threads, around the store I/O.
+"""The async side of the block commands: the three phases of each around the store I/O.
 
-The only async block code. Each phase is its own `run_sync` call, so a slow blockstore (S3, Swift) never
-holds a database connection of the small pool nor a transaction while it works: check (`blocks.services`),
-store (`blocks.stores`), then record (`blocks.services`).
+The only async block code. Each phase is its own call, so a slow blockstore (S3, Swift) never holds a
+database connection of the small pool nor a transaction while it works: check (`blocks.services`; on the
+event loop on PostgreSQL, protocol/loop_db.py), store (`blocks.stores`), then record (`blocks.services`),
+both in worker threads.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from blocks.outcomes import BlockOutcome, BlockReadOk
 from blocks.stores import factory
 from blocks.stores.base import BlockNotFound, BlockStoreError
 from protocol.db import run_sync
+from protocol.loop_db import run_on_loop_or_sync
 from protocol.session import AuthenticatedSession
 
 logger = logging.getLogger(__name__)
@@ -25,8 +27,9 @@ async def block_create(
     *, session: AuthenticatedSession, block_id: uuid.UUID, realm_id: uuid.UUID, block: bytes
 ) -> BlockOutcome:
     now = timezone.now()
-    checked = await run_sync(
-        services.check_block_create, session=session, block_id=block_id, realm_id=realm_id, now=now
+    checked = await run_on_loop_or_sync(
+        services.check_block_create_on_loop, services.check_block_create,
+        session=session, block_id=block_id, realm_id=realm_id, now=now,
     )
     if isinstance(checked, BlockOutcome):
         return checked
@@ -43,7 +46,9 @@ async def block_create(
 
 async def block_read(*, session: AuthenticatedSession, block_id: uuid.UUID) -> BlockOutcome | BlockReadOk:
     now = timezone.now()
-    checked = await run_sync(services.check_block_read, session=session, block_id=block_id, now=now)
+    checked = await run_on_loop_or_sync(
+        services.check_block_read_on_loop, services.check_block_read, session=session, block_id=block_id, now=now
+    )
     if checked is not BlockOutcome.OK:
         return checked
     try:

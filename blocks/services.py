@@ -14,6 +14,7 @@ from django.db import IntegrityError
 from blocks import sql
 from blocks.models import Block
 from blocks.outcomes import BlockOutcome
+from protocol import loop_db
 from protocol.db import db_param, fetch_row
 from protocol.session import AuthenticatedSession
 from realms.rules import ACCESS_STATE_FIELDS, Operation, Refused, access_state_from_row, evaluate_realm_access
@@ -21,6 +22,7 @@ from realms.models import Realm
 
 _BLOCK_ID = Block._meta.get_field("block_id")
 _REALM_ID = Realm._meta.get_field("realm_id")
+_CREATE_FIELDS = (*ACCESS_STATE_FIELDS, None)
 
 
 def _refusal(refused: Refused) -> BlockOutcome:
@@ -31,23 +33,16 @@ def _refusal(refused: Refused) -> BlockOutcome:
 # --- block_create --------------------------------------------------------------------------------
 
 
-def check_block_create(
-    *, session: AuthenticatedSession, block_id: uuid.UUID, realm_id: uuid.UUID, now: datetime
-) -> int | BlockOutcome:
-    """The checks of §7.1 in order: the pk of the realm to attach the block to, or the refusal.
+def _block_create_query(*, session: AuthenticatedSession, block_id: uuid.UUID, realm_id: uuid.UUID) -> dict:
+    return {
+        "user_pk": session.user_pk,
+        "organization_pk": session.organization_pk,
+        "block_id": db_param(_BLOCK_ID, block_id),
+        "realm_id": db_param(_REALM_ID, realm_id),
+    }
 
-    One statement (realm access state and whether the id is taken), so no transaction is needed.
-    """
-    row = fetch_row(
-        sql.BLOCK_CREATE_STATE,
-        {
-            "user_pk": session.user_pk,
-            "organization_pk": session.organization_pk,
-            "block_id": db_param(_BLOCK_ID, block_id),
-            "realm_id": db_param(_REALM_ID, realm_id),
-        },
-        (*ACCESS_STATE_FIELDS, None),
-    )
+
+def _block_create_checked(row: tuple | None, *, now: datetime) -> int | BlockOutcome:
     if row is None:
         # block_create's `not_found` carries no reason field (schema).
         return BlockOutcome.NOT_FOUND
@@ -57,6 +52,25 @@ def check_block_create(
     if row[-1]:
         return BlockOutcome.ALREADY_EXISTS
     return access.realm.pk
+
+
+def check_block_create(
+    *, session: AuthenticatedSession, block_id: uuid.UUID, realm_id: uuid.UUID, now: datetime
+) -> int | BlockOutcome:
+    """The checks of §7.1 in order: the pk of the realm to attach the block to, or the refusal.
+
+    One statement (realm access state and whether the id is taken), so no transaction is needed.
+    """
+    params = _block_create_query(session=session, block_id=block_id, realm_id=realm_id)
+    return _block_create_checked(fetch_row(sql.BLOCK_CREATE_STATE, params, _CREATE_FIELDS), now=now)
+
+
+async def check_block_create_on_loop(
+    *, session: AuthenticatedSession, block_id: uuid.UUID, realm_id: uuid.UUID, now: datetime
+) -> int | BlockOutcome:
+    """`check_block_create` from the event loop (protocol/loop_db.py)."""
+    params = _block_create_query(session=session, block_id=block_id, realm_id=realm_id)
+    return _block_create_checked(await loop_db.fetch_row(sql.BLOCK_CREATE_STATE, params, _CREATE_FIELDS), now=now)
 
 
 def record_block(
@@ -81,13 +95,7 @@ def record_block(
 # --- block_read ----------------------------------------------------------------------------------
 
 
-def check_block_read(*, session: AuthenticatedSession, block_id: uuid.UUID, now: datetime) -> BlockOutcome:
-    """The checks of §7.2 in order, in one statement: OK when the block may be read."""
-    row = fetch_row(
-        sql.BLOCK_READ_STATE,
-        {"user_pk": session.user_pk, "organization_pk": session.organization_pk, "block_id": db_param(_BLOCK_ID, block_id)},
-        ACCESS_STATE_FIELDS,
-    )
+def _block_read_checked(row: tuple | None, *, now: datetime) -> BlockOutcome:
     if row is None:
         return BlockOutcome.NOT_FOUND
     # READ without an encryption revision: allowed during re-encryption, refused in other maintenance.
@@ -95,3 +103,19 @@ def check_block_read(*, session: AuthenticatedSession, block_id: uuid.UUID, now:
     if isinstance(access, Refused):
         return _refusal(access)
     return BlockOutcome.OK
+
+
+def _block_read_query(*, session: AuthenticatedSession, block_id: uuid.UUID) -> dict:
+    return {"user_pk": session.user_pk, "organization_pk": session.organization_pk, "block_id": db_param(_BLOCK_ID, block_id)}
+
+
+def check_block_read(*, session: AuthenticatedSession, block_id: uuid.UUID, now: datetime) -> BlockOutcome:
+    """The checks of §7.2 in order, in one statement: OK when the block may be read."""
+    params = _block_read_query(session=session, block_id=block_id)
+    return _block_read_checked(fetch_row(sql.BLOCK_READ_STATE, params, ACCESS_STATE_FIELDS), now=now)
+
+
+async def check_block_read_on_loop(*, session: AuthenticatedSession, block_id: uuid.UUID, now: datetime) -> BlockOutcome:
+    """`check_block_read` from the event loop (protocol/loop_db.py)."""
+    params = _block_read_query(session=session, block_id=block_id)
+    return _block_read_checked(await loop_db.fetch_row(sql.BLOCK_READ_STATE, params, ACCESS_STATE_FIELDS), now=now)

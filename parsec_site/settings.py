@@ -139,7 +139,9 @@ def _loop_pool_settings(config: ServerConfig) -> dict | None:
     return {
         "min_size": min(config.db_min_connections // 2, max_size),
         "max_size": max_size,
-        "timeout": 30,
+        # Not the 30 s of the other pool: a command that finds no loop connection at once (all busy,
+        # or the database restarting) runs in a worker thread instead of waiting here first.
+        "timeout": 1,
         "reconnect_timeout": PARSEC_POOL_RECONNECT_TIMEOUT,
     }
 
