@@ -143,6 +143,7 @@ class Server:
     command: list[str] | None = None
     env: dict[str, str] | None = None
     cwd: Path | None = None
+    profile_subprocesses: bool = False  # granian serves from a worker process below its supervisor
 
     @property
     def base_url(self) -> str:
@@ -324,7 +325,8 @@ class Lab:
         else:
             raise ValueError(f"unknown server {kind!r} (expected one of {SERVER_KINDS})")
         server = Server(kind=kind, port=port, db_url=db_url, token=token, log_path=log,
-                        postmaster_pid=self.postmaster_pid(), command=command, env=env, cwd=cwd)
+                        postmaster_pid=self.postmaster_pid(), command=command, env=env, cwd=cwd,
+                        profile_subprocesses=kind in ("ours2", "ours-granian"))
         self.servers.append(server)
         server.launch()
         return server
