@@ -19,11 +19,11 @@ from typing import Any
 
 from parsec_site.asgi import application as parsec_application  # sets DJANGO_SETTINGS_MODULE, sets Django up
 
-from django.conf import settings  # noqa: E402
-from django.db import connections  # noqa: E402
+from django.conf import settings
+from django.db import connections
 
-from parsec_site.config import check_supported  # noqa: E402
-from server.management.commands.run import EXECUTOR_MARGIN  # noqa: E402
+from parsec_site.config import check_supported
+from server.management.commands.run import EXECUTOR_MARGIN
 
 
 def _start() -> None:
@@ -38,7 +38,7 @@ def _start() -> None:
 def _stop() -> None:
     for connection in connections.all(initialized_only=True):
         if getattr(connection, "pool", None) is not None:
-            connection.close_pool()
+            connection.close_pool()  # type: ignore[attr-defined]  # PostgreSQL's wrapper, as in run.py
 
 
 async def _lifespan(receive: Any, send: Any) -> None:
