@@ -176,6 +176,8 @@ def start_profiler(org: Org, phase: str, options: Options):
                "--rate", "250", "--format", "raw", "--threads", "--nonblocking", "--output", output]
     if options.profile_idle:
         command.append("--idle")
+    if org.server.profile_subprocesses:  # the Python that serves is a child of the started process
+        command.append("--subprocesses")
     return asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.DEVNULL,
                                           stderr=asyncio.subprocess.DEVNULL)
 

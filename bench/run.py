@@ -20,7 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from bench.phases import DEFAULT_PHASES, PHASES, Options, Result, SkipPhase, machine_busy_seconds
-from bench.servers import SERVER_KINDS, Lab, cpu_seconds_of
+from bench.servers import ASGI_CANDIDATES, SERVER_KINDS, Lab, cpu_seconds_of, missing_server
 from bench.setup import Org, add_bob_and_share, create_organization
 from bench.sizes import LARGE, SIZE_PHASES, SIZE_TARGET, SMALL, check_loaded, load_sized, parse_shape
 
@@ -41,7 +41,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--servers", default="ours,reference",
-                        help="comma-separated, in round order: ours, reference, before, ours2 (ours with --workers 2) "
+                        help="comma-separated, in round order: ours, reference, before, ours2 (ours with --workers 2), "
+                        f"or our application under another ASGI server: {', '.join(ASGI_CANDIDATES)} "
                         "(default: ours,reference)")
     parser.add_argument("--before-tree", metavar="DIR",
                         help="the checkout the `before` server runs from (e.g. `git worktree add /tmp/before <commit>`), "
@@ -98,6 +99,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     for server in args.server_list:
         if server not in SERVER_KINDS:
             parser.error(f"unknown server {server!r}: expected {', '.join(SERVER_KINDS)}")
+    # The other ASGI servers are optional: one that is not installed is left out, saying so, not a crash.
+    args.missing_servers = {server: why for server in args.server_list if (why := missing_server(server))}
+    args.server_list = [server for server in args.server_list if server not in args.missing_servers]
+    if not args.server_list:
+        parser.error("no server left to run: " + "; ".join(f"{s}: {w}" for s, w in args.missing_servers.items()))
     if "before" in args.server_list and not args.before_tree:
         parser.error("--servers before needs --before-tree DIR")
     args.before_tree = Path(args.before_tree).resolve() if args.before_tree else None
@@ -272,6 +278,9 @@ def print_table(args, collected: dict[str, dict[str, list[Result]]]) -> None:
     workers = "ours" in servers and "ours2" in servers
     if workers:
         headers += ["ours2/ours"]
+    # Our application under another ASGI server, against daphne (`ours`): headline and p99 ratios.
+    candidates = [server for server in servers if server in ASGI_CANDIDATES] if "ours" in servers else []
+    headers += [f"{server.removeprefix('ours-')}/ours" for server in candidates]
     rows = []
     for phase in args.phase_list:
         row = [phase] + [cell(summaries[server][phase], phase) for server in servers]
@@ -282,6 +291,7 @@ def print_table(args, collected: dict[str, dict[str, list[Result]]]) -> None:
             row.append(version_ratio(phase, summaries["ours"][phase], summaries["before"][phase]))
         if workers:
             row.append(version_ratio(phase, summaries["ours2"][phase], summaries["ours"][phase]))
+        row += [version_ratio(phase, summaries[server][phase], summaries["ours"][phase]) for server in candidates]
         rows.append(row)
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
     line = "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |"
@@ -307,6 +317,11 @@ def print_table(args, collected: dict[str, dict[str, list[Result]]]) -> None:
         text = ", ".join(f"{server} {fmt(v)}" for server, v in zip(servers, values))
         if both and values[0] and values[1]:
             text += f" ({values[0] / values[1]:.2f}x)" if servers[0] == "ours" else f" ({values[1] / values[0]:.2f}x)"
+        ours_value = values[servers.index("ours")] if candidates else None
+        if ours_value:
+            text += "; /ours: " + ", ".join(
+                f"{server.removeprefix('ours-')} {v / ours_value:.2f}x" if v else f"{server.removeprefix('ours-')} -"
+                for server, v in zip(servers, values) if server in candidates)
         eff.append(f"{phase}: {text}")
     for item in eff:
         print("  " + item)
@@ -314,6 +329,8 @@ def print_table(args, collected: dict[str, dict[str, list[Result]]]) -> None:
                 if summaries[server][phase] is None]
     for phase, server, why in problems:
         print(f"  {phase} on {server}: {why}")
+    for server, why in args.missing_servers.items():
+        print(f"  {server}: left out of this run, {why}")
     print()
 
 
@@ -419,6 +436,8 @@ async def main_async(args) -> int:
               before_tree=args.before_tree)
     collected: dict[str, dict[str, list[Result]]] = {p: {s: [] for s in args.server_list} for p in args.phase_list}
     try:
+        for server, why in args.missing_servers.items():
+            print(f"{server}: left out of this run, {why}", flush=True)
         print(f"workdir (server logs): {lab.workdir}", flush=True)
         lab.start_cluster()
         orgs: dict[str, Org] = {}

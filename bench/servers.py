@@ -1,9 +1,11 @@
 """Start and stop the servers under test: ours (`manage.py run`, daphne) and the reference
 (parsec-cloud 2.17.0 `parsec backend run`), each on its own free loopback port with its own fresh
-PostgreSQL database (metadata and blocks) in one throwaway cluster."""
+PostgreSQL database (metadata and blocks) in one throwaway cluster; and our application under other
+ASGI servers (`ours-uvicorn`...: see ASGI_CANDIDATES), to compare the websocket layer."""
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import os
 import secrets
 import signal
@@ -34,8 +36,48 @@ def reference_parsec() -> Path:
     raise RuntimeError("reference server not found: set PARSEC_REF_BIN, or install parsec-cloud 2.17.0 "
                        f"(scripts/setup.sh --tests); looked at {', '.join(map(str, candidates))}")
 
+# The same application, settings and database options as `ours`, served by another ASGI server instead of
+# daphne (issue 15, "the websocket layer"): one process serving (granian: one worker under its supervisor), no
+# TLS, the standard asyncio loop like daphne's reactor, bench/asgi_app.py doing `run`'s start-up work in the
+# ASGI lifespan. kind -> (the modules that must be importable, the command after the python).
+# These servers are not requirements of the project: a kind whose server is missing is left out of the run.
+WS_MAX_SIZE = str(16 * 1024 * 1024)  # parsec_site/server.py's WEBSOCKET_MAX_MESSAGE_SIZE
+ASGI_APP = "bench.asgi_app:application"
+
+
+def _uvicorn(ws: str) -> list[str]:
+    # daphne pings every 30 s and never drops a connection for a late pong; the bench client never offers
+    # permessage-deflate, so the deflate switch changes nothing here (it is off to say so).
+    return ["-m", "uvicorn", ASGI_APP, "--host", "127.0.0.1", "--port", "{port}", "--loop", "asyncio",
+            "--http", "h11", "--ws", ws, "--ws-max-size", WS_MAX_SIZE, "--ws-ping-interval", "30",
+            "--ws-ping-timeout", "3600", "--ws-per-message-deflate", "false", "--lifespan", "on",
+            "--no-access-log", "--log-level", "{log_level}", "--timeout-graceful-shutdown", "10"]
+
+
+ASGI_CANDIDATES: dict[str, tuple[tuple[str, ...], list[str]]] = {
+    "ours-uvicorn": (("uvicorn", "websockets"), _uvicorn("websockets")),
+    "ours-uvicorn-sansio": (("uvicorn", "websockets"), _uvicorn("websockets-sansio")),
+    "ours-uvicorn-wsproto": (("uvicorn", "wsproto"), _uvicorn("wsproto")),
+    # --workers 0: hypercorn serves in this process instead of spawning one worker process.
+    "ours-hypercorn": (("hypercorn",), [
+        "-m", "hypercorn", ASGI_APP, "--bind", "127.0.0.1:{port}", "--workers", "0", "--worker-class", "asyncio",
+        "--log-level", "{log_level}", "--graceful-timeout", "10"]),
+    "ours-granian": (("granian",), [
+        "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", "{port}", "--workers", "1",
+        "--loop", "asyncio", "--no-access-log", "--log-level", "{log_level}", ASGI_APP]),
+}
 # ours2: our server with `--workers 2` (two processes on one port; each has its own database pool).
-SERVER_KINDS = ("ours", "reference", "before", "ours2")
+SERVER_KINDS = ("ours", "reference", "before", "ours2", *ASGI_CANDIDATES)
+
+
+def missing_server(kind: str) -> str | None:
+    """Why `kind` cannot run here (its ASGI server is not installed in .venv), or None."""
+    if kind not in ASGI_CANDIDATES:
+        return None
+    missing = [module for module in ASGI_CANDIDATES[kind][0] if importlib.util.find_spec(module) is None]
+    if missing:
+        return f"not installed: {', '.join(missing)} (.venv/bin/pip install {' '.join(missing)})"
+    return None
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -101,6 +143,7 @@ class Server:
     command: list[str] | None = None
     env: dict[str, str] | None = None
     cwd: Path | None = None
+    profile_subprocesses: bool = False  # granian serves from a worker process below its supervisor
 
     @property
     def base_url(self) -> str:
@@ -265,10 +308,25 @@ class Lab:
                          what="reference migrate")
             command = [parsec, "backend", "run", *common]
             cwd = self.workdir
+        elif kind in ASGI_CANDIDATES:
+            if (why := missing_server(kind)) is not None:
+                raise RuntimeError(f"{kind}: {why}")
+            from parsec_site.cli import parse_run_arguments
+
+            _run_checked([str(OUR_PYTHON), "manage.py", "migrate", "--noinput", "-v", "0"],
+                         env={**env, "PARSEC_DB": db_url}, cwd=REPO, log=log, what=f"{kind} migrate")
+            # `run`'s own flag parser turns the same options into the PARSEC_* variables settings.py reads.
+            _namespace, variables, _rest = parse_run_arguments(common, {})
+            env = {**env, **variables, "PYTHONPATH": str(REPO)}
+            level = (self.log_level or "info").lower()
+            command = [str(OUR_PYTHON), *(part.format(port=port, log_level=level)
+                                          for part in ASGI_CANDIDATES[kind][1])]
+            cwd = REPO
         else:
             raise ValueError(f"unknown server {kind!r} (expected one of {SERVER_KINDS})")
         server = Server(kind=kind, port=port, db_url=db_url, token=token, log_path=log,
-                        postmaster_pid=self.postmaster_pid(), command=command, env=env, cwd=cwd)
+                        postmaster_pid=self.postmaster_pid(), command=command, env=env, cwd=cwd,
+                        profile_subprocesses=kind in ("ours2", "ours-granian"))
         self.servers.append(server)
         server.launch()
         return server
