@@ -120,8 +120,20 @@ def _current_realms(user_pk: int) -> models.QuerySet[Realm]:
 
 
 def user_current_realm_ids(user_pk: int) -> list[uuid.UUID]:
-    """Realms where the user currently has a role: the realm set of a new events subscription."""
-    return list(_current_realms(user_pk).values_list("realm_id", flat=True))
+    """Realms where the user currently has a role: the realm set of a new events subscription.
+
+    The user's role certificates with none newer for the same realm: PostgreSQL reads them twice and
+    anti-joins them by hash, where `_current_realms`' subquery per realm took twice as long for a member of
+    1,000 realms (issue 15, size_member_subscribe). Its cost still follows the number of realms, as the
+    subscription's groups do."""
+    newer = RealmUserRole.objects.filter(
+        realm_id=OuterRef("realm_id"), user_id=user_pk, certified_on__gt=OuterRef("certified_on")
+    )
+    return list(
+        RealmUserRole.objects.filter(user_id=user_pk, role__isnull=False)
+        .filter(~Exists(newer))
+        .values_list("realm__realm_id", flat=True)
+    )
 
 
 def user_current_realms(user_pk: int) -> list[tuple[int, uuid.UUID]]:
