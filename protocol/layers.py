@@ -22,6 +22,7 @@ Everything else (API, capacity, expiry semantics, channel names) is Channels' ow
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Any
 
@@ -29,6 +30,7 @@ from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer
 
 SWEEP_INTERVAL = 1.0
+_GROUP_NAMES = re.compile(r"(?:[a-zA-Z\d\-_.]{1,%d}\n)*" % (InMemoryChannelLayer.MAX_NAME_LENGTH - 1))
 FANOUT_CHUNK = 64
 
 
@@ -70,9 +72,15 @@ class LocalChannelLayer(InMemoryChannelLayer):
         """`group_add` of each group, at once: the session start of a user holding 1,000 realms joins 1,000
         groups, and one task per join (what gathering the awaits costs) made that ~10 ms of event loop."""
         self.require_valid_channel_name(channel)
+        # Channels' rule for each name (ASCII alphanumerics, hyphens, underscores, periods; < 100 characters),
+        # checked in one pass over all of them: per name, the check cost as much as the join itself.
+        if groups:
+            names = "\n".join(groups) + "\n"  # TypeError on a non-str, as Channels
+            # The count: a name holding the separator would otherwise pass as two.
+            if names.count("\n") != len(groups) or not _GROUP_NAMES.fullmatch(names):
+                raise TypeError(self.invalid_name_error.format("Group"))
         now = time.time()
         for group in groups:
-            self.require_valid_group_name(group)
             self.groups.setdefault(group, {})[channel] = now
 
     def group_discard_many(self, groups: list[str], channel: str) -> None:

@@ -106,8 +106,16 @@ async def test_many_groups_at_once_as_one_by_one(layer):
 
 
 async def test_many_groups_refuses_bad_names_as_group_add_does(layer):
-    with pytest.raises(TypeError):
-        layer.group_add_many(["parsec.ok", "bad name with spaces"], "me.inmemory!y")
+    longest = "g" * (layer.MAX_NAME_LENGTH - 1)
+    layer.group_add_many([], "me.inmemory!y")
+    layer.group_add_many(["parsec.ok-_.9", longest], "me.inmemory!y")
+    assert set(layer.groups) == {"parsec.ok-_.9", longest}
+    for bad in ["bad name with spaces", "", longest + "g", "new\nline", "é", 42]:
+        with pytest.raises(TypeError):
+            await layer.group_add(bad, "me.inmemory!y")  # Channels' own rule...
+        with pytest.raises(TypeError):
+            layer.group_add_many(["parsec.fine", bad], "me.inmemory!y")  # ...is group_add_many's
+    assert set(layer.groups) == {"parsec.ok-_.9", longest}  # nothing joined from a refused list
     with pytest.raises(TypeError):
         layer.group_add_many(["parsec.ok"], "bad channel")
     with pytest.raises(TypeError):
