@@ -143,7 +143,7 @@ async def _leave(connection: Connection, group: str) -> None:
 
 def _current_realm_ids(user_pk: int) -> set[str]:
     # Realms are an app's data: the realms app registers how to read a user's set (protocol.hooks).
-    return {realm_id.hex for realm_id in hooks.user_realm_ids(user_pk)}
+    return hooks.user_realm_ids(user_pk)
 
 
 @command("events_subscribe", family=Family.AUTHENTICATED)

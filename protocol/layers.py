@@ -30,7 +30,7 @@ from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer
 
 SWEEP_INTERVAL = 1.0
-_GROUP_NAMES = re.compile(r"(?:[a-zA-Z\d\-_.]{1,%d}\n)*" % (InMemoryChannelLayer.MAX_NAME_LENGTH - 1))
+_GROUP_NAMES = re.compile(rf"(?:[a-zA-Z\d\-_.]{{1,{InMemoryChannelLayer.MAX_NAME_LENGTH - 1}}}\n)*")
 FANOUT_CHUNK = 64
 
 

@@ -395,8 +395,8 @@ def candidate_count(organization_pk: int, *, omit_revoked: bool, omit_non_human:
         ahead = ahead.filter(revoked_on__gt=now)
         if omit_non_human:
             ahead = ahead.filter(human_email__isnull=False)
-        ahead = ahead.order_by().values("organization_id").annotate(n=Count("pk")).values("n")
-        counts = counts.annotate(ahead=Coalesce(Subquery(ahead), 0))
+        ahead_count = ahead.order_by().values("organization_id").annotate(n=Count("pk")).values("n")
+        counts = counts.annotate(ahead=Coalesce(Subquery(ahead_count), 0))
     else:
         counts = counts.annotate(ahead=Value(0))
     row = counts.values_list("users", "human_users", "revoked_users", "revoked_human_users", "ahead").first()

@@ -99,7 +99,7 @@ async def test_many_groups_at_once_as_one_by_one(layer):
 
     for group in groups:
         await one_by_one.group_discard(group, "me.inmemory!y")
-    layer.group_discard_many(groups + ["never.joined"], "me.inmemory!y")
+    layer.group_discard_many([*groups, "never.joined"], "me.inmemory!y")
     # Empty groups are gone; the other channel's membership stays.
     assert layer.groups == {groups[0]: {"other.inmemory!x": layer.groups[groups[0]]["other.inmemory!x"]}}
     assert set(layer.groups) == set(one_by_one.groups)

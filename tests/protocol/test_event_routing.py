@@ -114,7 +114,7 @@ async def test_subscription_joins_the_realms_of_the_latest_roles(world: World, b
     from django.test.utils import CaptureQueriesContext
 
     from organizations.models import User
-    from realms.selectors import user_current_realm_ids
+    from realms.selectors import user_current_realm_hex_ids
 
     alice_ws = await connect_as(world.alice)
     held, removed, regranted, changed = [await create_realm(alice_ws, world.alice) for _ in range(4)]
@@ -131,15 +131,15 @@ async def test_subscription_joins_the_realms_of_the_latest_roles(world: World, b
 
     def read(user_pk: int) -> tuple[set, int]:
         with CaptureQueriesContext(connection) as captured:
-            realms = set(user_current_realm_ids(user_pk))
+            realms = user_current_realm_hex_ids(user_pk)
         return realms, len(captured.captured_queries)
 
     bob_pk = (await User.objects.aget(user_id="bob")).pk
-    assert await sync_to_async(read)(bob_pk) == ({held, regranted, changed}, 1)
+    assert await sync_to_async(read)(bob_pk) == ({held.hex, regranted.hex, changed.hex}, 1)
     many = [await create_realm(alice_ws, world.alice) for _ in range(12)]
     for realm in many:
         await grant(alice_ws, world.alice, realm, "bob", "READER")
-    assert await sync_to_async(read)(bob_pk) == ({held, regranted, changed, *many}, 1)
+    assert await sync_to_async(read)(bob_pk) == ({realm.hex for realm in (held, regranted, changed, *many)}, 1)
 
     await listener.communicator.disconnect()
     assert [await members(world, realm) for realm in (held, regranted, changed)] == [0, 0, 0]
