@@ -6,7 +6,8 @@ server's rules need are kept beside them.
 from __future__ import annotations
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.functions import Lower
 from django.utils.translation import gettext_lazy as _
 
 
@@ -98,10 +99,52 @@ class User(models.Model):
                 | Q(revoked_on__isnull=False, revoked_user_certificate__isnull=False),
             ),
         ]
-        indexes = [models.Index(fields=["organization", "human_email"], name="user_email_idx")]
+        indexes = [
+            models.Index(fields=["organization", "human_email"], name="user_email_idx"),
+            # human_find's order (label case-insensitively, NULLs last, then id): a page is the next `per_page`
+            # entries of this index instead of a sort of the whole organization. Both PostgreSQL and SQLite
+            # read an ascending index for `ASC NULLS LAST` (SQLite walks the non-NULL part, then the NULLs).
+            models.Index("organization", Lower("human_label"), "user_id", "id", name="user_find_order_idx"),
+            # The users whose revocation is dated ahead of now (a few seconds at most, the ballpark), which
+            # human_find's `omit_revoked` total takes back from the revoked count (OrganizationUserCounts).
+            models.Index(
+                fields=["organization", "revoked_on"], name="user_revoked_on_idx", condition=Q(revoked_on__isnull=False)
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.user_id if not self.human_label else f"{self.human_label} <{self.human_email}>"
+
+
+class OrganizationUserCounts(models.Model):
+    """How many users an organization has, for human_find's `total` without a query (docs/protocol.md#human-find).
+
+    Written by the database only: triggers on the user table (migration 0004) keep it exact on every insert,
+    revocation and delete, whoever writes the rows (the services, the bulk loader's COPY, tests' factories). A
+    page's total then costs one row read, not a count of the organization's users. Revoked = `revoked_on` set,
+    even dated ahead; human_find takes those dated after its `now` back out (`user_revoked_on_idx`).
+    """
+
+    organization = models.OneToOneField(
+        Organization, primary_key=True, on_delete=models.CASCADE, related_name="user_counts"
+    )
+    users = models.PositiveBigIntegerField(default=0)
+    human_users = models.PositiveBigIntegerField(default=0)
+    revoked_users = models.PositiveBigIntegerField(default=0)
+    revoked_human_users = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                name="user_counts_consistent",
+                condition=Q(human_users__lte=F("users"), revoked_users__lte=F("users"))
+                & Q(revoked_human_users__lte=F("human_users"))
+                & Q(revoked_human_users__lte=F("revoked_users")),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organization_id}: {self.users} users"
 
 
 class Device(models.Model):

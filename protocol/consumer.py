@@ -28,7 +28,7 @@ from protocol.session import (
     ConnectionState,
     InvitedSession,
 )
-from protocol.groups import invitation_group, organization_group, user_group
+from protocol.groups import invitation_group, leave_groups, organization_group, user_group
 from parsec_site import lifecycle, metrics
 
 logger = logging.getLogger("parsec.protocol")
@@ -101,8 +101,7 @@ class ParsecConsumer(AsyncWebsocketConsumer):
             self.worker.cancel()
         if self.current_command is not None:
             self.current_command.cancel()
-        for group in self.groups_joined:
-            await self.channel_layer.group_discard(group, self.channel_name)
+        await leave_groups(self.channel_layer, self.groups_joined, self.channel_name)
         if self.session_started and self.family is not None:
             self.session_started = False
             for hook in hooks.session_close_hooks(self.family):

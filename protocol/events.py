@@ -14,7 +14,7 @@ from typing import Any
 
 from protocol import codec, hooks, replies, types
 from protocol.db import run_sync
-from protocol.groups import organization_group, realm_group, send_to_group_on_commit, user_group
+from protocol.groups import join_groups, organization_group, realm_group, send_to_group_on_commit, user_group
 from protocol.registry import Family, command
 from protocol.session import AuthenticatedSession, Connection
 
@@ -143,7 +143,7 @@ async def _leave(connection: Connection, group: str) -> None:
 
 def _current_realm_ids(user_pk: int) -> set[str]:
     # Realms are an app's data: the realms app registers how to read a user's set (protocol.hooks).
-    return {realm_id.hex for realm_id in hooks.user_realm_ids(user_pk)}
+    return hooks.user_realm_ids(user_pk)
 
 
 @command("events_subscribe", family=Family.AUTHENTICATED)
@@ -155,9 +155,15 @@ async def events_subscribe(session: AuthenticatedSession, req: dict[str, Any]) -
         subscription = Subscription(organization_pk=session.organization_pk, device_pk=session.device_pk, realms=set())
         connection.state.subscription = subscription
         subscription.realms |= await run_sync(_current_realm_ids, session.user_pk)
-        await asyncio.gather(
-            *(_join(connection, realm_group(session.organization_pk, realm)) for realm in list(subscription.realms))
-        )
+        # One call for all the realm groups (thousands for some users), not one awaited join each.
+        joined = connection.state.realm_groups
+        new_groups = [
+            group for group in (realm_group(session.organization_pk, realm) for realm in subscription.realms)
+            if group not in joined
+        ]
+        joined.update(new_groups)
+        connection.groups_joined.extend(new_groups)  # the consumer leaves them all at disconnect
+        await join_groups(connection.channel_layer, new_groups, connection.channel_name)
     return replies.ok()
 
 

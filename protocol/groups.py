@@ -35,6 +35,25 @@ def realm_group(organization_pk: int, realm_hex: str) -> str:
     return f"parsec.realm.{organization_pk}.{realm_hex}"
 
 
+async def join_groups(layer: Any, groups: list[str], channel: str) -> None:
+    """Add the channel to every group: at once on the in-process layer, concurrently on the others (Redis:
+    one round trip per group otherwise)."""
+    bulk = getattr(layer, "group_add_many", None)
+    if bulk is not None:
+        bulk(groups, channel)
+    elif groups:
+        await asyncio.gather(*(layer.group_add(group, channel) for group in groups))
+
+
+async def leave_groups(layer: Any, groups: list[str], channel: str) -> None:
+    """Take the channel out of every group (a session's end), as `join_groups` adds it."""
+    bulk = getattr(layer, "group_discard_many", None)
+    if bulk is not None:
+        bulk(groups, channel)
+    elif groups:
+        await asyncio.gather(*(layer.group_discard(group, channel) for group in groups))
+
+
 _background_sends: set[asyncio.Task] = set()
 
 # The event loop of the async code that called into the current sync code (set by `run_sync`):

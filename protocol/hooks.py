@@ -12,7 +12,7 @@ a Django system check), not the first handshake that needs it.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar
 
@@ -102,8 +102,9 @@ identify_http_invitation: Slot[[int, uuid.UUID], InvitationIdentity | int] = Slo
 # The organization of an HTTP route's URL, None when it does not exist.
 find_organization: Slot[[str], OrganizationStatus | None] = Slot("find_organization", "organizations")
 
-# The realms a user currently has a role in (by user pk): where the events of a new subscription come from.
-user_realm_ids: Slot[[int], Iterable[uuid.UUID]] = Slot("user_realm_ids", "realms")
+# The realms a user currently has a role in (by user pk), as hex ids (`UUID.hex`, the realm groups' form):
+# where the events of a new subscription come from.
+user_realm_ids: Slot[[int], set[str]] = Slot("user_realm_ids", "realms")
 
 REQUIRED: tuple[Slot[Any, Any], ...] = (
     identify_device,

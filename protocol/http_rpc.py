@@ -26,7 +26,7 @@ from nacl.signing import VerifyKey
 
 from protocol import events, hooks, limits, sse, types
 from protocol.db import database_unavailable, run_sync
-from protocol.groups import invitation_group, organization_group, user_group
+from protocol.groups import invitation_group, leave_groups, organization_group, user_group
 from protocol.http import (
     HTTP_BAD_AUTHENTICATION,
     HTTP_ORGANIZATION_EXPIRED,
@@ -85,8 +85,7 @@ class HttpSessionConsumer(AsyncHttpConsumer):
             await asyncio.gather(loop, return_exceptions=True)
             self.phase = "closed"
             self.slot.release()
-            for group in self.groups_joined:
-                await self.channel_layer.group_discard(group, self.channel_name)
+            await leave_groups(self.channel_layer, self.groups_joined, self.channel_name)
 
     async def http_request(self, message: dict[str, Any]) -> None:
         self.received += len(message.get("body", b""))

@@ -11,6 +11,8 @@ memberships for expired entries, a cost that grows with the number of connected 
   holding messages; memberships are not swept at all: they last as long as their session, which
   discards them at disconnect (settings.GROUP_MEMBERSHIP_LIFETIME). Channels' sweep walked every
   membership each time: 25 ms of event loop every second with 5,000 sessions, a writer's p99 tripled;
+* a session joins or leaves all its groups in one call (`group_add_many`, `group_discard_many`, used
+  through `protocol.groups.join_groups`/`leave_groups`), not one awaited call or task per group;
 * a large group is filled `FANOUT_CHUNK` members at a time, yielding to the event loop in between, so
   that the replies and requests of other sessions (the writer's own reply first) are not queued behind
   the wake-ups of thousands of receivers.
@@ -20,6 +22,7 @@ Everything else (API, capacity, expiry semantics, channel names) is Channels' ow
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Any
 
@@ -27,6 +30,7 @@ from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer
 
 SWEEP_INTERVAL = 1.0
+_GROUP_NAMES = re.compile(rf"(?:[a-zA-Z\d\-_.]{{1,{InMemoryChannelLayer.MAX_NAME_LENGTH - 1}}}\n)*")
 FANOUT_CHUNK = 64
 
 
@@ -63,6 +67,31 @@ class LocalChannelLayer(InMemoryChannelLayer):
                     self._put(channel, message)
                 except ChannelFull:
                     pass  # as Channels does: a full channel misses the message
+
+    def group_add_many(self, groups: list[str], channel: str) -> None:
+        """`group_add` of each group, at once: the session start of a user holding 1,000 realms joins 1,000
+        groups, and one task per join (what gathering the awaits costs) made that ~10 ms of event loop."""
+        self.require_valid_channel_name(channel)
+        # Channels' rule for each name (ASCII alphanumerics, hyphens, underscores, periods; < 100 characters),
+        # checked in one pass over all of them: per name, the check cost as much as the join itself.
+        if groups:
+            names = "\n".join(groups) + "\n"  # TypeError on a non-str, as Channels
+            # The count: a name holding the separator would otherwise pass as two.
+            if names.count("\n") != len(groups) or not _GROUP_NAMES.fullmatch(names):
+                raise TypeError(self.invalid_name_error.format("Group"))
+        now = time.time()
+        for group in groups:
+            self.groups.setdefault(group, {})[channel] = now
+
+    def group_discard_many(self, groups: list[str], channel: str) -> None:
+        """`group_discard` of each group, at once (a session's end)."""
+        self.require_valid_channel_name(channel)
+        for group in groups:
+            members = self.groups.get(group)
+            if members:
+                members.pop(channel, None)
+                if not members:
+                    del self.groups[group]
 
     def _clean_expired(self) -> None:
         now = time.monotonic()

@@ -19,7 +19,7 @@ from collections import deque
 from typing import Any, Awaitable, Callable
 
 from protocol import events
-from protocol.groups import organization_group, user_group
+from protocol.groups import leave_groups, organization_group, user_group
 from protocol.session import AuthenticatedSession, ConnectionState
 
 # Long enough for a client to notice a dead connection and reconnect; short enough that a client gone for
@@ -94,8 +94,7 @@ class EventStream:
             self.subscription.arrived.set()  # wakes the writer, which sees the stream closed
         if self.receiver is not None and self.receiver is not asyncio.current_task():
             self.receiver.cancel()
-        for group in self.groups_joined:
-            await self.channel_layer.group_discard(group, self.channel_name)
+        await leave_groups(self.channel_layer, self.groups_joined, self.channel_name)
         self.groups_joined.clear()
 
     def replay_from(self, last_seen: int) -> list[tuple[int, bytes]] | None:

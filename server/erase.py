@@ -33,7 +33,7 @@ from blocks.models import Block, BlockData
 from invites.models import ClaimerSession, Invitation, ShamirRecoveryConduit, ShamirRecoveryShare, ShamirRecoverySetup
 from organizations import audit
 from organizations.services import organizations as services
-from organizations.models import AuditEntry, Device, Organization, User
+from organizations.models import AuditEntry, Device, Organization, OrganizationUserCounts, User
 from organizations.outcomes import AdministrationError, NotFound
 from protocol import groups
 from realms.models import (
@@ -77,6 +77,7 @@ ERASE_PLAN: tuple[tuple[type[models.Model], str], ...] = (
     (PkiEnrollment, "organization"),  # before the devices it names (protected foreign keys)
     (Device, "organization"),
     (User, "organization"),
+    (OrganizationUserCounts, "organization"),  # after the users: their deletes update it (triggers)
 )
 # `BlockData` (the POSTGRESQL store's table) names the organization by its id, without a foreign key: its
 # rows go with the blocks, and in step 3 by organization id (blocks whose metadata was never recorded).

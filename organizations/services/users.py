@@ -10,12 +10,12 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Lookup, Q, QuerySet
-from django.db.models.functions import Lower
+from django.db.models import Count, F, Lookup, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce, Lower
 from django.utils import timezone
 
 from organizations import sql
-from organizations.models import Device, Organization, Profile, User
+from organizations.models import Device, Organization, OrganizationUserCounts, Profile, User
 from organizations.rules import INVALID_AUTHOR_REASON, active_at_q, authored_by_session, revoked_at
 from organizations.outcomes import HumanFindPage, Refused, UserCertificates
 from protocol import groups, replies
@@ -384,6 +384,31 @@ def matching_users(
     return users
 
 
+def candidate_count(organization_pk: int, *, omit_revoked: bool, omit_non_human: bool, now: datetime) -> int:
+    """How many users `matching_users` gives without a query, from the organization's counts: one row, not a
+    count of its users (OrganizationUserCounts, kept by the database). The counted revocations include those
+    dated after `now` (the ballpark lets a certificate be a little ahead), still active here: they are counted
+    apart, in the few rows of `user_revoked_on_idx` that are ahead of `now`."""
+    counts = OrganizationUserCounts.objects.filter(organization_id=organization_pk)
+    if omit_revoked:
+        ahead = User.objects.filter(organization_id=OuterRef("organization_id"), revoked_on__isnull=False)
+        ahead = ahead.filter(revoked_on__gt=now)
+        if omit_non_human:
+            ahead = ahead.filter(human_email__isnull=False)
+        ahead_count = ahead.order_by().values("organization_id").annotate(n=Count("pk")).values("n")
+        counts = counts.annotate(ahead=Coalesce(Subquery(ahead_count), 0))
+    else:
+        counts = counts.annotate(ahead=Value(0))
+    row = counts.values_list("users", "human_users", "revoked_users", "revoked_human_users", "ahead").first()
+    if row is None:
+        return 0  # no user was ever created in the organization
+    users, human_users, revoked_users, revoked_human_users, ahead_now = row
+    candidates = human_users if omit_non_human else users
+    if omit_revoked:
+        candidates -= (revoked_human_users if omit_non_human else revoked_users) - ahead_now
+    return candidates
+
+
 def human_find(
     *,
     session: AuthenticatedSession,
@@ -405,7 +430,14 @@ def human_find(
     users = matching_users(
         session.organization_pk, words=words, omit_revoked=omit_revoked, omit_non_human=omit_non_human, now=now
     )
-    total = users.count()
+    if words is None:
+        total = candidate_count(
+            session.organization_pk, omit_revoked=omit_revoked, omit_non_human=omit_non_human, now=now
+        )
+    else:
+        # Counting the matches reads them (through the trigram indexes on PostgreSQL): a cost that follows
+        # the matches, which is what a search's reply is about.
+        total = users.count()
     offset = (page - 1) * per_page
     rows: list[tuple[str, str | None, str | None, datetime | None]] = []
     # `page` may be as large as 2**64-1: never send an offset past the matches to the database.

@@ -81,3 +81,42 @@ def test_redis_layer_gets_the_same_membership_lifetime():
     layer = RedisChannelLayer(**config["CONFIG"])  # builds without connecting
     assert config["BACKEND"] == "channels_redis.core.RedisChannelLayer"
     assert layer.group_expiry >= 365 * 24 * 3600
+
+
+async def test_many_groups_at_once_as_one_by_one(layer):
+    """`group_add_many` / `group_discard_many` (a session joining or leaving its realm groups in one call)
+    leave the memberships as the one-by-one calls do."""
+    one_by_one = LocalChannelLayer(group_expiry=layer.group_expiry)
+    groups = [f"parsec.realm.1.{index:032x}" for index in range(50)]
+    await one_by_one.group_add(groups[0], "other.inmemory!x")
+    layer.group_add_many([groups[0]], "other.inmemory!x")
+    for group in groups:
+        await one_by_one.group_add(group, "me.inmemory!y")
+    layer.group_add_many(groups, "me.inmemory!y")
+    assert {g: set(m) for g, m in layer.groups.items()} == {g: set(m) for g, m in one_by_one.groups.items()}
+    await layer.group_send(groups[7], {"type": "t"})
+    assert (await layer.receive("me.inmemory!y"))["type"] == "t"
+
+    for group in groups:
+        await one_by_one.group_discard(group, "me.inmemory!y")
+    layer.group_discard_many([*groups, "never.joined"], "me.inmemory!y")
+    # Empty groups are gone; the other channel's membership stays.
+    assert layer.groups == {groups[0]: {"other.inmemory!x": layer.groups[groups[0]]["other.inmemory!x"]}}
+    assert set(layer.groups) == set(one_by_one.groups)
+
+
+async def test_many_groups_refuses_bad_names_as_group_add_does(layer):
+    longest = "g" * (layer.MAX_NAME_LENGTH - 1)
+    layer.group_add_many([], "me.inmemory!y")
+    layer.group_add_many(["parsec.ok-_.9", longest], "me.inmemory!y")
+    assert set(layer.groups) == {"parsec.ok-_.9", longest}
+    for bad in ["bad name with spaces", "", longest + "g", "new\nline", "é", 42]:
+        with pytest.raises(TypeError):
+            await layer.group_add(bad, "me.inmemory!y")  # Channels' own rule...
+        with pytest.raises(TypeError):
+            layer.group_add_many(["parsec.fine", bad], "me.inmemory!y")  # ...is group_add_many's
+    assert set(layer.groups) == {"parsec.ok-_.9", longest}  # nothing joined from a refused list
+    with pytest.raises(TypeError):
+        layer.group_add_many(["parsec.ok"], "bad channel")
+    with pytest.raises(TypeError):
+        layer.group_discard_many(["parsec.ok"], "bad channel")

@@ -104,3 +104,44 @@ async def test_writer_reply_does_not_wait_for_the_fan_out(world: World, bob, mon
     assert vlob_events(await events_of(bob_listener)) == []
     stuck.set()  # the sends resume: the events arrive, after the replies
     assert vlob_events(await events_of(bob_listener)) == [realm_id] * 3
+
+
+async def test_subscription_joins_the_realms_of_the_latest_roles(world: World, bob):
+    """A subscription's realm groups are those where bob's latest role certificate grants a role, read in one
+    query however many realms he holds; its session leaves them all when it ends."""
+    from asgiref.sync import sync_to_async
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from organizations.models import User
+    from realms.selectors import user_current_realm_hex_ids
+
+    alice_ws = await connect_as(world.alice)
+    held, removed, regranted, changed = [await create_realm(alice_ws, world.alice) for _ in range(4)]
+    await grant(alice_ws, world.alice, held, "bob", "READER")
+    await grant(alice_ws, world.alice, removed, "bob", "CONTRIBUTOR")
+    await grant(alice_ws, world.alice, removed, "bob", None)
+    await grant(alice_ws, world.alice, regranted, "bob", "READER")
+    await grant(alice_ws, world.alice, regranted, "bob", None)
+    await grant(alice_ws, world.alice, regranted, "bob", "MANAGER")
+    await grant(alice_ws, world.alice, changed, "bob", "READER")
+    await grant(alice_ws, world.alice, changed, "bob", "CONTRIBUTOR")
+    listener = await subscribed(bob)
+    assert [await members(world, realm) for realm in (held, removed, regranted, changed)] == [1, 0, 1, 1]
+
+    def read(user_pk: int) -> tuple[set, int]:
+        with CaptureQueriesContext(connection) as captured:
+            realms = user_current_realm_hex_ids(user_pk)
+        return realms, len(captured.captured_queries)
+
+    bob_pk = (await User.objects.aget(user_id="bob")).pk
+    assert await sync_to_async(read)(bob_pk) == ({held.hex, regranted.hex, changed.hex}, 1)
+    many = [await create_realm(alice_ws, world.alice) for _ in range(12)]
+    for realm in many:
+        await grant(alice_ws, world.alice, realm, "bob", "READER")
+    assert await sync_to_async(read)(bob_pk) == ({realm.hex for realm in (held, regranted, changed, *many)}, 1)
+
+    await listener.communicator.disconnect()
+    assert [await members(world, realm) for realm in (held, regranted, changed)] == [0, 0, 0]
+    organization = await Organization.objects.aget(organization_id=world.organization_id)
+    assert not [group for group in get_channel_layer().groups if group.startswith(f"parsec.realm.{organization.pk}.")]

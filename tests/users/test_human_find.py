@@ -299,3 +299,148 @@ async def test_postgresql_search_uses_the_trigram_indexes(world: World):
     # the e-mail index finds the few users without a human handle, whose user id is searched).
     assert "user_label_trgm_idx" in query_plan and "user_email_trgm_idx" in query_plan, query_plan
     assert "Seq Scan" not in query_plan, query_plan
+
+
+# --- cost: the first page without a query does not grow with the organization (issue 15) ----------
+
+
+def _bulk_users(organization, count: int, *, now, start: int = 0) -> None:
+    """`count` users written straight into the table, as the bench's bulk loader does (the services are
+    tested above): every 7th without a human handle, every 11th revoked, every 13th revoked a minute ahead."""
+    def revoked_on(index: int):
+        if index % 13 == 0:
+            return now + timedelta(minutes=1)
+        return now - timedelta(minutes=1) if index % 11 == 0 else None
+
+    User.objects.bulk_create(
+        User(organization=organization, user_id=f"user{index}", profile="STANDARD",
+             human_email=None if index % 7 == 0 else f"person{index}@example.com",
+             human_label=None if index % 7 == 0 else f"Person {index}",
+             user_certificate=b"", redacted_user_certificate=b"", created_on=now,
+             revoked_on=revoked_on(index), revoked_user_certificate=b"" if revoked_on(index) else None)
+        for index in range(start, start + count)
+    )
+
+
+async def test_total_without_query_follows_every_write(world: World, crowd: WsClient):
+    """The total comes from the organization's counts, which the database keeps: they match a count of the
+    users after inserts (the protocol's and bulk ones), revocations past and ahead, and deletes."""
+    from asgiref.sync import sync_to_async
+    from django.db.models import Count, Q
+    from django.utils import timezone
+
+    from organizations.models import Organization, OrganizationUserCounts
+    from organizations.services.users import candidate_count, matching_users
+
+    def check(organization) -> None:
+        now = timezone.now()
+        for omit_revoked in (False, True):
+            for omit_non_human in (False, True):
+                expected = matching_users(organization.pk, words=None, omit_revoked=omit_revoked,
+                                          omit_non_human=omit_non_human, now=now).count()
+                assert candidate_count(organization.pk, omit_revoked=omit_revoked, omit_non_human=omit_non_human,
+                                       now=now) == expected, (omit_revoked, omit_non_human)
+        stored = OrganizationUserCounts.objects.filter(organization=organization).values(
+            "users", "human_users", "revoked_users", "revoked_human_users").get()
+        assert stored == User.objects.filter(organization=organization).aggregate(
+            users=Count("pk"), human_users=Count("pk", filter=Q(human_email__isnull=False)),
+            revoked_users=Count("pk", filter=Q(revoked_on__isnull=False)),
+            revoked_human_users=Count("pk", filter=Q(revoked_on__isnull=False, human_email__isnull=False)),
+        )
+
+    def writes() -> None:
+        organization = Organization.objects.get(organization_id=world.organization_id)
+        check(organization)  # the crowd, written through the protocol
+        other = Organization.objects.create(organization_id="Other", created_on=timezone.now())
+        _bulk_users(other, 50, now=timezone.now())
+        _bulk_users(organization, 100, now=timezone.now())
+        check(organization)
+        check(other)
+        users = User.objects.filter(organization=organization)
+        # A revocation dated ahead, then the time passes it: counted as revoked only from then on.
+        ahead = timezone.now() + timedelta(minutes=1)
+        users.filter(user_id="user1").update(revoked_on=ahead, revoked_user_certificate=b"")
+        check(organization)
+        users.filter(user_id__in=["user2", "user7"]).update(revoked_on=timezone.now(), revoked_user_certificate=b"")
+        check(organization)
+        users.filter(user_id__in=["user3", "user14"]).update(human_email=None, human_label=None)
+        check(organization)
+        users.filter(user_id__startswith="user2").delete()
+        check(organization)
+        check(other)
+        assert candidate_count(organization.pk, omit_revoked=True, omit_non_human=False, now=ahead) == (
+            matching_users(organization.pk, words=None, omit_revoked=True, omit_non_human=False, now=ahead).count()
+        )
+        Organization.objects.create(organization_id="Empty", created_on=timezone.now())
+        empty = Organization.objects.get(organization_id="Empty")
+        assert [candidate_count(empty.pk, omit_revoked=o, omit_non_human=h, now=timezone.now())
+                for o in (False, True) for h in (False, True)] == [0, 0, 0, 0]
+
+    await sync_to_async(writes)()
+    # And through the protocol, which answers from the same counts.
+    reply = await crowd.command("human_find", **find(omit_revoked=True, per_page=1))
+    assert reply["total"] == await sync_to_async(
+        lambda: User.objects.filter(organization__organization_id=world.organization_id)
+        .exclude(revoked_on__lte=certs.now()).count()
+    )()
+
+
+async def test_first_page_cost_does_not_grow_with_the_organization(world: World, alice_client: WsClient):
+    """Two queries whatever the size; neither reads the organization's users one by one: the total is the
+    counts' row (plus the revocations dated ahead), the page the first entries of `user_find_order_idx`."""
+    from asgiref.sync import sync_to_async
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from organizations.models import Organization
+
+    async def queries_of_first_page(**fields) -> list[str]:
+        def run() -> list[str]:
+            from organizations.services.users import human_find
+            from protocol.session import AuthenticatedSession
+
+            alice = User.objects.select_related("organization").get(user_id="alice")
+            session = AuthenticatedSession(
+                organization_pk=alice.organization_id, organization_id=world.organization_id, user_pk=alice.pk,
+                user_id="alice", device_pk=alice.devices.get().pk, device_id="alice@dev1", profile="ADMIN",
+                api_version=(3, 4), verify_key=b"",
+            )
+            with CaptureQueriesContext(connection) as captured:
+                page = human_find(session=session, query=None, page=1, per_page=100, **fields)
+            assert len(page.results) == min(100, page.total)
+            return [query["sql"] for query in captured.captured_queries]
+        return await sync_to_async(run)()
+
+    filters = [dict(omit_revoked=o, omit_non_human=h) for o in (False, True) for h in (False, True)]
+    small = [await queries_of_first_page(**f) for f in filters]
+
+    def grow() -> None:
+        organization = Organization.objects.get(organization_id=world.organization_id)
+        _bulk_users(organization, 20_000, now=timezone.now())
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(f"VACUUM ANALYZE {User._meta.db_table}")  # what autovacuum does in production
+
+    await sync_to_async(grow)()
+    large = [await queries_of_first_page(**f) for f in filters]
+    assert [len(queries) for queries in small] == [len(queries) for queries in large] == [2, 2, 2, 2]
+
+    def plans(queries: list[str]) -> list[str]:
+        explain = "EXPLAIN " if connection.vendor == "postgresql" else "EXPLAIN QUERY PLAN "
+        with connection.cursor() as cursor:
+            result = []
+            for query in queries:
+                cursor.execute(explain + query)
+                result.append("\n".join(str(row[-1]) for row in cursor.fetchall()))
+            return result
+
+    for queries in large:
+        total_plan, page_plan = await sync_to_async(plans)(queries)
+        assert "user_find_order_idx" in page_plan, page_plan
+        if connection.vendor == "postgresql":
+            assert "Sort" not in page_plan and "Seq Scan" not in page_plan, page_plan
+            assert "Seq Scan" not in total_plan and "user_find_order_idx" not in total_plan, total_plan
+        else:
+            assert "TEMP B-TREE" not in page_plan, page_plan
+            assert f"SCAN {User._meta.db_table}" not in total_plan, total_plan
