@@ -23,6 +23,7 @@ from django.conf import settings
 from django.db import connections
 
 from parsec_site.config import check_supported
+from protocol import loop_db
 from server.management.commands.run import EXECUTOR_MARGIN
 
 
@@ -50,6 +51,8 @@ async def _lifespan(receive: Any, send: Any) -> None:
                 loop.set_default_executor(ThreadPoolExecutor(
                     max_workers=settings.PARSEC.db_max_connections + EXECUTOR_MARGIN, thread_name_prefix="parsec"))
                 await loop.run_in_executor(None, _start)
+                # As the `run` command does: the vlob hot path's own pool lives on the serving loop.
+                loop_db.serve_from(loop)
             except Exception as exc:  # the server reports it and does not start
                 await send({"type": "lifespan.startup.failed", "message": f"{type(exc).__name__}: {exc}"})
                 return
