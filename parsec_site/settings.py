@@ -130,14 +130,15 @@ PARSEC_POOL_RECONNECT_TIMEOUT = max(
 
 
 def _loop_pool_settings(config: ServerConfig) -> dict | None:
-    """The event loop's pool for the vlob hot path (protocol/loop_db.py), PostgreSQL only: half of
-    --db-max-connections (and of the minimum), the worker threads' pool keeping the rest, so the
-    server never holds more connections than configured. None below two connections."""
+    """The event loop's pool for the vlob hot path (protocol/loop_db.py), PostgreSQL only: a third of
+    --db-max-connections (and of the minimum), at least one; the worker threads' pool keeps the rest,
+    which every other command and the blockstore share, so the server never holds more connections
+    than configured. None below two connections."""
     if config.db_kind in ("MOCKED", "SQLITE") or config.db_max_connections < 2:
         return None
-    max_size = config.db_max_connections // 2
+    max_size = max(1, config.db_max_connections // 3)
     return {
-        "min_size": min(config.db_min_connections // 2, max_size),
+        "min_size": min(config.db_min_connections // 3, max_size),
         "max_size": max_size,
         # Not the 30 s of the other pool: a command that finds no loop connection at once (all busy,
         # or the database restarting) runs in a worker thread instead of waiting here first.

@@ -32,7 +32,7 @@ def _pool_requests() -> int:
 
 
 async def test_pool_takes_its_share_of_the_connections():
-    assert settings.PARSEC_LOOP_POOL["max_size"] == settings.PARSEC.db_max_connections // 2
+    assert settings.PARSEC_LOOP_POOL["max_size"] == max(1, settings.PARSEC.db_max_connections // 3)
     sync_pool = settings.DATABASES["default"]["OPTIONS"]["pool"]
     assert sync_pool["max_size"] + settings.PARSEC_LOOP_POOL["max_size"] == settings.PARSEC.db_max_connections
 
