@@ -294,3 +294,27 @@ def test_get_blockstore_follows_settings(parsec_settings, tmp_path: Path) -> Non
     assert isinstance(store, LocalFolderBlockStore) and store.root == tmp_path
     parsec_settings(blockstore=("POSTGRESQL",))
     assert isinstance(factory.get_blockstore(), DatabaseBlockStore)
+
+
+@pytest.mark.django_db
+def test_block_bytes_are_stored_out_of_line_without_compression() -> None:
+    # Encrypted bytes never compress: PostgreSQL must not try (migration blocks/0002).
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("storage modes are PostgreSQL's")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT attstorage FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'data'",
+            [BlockData._meta.db_table],
+        )
+        assert cursor.fetchone()[0] == "e"  # EXTERNAL
+    store = DatabaseBlockStore()
+    block_id, data = uuid.uuid4(), bytes(range(256)) * 4096  # 1 MiB that would compress very well
+    store.create("Org", block_id, data)
+    assert store.read("Org", block_id) == data
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'SELECT pg_column_size("data") FROM "{BlockData._meta.db_table}" WHERE "block_id" = %s', [block_id]
+        )
+        assert cursor.fetchone()[0] >= len(data)  # stored as is
