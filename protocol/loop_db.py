@@ -2,8 +2,9 @@
 
 A command run through `run_sync` costs a hop to a worker thread and back, and both threads then
 compete for the GIL: in the bench's profiles of `vlob_read`, the event loop spent more time handing
-work to the executor and re-acquiring the GIL than decoding and answering. The vlob commands'
-common cases (realms/services/vlobs.py `*_on_loop`) therefore run their prepared statements on
+work to the executor and re-acquiring the GIL than decoding and answering. The common cases of the
+vlob commands and the block checks (`*_on_loop` in realms/services/vlobs.py and blocks/services.py)
+therefore run their prepared statements on
 psycopg's asyncio connections, from a pool of their own that takes its share of
 `--db-max-connections` (settings.PARSEC_LOOP_POOL); everything else, and every case they do not
 decide, runs in a worker thread as before.
@@ -110,8 +111,8 @@ async def _connection() -> AsyncIterator[Any]:
             # A refused or failed write, or a cancelled command: its transaction goes, not its connection.
             try:
                 await conn.rollback()
-            except Exception:
-                conn.close()
+            except Exception as exc:  # a broken connection: the pool drops it when it comes back
+                logger.info("Rollback of a loop connection failed: %s", exc)
         await pool.putconn(conn)
 
 
@@ -145,7 +146,6 @@ class Write:
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn
-        self.answered = False  # the lock and read ran: from here on a failure is not retried
 
     async def lock_then_read(
         self, lock: Prepared, read: Prepared, params: Mapping[str, Any], fields: Sequence[Field | None]
@@ -161,8 +161,7 @@ class Write:
             cursor.nextset()  # past the lock's
             row = await cursor.fetchone()
         except psycopg.Error as exc:
-            raise LoopUnavailable(str(exc)) from exc
-        self.answered = True
+            raise LoopUnavailable(str(exc)) from exc  # nothing was written: the worker thread may run it
         return None if row is None else convert_row(row, fields)
 
     async def write_then_commit(self, statement: Prepared, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
