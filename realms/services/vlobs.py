@@ -225,6 +225,46 @@ def _write_access(
     )
 
 
+# The state reads of the writes (realms/sql.py), for the worker-thread services and their event-loop forms.
+_CREATE_STATE_FIELDS = (*ACCESS_STATE_FIELDS, None, None)  # + whether the id is taken, sequester services enabled
+_UPDATE_STATE_FIELDS = (*ACCESS_STATE_FIELDS, None, _ATOM_CREATED_ON, None)  # + last version, its timestamp, sequester
+
+
+def _create_state_params(*, session: AuthenticatedSession, realm_id: uuid.UUID, vlob_id: uuid.UUID) -> dict[str, Any]:
+    return {
+        "organization_pk": session.organization_pk,
+        "realm_id": db_param(_REALM_ID, realm_id),
+        "user_pk": session.user_pk,
+        "vlob_id": db_param(_ATOM_VLOB_ID, vlob_id),
+    }
+
+
+def _update_state_params(*, session: AuthenticatedSession, vlob_id: uuid.UUID) -> dict[str, Any]:
+    return {
+        "organization_pk": session.organization_pk,
+        "user_pk": session.user_pk,
+        "vlob_id": db_param(_ATOM_VLOB_ID, vlob_id),
+    }
+
+
+def _access_refusal(
+    state: AccessState, *, now: datetime, encryption_revision: int, timestamp: datetime, realm_not_found: RealmRefusal
+) -> Outcome | None:
+    """The §6.1 checks of a write on the state read under the lock; None: granted."""
+    access = _write_access(state, now=now, encryption_revision=encryption_revision, timestamp=timestamp)
+    return _refusal(access, realm_not_found=realm_not_found) if isinstance(access, Refused) else None
+
+
+def _version_refusal(previous_version: int | None, previous_timestamp: datetime, *, version: int, timestamp: datetime) -> Outcome | None:
+    """vlob_update's checks against the vlob's last version (after the access and sequester ones)."""
+    if previous_version is None or version != previous_version + 1:
+        return RealmRefusal.BAD_VERSION
+    if timestamp < previous_timestamp:
+        # Equal is accepted (docs/protocol.md#vlob-update), yet the reply names the previous timestamp.
+        return RequireGreaterTimestamp(previous_timestamp)
+    return None
+
+
 def vlob_create(
     *,
     session: AuthenticatedSession,
@@ -250,23 +290,18 @@ def vlob_create(
         row = sql.lock_realm_then_read(
             lock=sql.LOCK_REALM_ONLY_BY_ID,
             read=sql.VLOB_CREATE_STATE,
-            params={
-                "organization_pk": session.organization_pk,
-                "realm_id": db_param(_REALM_ID, realm_id),
-                "user_pk": session.user_pk,
-                "vlob_id": db_param(_ATOM_VLOB_ID, vlob_id),
-            },
-            fields=(*ACCESS_STATE_FIELDS, None, None),
+            params=_create_state_params(session=session, realm_id=realm_id, vlob_id=vlob_id),
+            fields=_CREATE_STATE_FIELDS,
         )
         if row is None:
             return RealmRefusal.NOT_ALLOWED
         state = access_state_from_row(row[:-2])
-        access = _write_access(state, now=now, encryption_revision=encryption_revision, timestamp=timestamp)
-        if isinstance(access, Refused):
-            return _refusal(access, realm_not_found=RealmRefusal.NOT_ALLOWED)
-        sequester_refusal = _sequester_refusal(session=session, check=check, services_enabled=row[-1])
-        if sequester_refusal is not None:
-            return sequester_refusal
+        refusal = _access_refusal(
+            state, now=now, encryption_revision=encryption_revision, timestamp=timestamp,
+            realm_not_found=RealmRefusal.NOT_ALLOWED,
+        ) or _sequester_refusal(session=session, check=check, services_enabled=row[-1])
+        if refusal is not None:
+            return refusal
         if row[-2]:
             return RealmRefusal.ALREADY_EXISTS
         written = _write_version(
@@ -302,20 +337,18 @@ async def vlob_create_on_loop(
         row = await write.lock_then_read(
             sql.LOCK_REALM_ONLY_BY_ID,
             sql.VLOB_CREATE_STATE,
-            {
-                "organization_pk": session.organization_pk,
-                "realm_id": db_param(_REALM_ID, realm_id),
-                "user_pk": session.user_pk,
-                "vlob_id": db_param(_ATOM_VLOB_ID, vlob_id),
-            },
-            (*ACCESS_STATE_FIELDS, None, None),
+            _create_state_params(session=session, realm_id=realm_id, vlob_id=vlob_id),
+            _CREATE_STATE_FIELDS,
         )
         if row is None:
             return RealmRefusal.NOT_ALLOWED
         state = access_state_from_row(row[:-2])
-        access = _write_access(state, now=now, encryption_revision=encryption_revision, timestamp=timestamp)
-        if isinstance(access, Refused):
-            return _refusal(access, realm_not_found=RealmRefusal.NOT_ALLOWED)
+        refusal = _access_refusal(
+            state, now=now, encryption_revision=encryption_revision, timestamp=timestamp,
+            realm_not_found=RealmRefusal.NOT_ALLOWED,
+        )
+        if refusal is not None:
+            return refusal
         if row[-1]:
             return None  # sequester services enabled: the nil blob set is refused in `vlob_create`
         if row[-2]:
@@ -361,28 +394,22 @@ def vlob_update(
         row = sql.lock_realm_then_read(
             lock=sql.LOCK_REALM_ONLY_OF_VLOB,
             read=sql.VLOB_UPDATE_STATE,
-            params={
-                "organization_pk": session.organization_pk,
-                "user_pk": session.user_pk,
-                "vlob_id": db_param(_ATOM_VLOB_ID, vlob_id),
-            },
-            fields=(*ACCESS_STATE_FIELDS, None, _ATOM_CREATED_ON, None),
+            params=_update_state_params(session=session, vlob_id=vlob_id),
+            fields=_UPDATE_STATE_FIELDS,
         )
         if row is None:
             return RealmRefusal.NOT_FOUND
         state = access_state_from_row(row[:-3])
-        access = _write_access(state, now=now, encryption_revision=encryption_revision, timestamp=timestamp)
-        if isinstance(access, Refused):
-            return _refusal(access, realm_not_found=RealmRefusal.NOT_FOUND)
-        sequester_refusal = _sequester_refusal(session=session, check=check, services_enabled=row[-1])
-        if sequester_refusal is not None:
-            return sequester_refusal
-        previous_version, previous_timestamp = row[-3:-1]
-        if previous_version is None or version != previous_version + 1:
-            return RealmRefusal.BAD_VERSION
-        if timestamp < previous_timestamp:
-            # Equal is accepted (docs/protocol.md#vlob-update), yet the reply names the previous timestamp.
-            return RequireGreaterTimestamp(previous_timestamp)
+        refusal = (
+            _access_refusal(
+                state, now=now, encryption_revision=encryption_revision, timestamp=timestamp,
+                realm_not_found=RealmRefusal.NOT_FOUND,
+            )
+            or _sequester_refusal(session=session, check=check, services_enabled=row[-1])
+            or _version_refusal(*row[-3:-1], version=version, timestamp=timestamp)
+        )
+        if refusal is not None:
+            return refusal
         written = _write_version(
             session=session, realm=state.realm, vlob_id=vlob_id, version=version, timestamp=timestamp, blob=blob
         )
@@ -416,26 +443,23 @@ async def vlob_update_on_loop(
         row = await write.lock_then_read(
             sql.LOCK_REALM_ONLY_OF_VLOB,
             sql.VLOB_UPDATE_STATE,
-            {
-                "organization_pk": session.organization_pk,
-                "user_pk": session.user_pk,
-                "vlob_id": db_param(_ATOM_VLOB_ID, vlob_id),
-            },
-            (*ACCESS_STATE_FIELDS, None, _ATOM_CREATED_ON, None),
+            _update_state_params(session=session, vlob_id=vlob_id),
+            _UPDATE_STATE_FIELDS,
         )
         if row is None:
             return RealmRefusal.NOT_FOUND
         state = access_state_from_row(row[:-3])
-        access = _write_access(state, now=now, encryption_revision=encryption_revision, timestamp=timestamp)
-        if isinstance(access, Refused):
-            return _refusal(access, realm_not_found=RealmRefusal.NOT_FOUND)
+        refusal = _access_refusal(
+            state, now=now, encryption_revision=encryption_revision, timestamp=timestamp,
+            realm_not_found=RealmRefusal.NOT_FOUND,
+        )
+        if refusal is not None:
+            return refusal
         if row[-1]:
             return None  # sequester services enabled: the nil blob set is refused in `vlob_update`
-        previous_version, previous_timestamp = row[-3:-1]
-        if previous_version is None or version != previous_version + 1:
-            return RealmRefusal.BAD_VERSION
-        if timestamp < previous_timestamp:
-            return RequireGreaterTimestamp(previous_timestamp)
+        refusal = _version_refusal(*row[-3:-1], version=version, timestamp=timestamp)
+        if refusal is not None:
+            return refusal
         params = _version_params(
             session=session, realm=state.realm, vlob_id=vlob_id, version=version, timestamp=timestamp, blob=blob
         )
