@@ -222,12 +222,18 @@ class Prepared:
         if connection.vendor != "postgresql":
             return self.sql
         raw = connection.connection
-        prepared = _PREPARED_ON.setdefault(raw, set())
-        if self.name not in prepared:
+        if not self.is_prepared_on(raw):
             # A round trip of its own, once per connection: only a PREPARE that ran is recorded.
             cursor.execute(self.prepare_sql)
-            prepared.add(self.name)
+            self.mark_prepared_on(raw)
         return self.execute_sql
+
+    def is_prepared_on(self, driver_connection: Any) -> bool:
+        """Whether this psycopg connection (either pool's, sync or asyncio) already holds the statement."""
+        return self.name in _PREPARED_ON.get(driver_connection, ())
+
+    def mark_prepared_on(self, driver_connection: Any) -> None:
+        _PREPARED_ON.setdefault(driver_connection, set()).add(self.name)
 
 
 def statement_text(cursor: Any, statement: str | Prepared) -> str:

@@ -34,8 +34,6 @@ logger = logging.getLogger("parsec.db")
 # One pool per serving event loop: the server has one; each test its own (`close_pool` at its end).
 _POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
 _SERVING_LOOPS: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
-# Per psycopg connection, the prepared statements it holds (as protocol.db does for its pool).
-_PREPARED_ON: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
 
 
 class LoopUnavailable(Exception):
@@ -117,10 +115,9 @@ async def _connection() -> AsyncIterator[Any]:
 
 
 async def _text(conn: Any, statement: Prepared) -> str:
-    prepared = _PREPARED_ON.setdefault(conn, set())
-    if statement.name not in prepared:
+    if not statement.is_prepared_on(conn):
         await conn.execute(statement.prepare_sql)
-        prepared.add(statement.name)
+        statement.mark_prepared_on(conn)
     return statement.execute_sql
 
 
