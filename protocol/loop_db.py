@@ -16,6 +16,7 @@ outages is the server's one. SQLite deployments have no such pool.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import weakref
 from contextlib import asynccontextmanager
@@ -137,43 +138,56 @@ async def fetch_row(
     return None if row is None else convert_row(row, fields)
 
 
+class Stale(enum.Enum):
+    """Why a write decided on the loop stored nothing."""
+
+    STATE_CHANGED = "the state changed between the read and the lock"  # the worker thread decides again
+    DUPLICATE = "a unique constraint refused the write"  # a racing writer stored it first
+
+
 class Write:
-    """One write transaction on a loop connection, in two round trips: `BEGIN; <lock>; <read>`,
-    then `<write>; COMMIT` (or a rollback when the read refuses the write)."""
+    """One write decided on a loop connection in two round trips: the state read (no transaction,
+    no lock), then, once Python has decided, `BEGIN; <lock>; <store>; COMMIT` sent at once. The
+    store writes only if the state it was decided on is unchanged under the lock (realms/sql.py,
+    STATE_STAMP), so the lock is held while PostgreSQL runs one statement and commits, never across
+    a round trip through a busy event loop."""
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn
 
-    async def lock_then_read(
-        self, lock: Prepared, read: Prepared, params: Mapping[str, Any], fields: Sequence[Field | None]
-    ) -> tuple[Any, ...] | None:
-        """The realm lock, then the state read in a second statement of the same transaction
-        (it sees every change committed before the lock was granted: realms/sql.py)."""
+    async def read(self, statement: Prepared, params: Mapping[str, Any], fields: Sequence[Field | None]) -> tuple[Any, ...] | None:
+        """The state read: its first row, converted; any failure is `LoopUnavailable` (nothing written)."""
         import psycopg
 
         try:
-            text = f"BEGIN; {await _text(self.conn, lock)}; {await _text(self.conn, read)}"
+            cursor = await self.conn.execute(await _text(self.conn, statement), params)
+            row = await cursor.fetchone()
+        except psycopg.Error as exc:
+            raise LoopUnavailable(str(exc)) from exc
+        return None if row is None else convert_row(row, fields)
+
+    async def lock_then_store(
+        self, lock: Prepared, store: Prepared, params: Mapping[str, Any]
+    ) -> tuple[Any, ...] | Stale:
+        """The lock, then the guarded store (its first row) and the commit, in one round trip."""
+        import psycopg
+
+        try:
+            text = f"BEGIN; {await _text(self.conn, lock)}; {await _text(self.conn, store)}; COMMIT"
+        except psycopg.Error as exc:
+            raise LoopUnavailable(str(exc)) from exc  # a PREPARE failed: nothing was written
+        try:
             cursor = await self.conn.execute(text, params)
             cursor.nextset()  # past BEGIN's result
             cursor.nextset()  # past the lock's
             row = await cursor.fetchone()
-        except psycopg.Error as exc:
-            raise LoopUnavailable(str(exc)) from exc  # nothing was written: the worker thread may run it
-        return None if row is None else convert_row(row, fields)
-
-    async def write_then_commit(self, statement: Prepared, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
-        """Runs the write and commits; None: a unique constraint refused it (rolled back)."""
-        import psycopg
-
-        try:
-            cursor = await self.conn.execute(f"{await _text(self.conn, statement)}; COMMIT", params)
-            return await cursor.fetchone()
         except psycopg.errors.UniqueViolation:
-            return None
+            return Stale.DUPLICATE  # the whole transaction is rolled back (`_connection`)
         except psycopg.Error as exc:
             # The commit may or may not have happened: not retried, reported as the server's other
             # database failures are (protocol.registry).
             raise OperationalError(str(exc)) from exc
+        return Stale.STATE_CHANGED if row is None else row
 
 
 @asynccontextmanager

@@ -8,6 +8,8 @@ Locks. Every writer of a realm (vlob writes, role and archiving changes, mainten
 the realm row, taken one way: `FOR NO KEY UPDATE OF r` (`lock_realm` / `lock_realm_then_read`), so
 concurrent inserts that merely reference the realm (blocks, roles) are not blocked. SQLite has no row
 locks: its writers already queue at BEGIN IMMEDIATE (settings), so there the lock is left out.
+The event loop's vlob writes read first and take the lock only to store, checking under it that the
+state they decided on has not changed (STATE_STAMP, STORE_VERSION_IF_UNCHANGED).
 """
 from __future__ import annotations
 
@@ -28,19 +30,19 @@ _REALM_COLUMNS = ", ".join(f'r."{field.column}"' for field in _REALM_FIELDS)
 _R_ID, _V_REALM_ID, _D_USER_ID = 'r."id"', 'v."realm_id"', 'd."user_id"'
 
 
-def _access_state_columns(user: str) -> str:
-    return (
-        f"{_REALM_COLUMNS},"
-        f" {current_archiving_sql('configuration', realm=_R_ID)},"
-        f" {current_archiving_sql('deletion_date', realm=_R_ID)},"
-        f" {current_role_sql('role', realm=_R_ID, user=user)},"
-        f" {current_role_sql('certified_on', realm=_R_ID, user=user)}"
-    )
+def _access_state_column_list(user: str) -> list[str]:
+    return [
+        *(f'r."{field.column}"' for field in _REALM_FIELDS),
+        current_archiving_sql("configuration", realm=_R_ID),
+        current_archiving_sql("deletion_date", realm=_R_ID),
+        current_role_sql("role", realm=_R_ID, user=user),
+        current_role_sql("certified_on", realm=_R_ID, user=user),
+    ]
 
 
 # The select list of an access state (rules.ACCESS_STATE_FIELDS) over a realm aliased `r`, for the
 # user `%(user_pk)s`: the realm row, its latest archiving and the user's latest role, in one read.
-ACCESS_STATE_COLUMNS = _access_state_columns("%(user_pk)s")
+ACCESS_STATE_COLUMNS = ", ".join(_access_state_column_list("%(user_pk)s"))
 
 # --- realm lock ---------------------------------------------------------------------------------
 
@@ -57,6 +59,7 @@ REALM_BY_ID = f'SELECT {_REALM_COLUMNS} FROM "{_REALM}" r WHERE {_BY_REALM_ID}'
 LOCK_REALM_BY_ID = REALM_BY_ID + _LOCK
 # Takes the row lock of the realm by id / of the vlob's realm, reads nothing.
 LOCK_REALM_ONLY_BY_ID = Prepared("lock_realm_only_by_id", f'SELECT 1 FROM "{_REALM}" r WHERE {_BY_REALM_ID}{_LOCK}')
+LOCK_REALM_ONLY_BY_PK = Prepared("lock_realm_only_by_pk", f'SELECT 1 FROM "{_REALM}" r WHERE r."id" = %(realm_pk)s{_LOCK}')
 LOCK_REALM_ONLY_OF_VLOB = Prepared("lock_realm_only_of_vlob", f'SELECT 1 FROM "{_REALM}" r WHERE {_BY_VLOB_ID}{_LOCK}')
 
 
@@ -106,17 +109,32 @@ _ENABLED_SEQUESTER_SERVICES = (
     f'EXISTS(SELECT 1 FROM "{SequesterService._meta.db_table}" s'
     ' WHERE s."organization_id" = r."organization_id" AND s."disabled_on" IS NULL)'
 )
+# The stamp of the state a write is decided on, for the event loop's writes (protocol/loop_db.py),
+# which read the state without the lock, decide, then send `BEGIN; lock; store; COMMIT` at once:
+# the store (STORE_VERSION_IF_UNCHANGED) takes the stamp again under the lock and writes only if it
+# is the same, so the realm lock is held for one statement instead of across a round trip. Stamped:
+# the realm row but its checkpoint (every write moves it; the store moves it in SQL), its archiving,
+# the user's role, whether sequester services are enabled. Not stamped: whether the vlob id is taken
+# and the vlob's last version, which the unique constraints referee under the lock anyway.
+# SQLite (no event-loop path) reads NULL.
+_STAMPED_COLUMNS = [
+    column for column in _access_state_column_list("%(user_pk)s") if column != 'r."checkpoint"'
+] + [_ENABLED_SEQUESTER_SERVICES]
+STATE_STAMP = (
+    f"md5(ROW({', '.join(_STAMPED_COLUMNS)})::text)" if connection.vendor == "postgresql" else "NULL"
+)
+
 # Reads, after LOCK_REALM_ONLY_BY_ID: the access state, whether the vlob id is taken, whether
-# sequester services are enabled.
+# sequester services are enabled, the state's stamp.
 VLOB_CREATE_STATE = Prepared(
     "vlob_create_state",
     f"SELECT {ACCESS_STATE_COLUMNS},"
     f' EXISTS(SELECT 1 FROM "{_ATOM}" v WHERE v."organization_id" = %(organization_pk)s AND v."vlob_id" = %(vlob_id)s),'
-    f" {_ENABLED_SEQUESTER_SERVICES}"
+    f" {_ENABLED_SEQUESTER_SERVICES}, {STATE_STAMP}"
     f' FROM "{_REALM}" r WHERE {_BY_REALM_ID}',
 )
 # Reads, after LOCK_REALM_ONLY_OF_VLOB: the access state, the vlob's last (version, timestamp) in the
-# realm's current revision, whether sequester services are enabled.
+# realm's current revision, whether sequester services are enabled, the state's stamp.
 VLOB_UPDATE_STATE = Prepared(
     "vlob_update_state",
     f"SELECT {ACCESS_STATE_COLUMNS}, "
@@ -126,34 +144,49 @@ VLOB_UPDATE_STATE = Prepared(
         ' ORDER BY v."version" DESC LIMIT 1)'
         for column in ("version", "created_on")
     )
-    + f", {_ENABLED_SEQUESTER_SERVICES}"
+    + f", {_ENABLED_SEQUESTER_SERVICES}, {STATE_STAMP}"
     f' FROM "{_REALM}" r WHERE {_BY_VLOB_ID}',
 )
 
-# The four writes of a vlob version, under the realm lock, all with the same parameters.
+def _insert(into: str, columns: str, values: str, *, source: str | None = None, suffix: str = "") -> str:
+    """`INSERT INTO <into> (<columns>) VALUES (<values>)<suffix>`; with `source` (a WITH member),
+    `SELECT <values> FROM <source>` instead: one row per row of `source`, none when it has none."""
+    rows = f"VALUES ({values})" if source is None else f"SELECT {values} FROM {source}"
+    return f"INSERT INTO {into} ({columns}) {rows}{suffix}"
+
+
+# The writes of a vlob version, under the realm lock, all with the same parameters.
 # Inserts the version.
-_INSERT_ATOM = (
-    f'INSERT INTO "{_ATOM}" ("organization_id", "realm_id", "vlob_id", "version", "encryption_revision",'
-    ' "blob", "size", "author_id", "created_on") VALUES (%(organization_pk)s, %(realm_pk)s, %(vlob_id)s,'
-    " %(version)s, %(encryption_revision)s, %(blob)s, %(size)s, %(author_pk)s, %(timestamp)s)"
-)
+_ATOM_ROW = {
+    "into": f'"{_ATOM}"',
+    "columns": '"organization_id", "realm_id", "vlob_id", "version", "encryption_revision", "blob", "size",'
+    ' "author_id", "created_on"',
+    "values": "%(organization_pk)s, %(realm_pk)s, %(vlob_id)s, %(version)s, %(encryption_revision)s, %(blob)s,"
+    " %(size)s, %(author_pk)s, %(timestamp)s",
+}
+_INSERT_ATOM = _insert(**_ATOM_ROW)
 # Advances the realm checkpoint by one (its row count says whether it moved).
 _ADVANCE_CHECKPOINT = (
     f'UPDATE "{_REALM}" SET "checkpoint" = %(checkpoint)s'
     ' WHERE "id" = %(realm_pk)s AND "checkpoint" = %(previous_checkpoint)s'
 )
-# Appends to the realm's change log.
-_INSERT_UPDATE_LOG = (
-    f'INSERT INTO "{RealmVlobUpdate._meta.db_table}" ("realm_id", "index", "vlob_id", "version")'
-    " VALUES (%(realm_pk)s, %(checkpoint)s, %(vlob_id)s, %(version)s)"
-)
+# Appends to the realm's change log, at the new checkpoint.
+_LOG_ROW = {
+    "into": f'"{RealmVlobUpdate._meta.db_table}"',
+    "columns": '"realm_id", "index", "vlob_id", "version"',
+    "values": "%(realm_pk)s, {checkpoint}, %(vlob_id)s, %(version)s",
+}
+_INSERT_UPDATE_LOG = _insert(**{**_LOG_ROW, "values": _LOG_ROW["values"].format(checkpoint="%(checkpoint)s")})
 # realm_user_change.last_vlob_update = max(previous, timestamp), for `realm_update_roles` causality.
-_RECORD_LAST_VLOB_UPDATE = (
-    f'INSERT INTO "{RealmUserChange._meta.db_table}" AS c ("realm_id", "user_id", "last_vlob_update")'
-    ' VALUES (%(realm_pk)s, %(user_pk)s, %(timestamp)s) ON CONFLICT ("realm_id", "user_id") DO UPDATE SET'
-    ' "last_vlob_update" = CASE WHEN c."last_vlob_update" IS NULL OR c."last_vlob_update" < excluded."last_vlob_update"'
-    ' THEN excluded."last_vlob_update" ELSE c."last_vlob_update" END'
-)
+_LAST_VLOB_UPDATE_ROW = {
+    "into": f'"{RealmUserChange._meta.db_table}" AS c',
+    "columns": '"realm_id", "user_id", "last_vlob_update"',
+    "values": "%(realm_pk)s, %(user_pk)s, %(timestamp)s",
+    "suffix": ' ON CONFLICT ("realm_id", "user_id") DO UPDATE SET "last_vlob_update" = CASE'
+    ' WHEN c."last_vlob_update" IS NULL OR c."last_vlob_update" < excluded."last_vlob_update"'
+    ' THEN excluded."last_vlob_update" ELSE c."last_vlob_update" END',
+}
+_RECORD_LAST_VLOB_UPDATE = _insert(**_LAST_VLOB_UPDATE_ROW)
 # SQLite: the four, one by one; the second one's row count is the checkpoint move.
 STORE_VERSION_STATEMENTS = (_INSERT_ATOM, _ADVANCE_CHECKPOINT, _INSERT_UPDATE_LOG, _RECORD_LAST_VLOB_UPDATE)
 # PostgreSQL: the four in one round trip (every data-modifying WITH member runs, referenced or not);
@@ -163,6 +196,22 @@ STORE_VERSION = Prepared(
     "WITH "
     + ", ".join(f"w{index} AS ({sql} RETURNING 1)" for index, sql in enumerate(STORE_VERSION_STATEMENTS))
     + " SELECT (SELECT count(*) FROM w1)",
+)
+
+# The event loop's store (PostgreSQL only), run after LOCK_REALM_ONLY_BY_PK in the same transaction,
+# hence on a snapshot taken once the lock is held: the same four writes, made only if the state's
+# stamp is still `%(stamp)s`, the checkpoint moved by one in SQL. Returns the realm's new checkpoint,
+# or no row when the state changed (nothing written).
+STORE_VERSION_IF_UNCHANGED = Prepared(
+    "store_version_if_unchanged",
+    f'WITH unchanged AS (SELECT r."id" FROM "{_REALM}" r WHERE r."id" = %(realm_pk)s AND {STATE_STAMP} = %(stamp)s),'
+    f' moved AS (UPDATE "{_REALM}" SET "checkpoint" = "checkpoint" + 1 WHERE "id" IN (SELECT "id" FROM unchanged)'
+    ' RETURNING "checkpoint"),'
+    f" atom AS ({_insert(**_ATOM_ROW, source='moved')} RETURNING 1),"
+    f" log AS ({_insert(**{**_LOG_ROW, 'values': _LOG_ROW['values'].format(checkpoint='moved.checkpoint')}, source='moved')}"
+    " RETURNING 1),"
+    f" last AS ({_insert(**_LAST_VLOB_UPDATE_ROW, source='moved')} RETURNING 1)"
+    ' SELECT "checkpoint" FROM moved',
 )
 
 # --- vlob reads ---------------------------------------------------------------------------------

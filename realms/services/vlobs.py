@@ -179,7 +179,9 @@ def _check_moved(moved: int, realm: Realm) -> None:
         raise RuntimeError(f"checkpoint of realm {realm.realm_id.hex} moved under its lock")
 
 
-def _emit_vlobs_updated(*, session: AuthenticatedSession, realm: Realm, vlob_id: uuid.UUID, version: int) -> None:
+def _emit_vlobs_updated(
+    *, session: AuthenticatedSession, realm: Realm, vlob_id: uuid.UUID, version: int, checkpoint: int
+) -> None:
     """After the commit (from a worker thread) or right away (called once committed, on the event loop)."""
     emit_realm_event_on_commit(
         organization_pk=session.organization_pk,
@@ -187,7 +189,7 @@ def _emit_vlobs_updated(*, session: AuthenticatedSession, realm: Realm, vlob_id:
         event={
             "event": "realm.vlobs_updated",
             "realm_id": realm.realm_id,
-            "checkpoint": realm.checkpoint + 1,
+            "checkpoint": checkpoint,
             "src_id": vlob_id,
             "src_version": version,
         },
@@ -213,7 +215,7 @@ def _write_version(
         transaction.set_rollback(True)
         return False
     _check_moved(moved, realm)
-    _emit_vlobs_updated(session=session, realm=realm, vlob_id=vlob_id, version=version)
+    _emit_vlobs_updated(session=session, realm=realm, vlob_id=vlob_id, version=version, checkpoint=realm.checkpoint + 1)
     return True
 
 
@@ -226,8 +228,10 @@ def _write_access(
 
 
 # The state reads of the writes (realms/sql.py), for the worker-thread services and their event-loop forms.
-_CREATE_STATE_FIELDS = (*ACCESS_STATE_FIELDS, None, None)  # + whether the id is taken, sequester services enabled
-_UPDATE_STATE_FIELDS = (*ACCESS_STATE_FIELDS, None, _ATOM_CREATED_ON, None)  # + last version, its timestamp, sequester
+# + whether the id is taken, sequester services enabled, the state's stamp (sql.STATE_STAMP)
+_CREATE_STATE_FIELDS = (*ACCESS_STATE_FIELDS, None, None, None)
+# + last version, its timestamp, sequester services enabled, the state's stamp
+_UPDATE_STATE_FIELDS = (*ACCESS_STATE_FIELDS, None, _ATOM_CREATED_ON, None, None)
 
 
 def _create_state_params(*, session: AuthenticatedSession, realm_id: uuid.UUID, vlob_id: uuid.UUID) -> dict[str, Any]:
@@ -295,14 +299,15 @@ def vlob_create(
         )
         if row is None:
             return RealmRefusal.NOT_ALLOWED
-        state = access_state_from_row(row[:-2])
+        state = access_state_from_row(row[:-3])
+        taken, services_enabled, _stamp = row[-3:]
         refusal = _access_refusal(
             state, now=now, encryption_revision=encryption_revision, timestamp=timestamp,
             realm_not_found=RealmRefusal.NOT_ALLOWED,
-        ) or _sequester_refusal(session=session, check=check, services_enabled=row[-1])
+        ) or _sequester_refusal(session=session, check=check, services_enabled=services_enabled)
         if refusal is not None:
             return refusal
-        if row[-2]:
+        if taken:
             return RealmRefusal.ALREADY_EXISTS
         written = _write_version(
             session=session, realm=state.realm, vlob_id=vlob_id, version=1, timestamp=timestamp, blob=blob
@@ -327,40 +332,42 @@ async def vlob_create_on_loop(
     now: datetime | None = None,
 ) -> Outcome | None:
     """`vlob_create`'s common case from the event loop (protocol/loop_db.py), same checks in the same
-    order; None: a case it leaves to `vlob_create` (sequester services involved)."""
+    order on the state read before the lock, stored only if that state is unchanged under it; None: a
+    case it leaves to `vlob_create` (sequester services involved, the state changed before the lock)."""
     if sequester_blob is not None:
         return None
     now = now or timezone.now()
     if not replies.timestamp_in_ballpark(timestamp, now):
         return BadTimestamp(now=now, client_timestamp=timestamp)
     async with loop_db.write() as write:
-        row = await write.lock_then_read(
-            sql.LOCK_REALM_ONLY_BY_ID,
+        row = await write.read(
             sql.VLOB_CREATE_STATE,
             _create_state_params(session=session, realm_id=realm_id, vlob_id=vlob_id),
             _CREATE_STATE_FIELDS,
         )
         if row is None:
             return RealmRefusal.NOT_ALLOWED
-        state = access_state_from_row(row[:-2])
+        state = access_state_from_row(row[:-3])
         refusal = _access_refusal(
             state, now=now, encryption_revision=encryption_revision, timestamp=timestamp,
             realm_not_found=RealmRefusal.NOT_ALLOWED,
         )
         if refusal is not None:
             return refusal
-        if row[-1]:
+        taken, services_enabled, stamp = row[-3:]
+        if services_enabled:
             return None  # sequester services enabled: the nil blob set is refused in `vlob_create`
-        if row[-2]:
+        if taken:
             return RealmRefusal.ALREADY_EXISTS
         params = _version_params(
             session=session, realm=state.realm, vlob_id=vlob_id, version=1, timestamp=timestamp, blob=blob
         )
-        stored = await write.write_then_commit(sql.STORE_VERSION, params)
-    if stored is None:
+        stored = await write.lock_then_store(sql.LOCK_REALM_ONLY_BY_PK, sql.STORE_VERSION_IF_UNCHANGED, params | {"stamp": stamp})
+    if stored is loop_db.Stale.STATE_CHANGED:
+        return None  # decided again under the lock, in `vlob_create`
+    if stored is loop_db.Stale.DUPLICATE:
         return RealmRefusal.ALREADY_EXISTS
-    _check_moved(stored[0], state.realm)
-    _emit_vlobs_updated(session=session, realm=state.realm, vlob_id=vlob_id, version=1)
+    _emit_vlobs_updated(session=session, realm=state.realm, vlob_id=vlob_id, version=1, checkpoint=stored[0])
     return OK
 
 
@@ -399,14 +406,15 @@ def vlob_update(
         )
         if row is None:
             return RealmRefusal.NOT_FOUND
-        state = access_state_from_row(row[:-3])
+        state = access_state_from_row(row[:-4])
+        previous_version, previous_timestamp, services_enabled, _stamp = row[-4:]
         refusal = (
             _access_refusal(
                 state, now=now, encryption_revision=encryption_revision, timestamp=timestamp,
                 realm_not_found=RealmRefusal.NOT_FOUND,
             )
-            or _sequester_refusal(session=session, check=check, services_enabled=row[-1])
-            or _version_refusal(*row[-3:-1], version=version, timestamp=timestamp)
+            or _sequester_refusal(session=session, check=check, services_enabled=services_enabled)
+            or _version_refusal(previous_version, previous_timestamp, version=version, timestamp=timestamp)
         )
         if refusal is not None:
             return refusal
@@ -433,41 +441,41 @@ async def vlob_update_on_loop(
     now: datetime | None = None,
 ) -> Outcome | None:
     """`vlob_update`'s common case from the event loop (protocol/loop_db.py), same checks in the same
-    order; None: a case it leaves to `vlob_update` (sequester services involved)."""
+    order on the state read before the lock, stored only if that state is unchanged under it; None: a
+    case it leaves to `vlob_update` (sequester services involved, the state changed before the lock)."""
     if sequester_blob is not None:
         return None
     now = now or timezone.now()
     if not replies.timestamp_in_ballpark(timestamp, now):
         return BadTimestamp(now=now, client_timestamp=timestamp)
     async with loop_db.write() as write:
-        row = await write.lock_then_read(
-            sql.LOCK_REALM_ONLY_OF_VLOB,
-            sql.VLOB_UPDATE_STATE,
-            _update_state_params(session=session, vlob_id=vlob_id),
-            _UPDATE_STATE_FIELDS,
+        row = await write.read(
+            sql.VLOB_UPDATE_STATE, _update_state_params(session=session, vlob_id=vlob_id), _UPDATE_STATE_FIELDS
         )
         if row is None:
             return RealmRefusal.NOT_FOUND
-        state = access_state_from_row(row[:-3])
+        state = access_state_from_row(row[:-4])
         refusal = _access_refusal(
             state, now=now, encryption_revision=encryption_revision, timestamp=timestamp,
             realm_not_found=RealmRefusal.NOT_FOUND,
         )
         if refusal is not None:
             return refusal
-        if row[-1]:
+        previous_version, previous_timestamp, services_enabled, stamp = row[-4:]
+        if services_enabled:
             return None  # sequester services enabled: the nil blob set is refused in `vlob_update`
-        refusal = _version_refusal(*row[-3:-1], version=version, timestamp=timestamp)
+        refusal = _version_refusal(previous_version, previous_timestamp, version=version, timestamp=timestamp)
         if refusal is not None:
             return refusal
         params = _version_params(
             session=session, realm=state.realm, vlob_id=vlob_id, version=version, timestamp=timestamp, blob=blob
         )
-        stored = await write.write_then_commit(sql.STORE_VERSION, params)
-    if stored is None:
+        stored = await write.lock_then_store(sql.LOCK_REALM_ONLY_BY_PK, sql.STORE_VERSION_IF_UNCHANGED, params | {"stamp": stamp})
+    if stored is loop_db.Stale.STATE_CHANGED:
+        return None  # decided again under the lock, in `vlob_update`
+    if stored is loop_db.Stale.DUPLICATE:
         return RealmRefusal.BAD_VERSION
-    _check_moved(stored[0], state.realm)
-    _emit_vlobs_updated(session=session, realm=state.realm, vlob_id=vlob_id, version=version)
+    _emit_vlobs_updated(session=session, realm=state.realm, vlob_id=vlob_id, version=version, checkpoint=stored[0])
     return OK
 
 

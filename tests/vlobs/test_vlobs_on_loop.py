@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 
 import psycopg
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.db.models import F
+from django.utils import timezone
 
 from protocol import loop_db
 from realms.models import Realm, RealmVlobUpdate, VlobAtom
@@ -93,17 +96,17 @@ async def test_dead_pooled_connection_falls_back_to_a_worker_thread(world: World
     assert await update_vlob(alice_ws, vlob_id, 3) == OK
 
 
-async def test_abandoned_write_rolls_back(world: World, alice_ws, realm_id):
-    # A write abandoned while it waits for the realm lock (its client left): its transaction goes,
-    # and with it any lock it held; nothing is written.
+async def test_abandoned_write_is_all_or_nothing(world: World, alice_ws, realm_id):
+    # A write abandoned while it waits for the realm lock (its client left). Its lock, store and
+    # commit went to PostgreSQL as one message, so it lands whole or not at all, as a write whose
+    # reply was lost would; either way it leaves no lock and no transaction behind.
     vlob_id = uuid.uuid4()
     pool = loop_db._pool()
     await pool.open()
+    lock = f'SELECT 1 FROM "{Realm._meta.db_table}" WHERE "realm_id" = %s FOR NO KEY UPDATE'
     async with pool.connection() as holder:
         await holder.execute("BEGIN")
-        await holder.execute(
-            f'SELECT 1 FROM "{Realm._meta.db_table}" WHERE "realm_id" = %s FOR NO KEY UPDATE', (realm_id,)
-        )
+        await holder.execute(lock, (realm_id,))
         leaving = await connect_as(world.alice)
         write = asyncio.create_task(create_vlob(leaving, realm_id, vlob_id=vlob_id))
         await asyncio.sleep(0.5)
@@ -112,9 +115,19 @@ async def test_abandoned_write_rolls_back(world: World, alice_ws, realm_id):
         await leaving.close()
         await asyncio.sleep(0.5)
         await holder.execute("ROLLBACK")
-    assert not await VlobAtom.objects.filter(vlob_id=vlob_id).aexists()
-    assert await create_vlob(alice_ws, realm_id, vlob_id=vlob_id) == OK
-    assert (await Realm.objects.aget(realm_id=realm_id)).checkpoint == 1
+        # Queued behind the abandoned write: granted once it has committed or given up.
+        await holder.execute("BEGIN")
+        await holder.execute(lock, (realm_id,))
+        await holder.execute("ROLLBACK")
+    written = await VlobAtom.objects.filter(vlob_id=vlob_id).aexists()
+    assert (await Realm.objects.aget(realm_id=realm_id)).checkpoint == int(written)
+    assert await RealmVlobUpdate.objects.acount() == int(written)
+    # Nothing left locked: the next writes go through.
+    assert await create_vlob(alice_ws, realm_id) == OK
+    assert await create_vlob(alice_ws, realm_id, vlob_id=vlob_id) == (
+        {"status": "already_exists", "reason": None} if written else OK
+    )
+    assert (await Realm.objects.aget(realm_id=realm_id)).checkpoint == 2
 
 
 async def test_sequester_writes_run_in_a_worker_thread(world: World, alice_ws, realm_id):
@@ -122,3 +135,58 @@ async def test_sequester_writes_run_in_a_worker_thread(world: World, alice_ws, r
     reply = await create_vlob(alice_ws, realm_id, sequester_blob={uuid.uuid4(): b"<blob>"})
     assert reply["status"] == "not_a_sequestered_organization"
     assert _pool_requests() == before
+
+
+def _change_before_the_store(monkeypatch, change) -> list:
+    """Runs `change` (async) between a write's state read and its `BEGIN; lock; store; COMMIT`;
+    returns the list of what each store attempt on the loop came back with."""
+    attempts: list = []
+    real = loop_db.Write.lock_then_store
+
+    async def changed_then_store(self, lock, store, params):
+        await change()
+        result = await real(self, lock, store, params)
+        attempts.append(result)
+        return result
+
+    monkeypatch.setattr(loop_db.Write, "lock_then_store", changed_then_store)
+    return attempts
+
+
+async def test_state_changed_before_the_lock_is_decided_again(world: World, alice_ws, realm_id, vlob_id, monkeypatch):
+    # The realm went into maintenance between the read and the lock: the loop stores nothing and
+    # the worker-thread service, reading under the lock, refuses.
+    async def start_maintenance():
+        await Realm.objects.filter(realm_id=realm_id).aupdate(
+            maintenance_type="REENCRYPTION", maintenance_started_on=timezone.now()
+        )
+
+    attempts = _change_before_the_store(monkeypatch, start_maintenance)
+    assert await update_vlob(alice_ws, vlob_id, 2) == {"status": "in_maintenance"}
+    assert attempts == [loop_db.Stale.STATE_CHANGED]
+    assert [v async for v in VlobAtom.objects.filter(vlob_id=vlob_id).values_list("version", flat=True)] == [1]
+    assert (await Realm.objects.aget(realm_id=realm_id)).checkpoint == 1
+
+
+async def test_harmless_change_before_the_lock_still_writes(world: World, alice_ws, realm_id, monkeypatch):
+    # Any change of the stamped state sends the write to the worker thread, which decides it whole.
+    async def touch_realm():
+        await Realm.objects.filter(realm_id=realm_id).aupdate(created_on=F("created_on") - timedelta(seconds=1))
+
+    attempts = _change_before_the_store(monkeypatch, touch_realm)
+    vlob_id = await new_vlob(alice_ws, realm_id)
+    assert attempts == [loop_db.Stale.STATE_CHANGED]
+    assert (await read_vlob(alice_ws, vlob_id))["version"] == 1
+    assert (await Realm.objects.aget(realm_id=realm_id)).checkpoint == 1
+    assert await RealmVlobUpdate.objects.acount() == 1
+
+
+async def test_concurrent_writers_of_one_realm_keep_checkpoints_dense(world: World, realm_id):
+    # The loop's store moves the checkpoint in SQL under the lock: 20 concurrent writers from
+    # separate sessions, each checkpoint used once, the change log gap-free.
+    sessions = [await connect_as(world.alice) for _ in range(4)]
+    replies = await asyncio.gather(*(create_vlob(sessions[i % 4], realm_id) for i in range(20)))
+    assert replies == [OK] * 20
+    assert (await Realm.objects.aget(realm_id=realm_id)).checkpoint == 20
+    indexes = [i async for i in RealmVlobUpdate.objects.order_by("index").values_list("index", flat=True)]
+    assert indexes == list(range(1, 21))
