@@ -196,3 +196,71 @@ async def run_on_loop_or_sync(
         if outcome is not None:
             return outcome
     return await run_sync(in_thread, **kwargs)
+
+
+# --- Large values on the loop (blocks) ------------------------------------------------------------
+# The loop pool binds values client-side, which suits the short values of the vlob commands but
+# would send a 512 KiB block as 1 MiB of hex text for PostgreSQL to decode, and read it back the
+# same way. The block data statements instead bind their values server-side (bytes as a binary
+# parameter) and read their results in PostgreSQL's binary format, as blocks/stores/database.py
+# does in worker threads; psycopg prepares each once per connection (`prepare=True`).
+
+
+class BytesConnection:
+    """One loop connection for a command that moves a block: its check (a `Prepared` read) and its
+    data statement run on the same connection, so a connection that died idle fails the check,
+    before anything was written, and the command can still run in a worker thread."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    async def fetch_row(
+        self, statement: Prepared, params: Mapping[str, Any], fields: Sequence[Field | None]
+    ) -> tuple[Any, ...] | None:
+        """As the module's `fetch_row`, on this connection: any failure is `LoopUnavailable`."""
+        import psycopg
+
+        try:
+            cursor = await self.conn.execute(await _text(self.conn, statement), params)
+            row = await cursor.fetchone()
+        except psycopg.Error as exc:
+            raise LoopUnavailable(str(exc)) from exc
+        return None if row is None else convert_row(row, fields)
+
+    async def fetch_row_binary(
+        self, sql: str, params: Mapping[str, Any], fields: Sequence[Field | None]
+    ) -> tuple[Any, ...] | None:
+        """The first row of a read, bound server-side and read in binary, converted as `fetch_row`
+        converts it; any failure is `LoopUnavailable` (a read can always run again)."""
+        import psycopg
+
+        try:
+            async with psycopg.AsyncCursor(self.conn) as cursor:
+                await cursor.execute(sql, params, prepare=True, binary=True)
+                row = await cursor.fetchone()
+        except psycopg.Error as exc:
+            raise LoopUnavailable(str(exc)) from exc
+        return None if row is None else convert_row(row, fields)
+
+    async def execute_binary(self, sql: str, params: Mapping[str, Any]) -> bool:
+        """Runs one write statement (autocommit: all of it or nothing) bound server-side.
+
+        False: a unique constraint refused it. Any other failure is an `OperationalError`: sent,
+        the write may or may not have been committed, so it is not run again here."""
+        import psycopg
+
+        try:
+            async with psycopg.AsyncCursor(self.conn) as cursor:
+                await cursor.execute(sql, params, prepare=True)
+        except psycopg.errors.UniqueViolation:
+            return False
+        except psycopg.Error as exc:
+            raise OperationalError(str(exc)) from exc
+        return True
+
+
+@asynccontextmanager
+async def bytes_connection() -> AsyncIterator[BytesConnection]:
+    """A loop connection for a block command; `LoopUnavailable` when none can be had."""
+    async with _connection() as conn:
+        yield BytesConnection(conn)
