@@ -33,9 +33,6 @@ BLOCK_READ_STATE = Prepared(
 
 
 # --- The POSTGRESQL blockstore on the event loop (blocks.services.*_with_data_on_loop) ---------------
-# Plain statements, not `Prepared`: they are bound server-side, the block bytes as a binary parameter
-# (`%(data)b`), and psycopg prepares them per connection itself (protocol.loop_db.BytesConnection).
-
 
 _BLOCK_COLUMNS = {field.name: field.column for field in Block._meta.concrete_fields}
 
@@ -47,7 +44,8 @@ def _block_column(name: str) -> str:
 # block_create, once the checks passed: the data and the metadata row in one autocommit statement,
 # so both are written or neither. A retried write finds its data already there (ON CONFLICT DO
 # NOTHING, as the store's own write), and a concurrent creator of the same id is refused by the
-# unique constraint on the block row, which undoes this statement's data row with it.
+# unique constraint on the block row, which undoes this statement's data row with it. Not `Prepared`:
+# its values are bound server-side, the block bytes as a binary parameter (protocol.loop_db).
 BLOCK_CREATE_WITH_DATA = (
     f'WITH "stored" AS (INSERT INTO "{_BLOCK_DATA}" ("organization_id", "block_id", "data")'
     " VALUES (%(organization_id)s, %(block_id)s, %(data)b) ON CONFLICT DO NOTHING)"
@@ -58,9 +56,10 @@ BLOCK_CREATE_WITH_DATA = (
 
 # block_read: BLOCK_READ_STATE's access state of the realm holding the block `%(block_id)s` for
 # `%(user_pk)s`, and the block's data (NULL: the store lost it), in one read. No lock.
-BLOCK_READ_WITH_DATA = (
+BLOCK_READ_WITH_DATA = Prepared(
+    "block_read_with_data",
     f'SELECT {ACCESS_STATE_COLUMNS}, d."data"'
     f' FROM "{_BLOCK}" b JOIN "{_REALM}" r ON r."id" = b."realm_id"'
     f' LEFT JOIN "{_BLOCK_DATA}" d ON d."organization_id" = %(organization_id)s AND d."block_id" = b."block_id"'
-    ' WHERE b."organization_id" = %(organization_pk)s AND b."block_id" = %(block_id)s'
+    ' WHERE b."organization_id" = %(organization_pk)s AND b."block_id" = %(block_id)s',
 )

@@ -201,15 +201,18 @@ async def run_on_loop_or_sync(
 # --- Large values on the loop (blocks) ------------------------------------------------------------
 # The loop pool binds values client-side, which suits the short values of the vlob commands but
 # would send a 512 KiB block as 1 MiB of hex text for PostgreSQL to decode, and read it back the
-# same way. The block data statements instead bind their values server-side (bytes as a binary
-# parameter) and read their results in PostgreSQL's binary format, as blocks/stores/database.py
-# does in worker threads; psycopg prepares each once per connection (`prepare=True`).
+# same way. A block's data is therefore written with its values bound server-side (bytes as a binary
+# parameter) and read in PostgreSQL's binary format, as blocks/stores/database.py does in worker
+# threads. The read is a `Prepared` statement like the others (its values are short); the write is
+# planned on each call: an `EXECUTE` cannot take bound values, and psycopg's own prepared statements
+# (off in Django's connections) would be dropped with every other prepared statement of the
+# connection (`DEALLOCATE ALL`) at its next rollback.
 
 
 class BytesConnection:
-    """One loop connection for a command that moves a block: its check (a `Prepared` read) and its
-    data statement run on the same connection, so a connection that died idle fails the check,
-    before anything was written, and the command can still run in a worker thread."""
+    """One loop connection for a command that moves a block: its check and its data statement run on
+    the same connection, so a connection that died idle fails the check, before anything was
+    written, and the command can still run in a worker thread."""
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn
@@ -228,22 +231,22 @@ class BytesConnection:
         return None if row is None else convert_row(row, fields)
 
     async def fetch_row_binary(
-        self, sql: str, params: Mapping[str, Any], fields: Sequence[Field | None]
+        self, statement: Prepared, params: Mapping[str, Any], fields: Sequence[Field | None]
     ) -> tuple[Any, ...] | None:
-        """The first row of a read, bound server-side and read in binary, converted as `fetch_row`
-        converts it; any failure is `LoopUnavailable` (a read can always run again)."""
+        """As `fetch_row`, the results read in binary (a bytea column comes as its bytes, not as hex text)."""
         import psycopg
 
         try:
+            text = self.conn.cursor().mogrify(await _text(self.conn, statement), params)
             async with psycopg.AsyncCursor(self.conn) as cursor:
-                await cursor.execute(sql, params, prepare=True, binary=True)
+                await cursor.execute(text, binary=True)
                 row = await cursor.fetchone()
         except psycopg.Error as exc:
             raise LoopUnavailable(str(exc)) from exc
         return None if row is None else convert_row(row, fields)
 
     async def execute_binary(self, sql: str, params: Mapping[str, Any]) -> bool:
-        """Runs one write statement (autocommit: all of it or nothing) bound server-side.
+        """Runs one write statement (autocommit: all of it or nothing), its values bound server-side.
 
         False: a unique constraint refused it. Any other failure is an `OperationalError`: sent,
         the write may or may not have been committed, so it is not run again here."""
@@ -251,7 +254,7 @@ class BytesConnection:
 
         try:
             async with psycopg.AsyncCursor(self.conn) as cursor:
-                await cursor.execute(sql, params, prepare=True)
+                await cursor.execute(sql, params)
         except psycopg.errors.UniqueViolation:
             return False
         except psycopg.Error as exc:
