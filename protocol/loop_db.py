@@ -224,8 +224,10 @@ class BytesConnection:
         import psycopg
 
         try:
-            cursor = await self.conn.execute(await _text(self.conn, statement), params)
-            row = await cursor.fetchone()
+            # Client-side binding, whatever the pool's cursors: `EXECUTE name(...)` cannot take bound values.
+            async with psycopg.AsyncClientCursor(self.conn) as cursor:
+                await cursor.execute(await _text(self.conn, statement), params)
+                row = await cursor.fetchone()
         except psycopg.Error as exc:
             raise LoopUnavailable(str(exc)) from exc
         return None if row is None else convert_row(row, fields)
@@ -237,7 +239,7 @@ class BytesConnection:
         import psycopg
 
         try:
-            text = self.conn.cursor().mogrify(await _text(self.conn, statement), params)
+            text = psycopg.AsyncClientCursor(self.conn).mogrify(await _text(self.conn, statement), params)
             async with psycopg.AsyncCursor(self.conn) as cursor:
                 await cursor.execute(text, binary=True)
                 row = await cursor.fetchone()
