@@ -6,19 +6,22 @@ whether the id is taken at once, and the unique constraint decides a race betwee
 """
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime
 
-from django.db import IntegrityError
+from django.db import DatabaseError, IntegrityError
 
 from blocks import sql
 from blocks.models import Block
-from blocks.outcomes import BlockOutcome
+from blocks.outcomes import BlockOutcome, BlockReadOk
 from protocol import loop_db
 from protocol.db import db_param, fetch_row
 from protocol.session import AuthenticatedSession
 from realms.rules import ACCESS_STATE_FIELDS, Operation, Refused, access_state_from_row, evaluate_realm_access
 from realms.models import Realm
+
+logger = logging.getLogger(__name__)
 
 _BLOCK_ID = Block._meta.get_field("block_id")
 _REALM_ID = Realm._meta.get_field("realm_id")
@@ -119,3 +122,65 @@ async def check_block_read_on_loop(*, session: AuthenticatedSession, block_id: u
     """`check_block_read` from the event loop (protocol/loop_db.py)."""
     params = _block_read_query(session=session, block_id=block_id)
     return _block_read_checked(await loop_db.fetch_row(sql.BLOCK_READ_STATE, params, ACCESS_STATE_FIELDS), now=now)
+
+
+# --- The POSTGRESQL blockstore on the event loop --------------------------------------------------
+# With the POSTGRESQL blockstore on PostgreSQL, the data is a table of the same database: the check,
+# the data and the metadata row need no worker thread (two of them per block_create otherwise, each
+# a hand-off of the 512 KiB block between threads) and the data and its row go in one statement.
+# `LoopUnavailable` (no connection, or the check failed: nothing was written) sends the command to
+# the worker-thread path (`blocks.orchestration`), which decides every case.
+
+
+async def block_create_with_data_on_loop(
+    *, session: AuthenticatedSession, block_id: uuid.UUID, realm_id: uuid.UUID, block: bytes, now: datetime
+) -> BlockOutcome:
+    """`check_block_create`, then the data and the metadata row in one statement (sql.BLOCK_CREATE_WITH_DATA),
+    on one loop connection: the outcome is the worker-thread path's (check, store, `record_block`)."""
+    params = _block_create_query(session=session, block_id=block_id, realm_id=realm_id)
+    async with loop_db.bytes_connection() as db:
+        checked = _block_create_checked(await db.fetch_row(sql.BLOCK_CREATE_STATE, params, _CREATE_FIELDS), now=now)
+        if isinstance(checked, BlockOutcome):
+            return checked
+        try:
+            written = await db.execute_binary(
+                sql.BLOCK_CREATE_WITH_DATA,
+                {
+                    "organization_id": session.organization_id,
+                    "organization_pk": session.organization_pk,
+                    "block_id": params["block_id"],
+                    "data": block,
+                    "realm_pk": checked,
+                    "author_pk": session.device_pk,
+                    "size": len(block),
+                    "created_on": now,
+                },
+            )
+        except DatabaseError as exc:
+            # Sent, so not run again: answered as a failed store write, which the client retries with
+            # the same id and data (the statement wrote all of it or nothing).
+            logger.warning("Block write failed (organization=%s block=%s): %s", session.organization_id, block_id, exc)
+            return BlockOutcome.STORE_UNAVAILABLE
+    # Refused by the unique constraint: a concurrent block_create of the same id passed the checks too.
+    return BlockOutcome.OK if written else BlockOutcome.ALREADY_EXISTS
+
+
+_READ_WITH_DATA_FIELDS = (*ACCESS_STATE_FIELDS, None)
+
+
+async def block_read_with_data_on_loop(
+    *, session: AuthenticatedSession, block_id: uuid.UUID, now: datetime
+) -> BlockOutcome | BlockReadOk:
+    """`check_block_read` and the data in one read (sql.BLOCK_READ_WITH_DATA) on a loop connection."""
+    params = {**_block_read_query(session=session, block_id=block_id), "organization_id": session.organization_id}
+    async with loop_db.bytes_connection() as db:
+        row = await db.fetch_row_binary(sql.BLOCK_READ_WITH_DATA, params, _READ_WITH_DATA_FIELDS)
+    checked = _block_read_checked(None if row is None else row[:-1], now=now)
+    if checked is not BlockOutcome.OK:
+        return checked
+    assert row is not None
+    data = row[-1]
+    if data is None:
+        logger.error("Block has metadata but no data (organization=%s block=%s)", session.organization_id, block_id)
+        return BlockOutcome.STORE_UNAVAILABLE
+    return BlockReadOk(block=data)

@@ -210,3 +210,76 @@ async def run_on_loop_or_sync(
         if outcome is not None:
             return outcome
     return await run_sync(in_thread, **kwargs)
+
+
+# --- Large values on the loop (blocks) ------------------------------------------------------------
+# The loop pool binds values client-side, which suits the short values of the vlob commands but
+# would send a 512 KiB block as 1 MiB of hex text for PostgreSQL to decode, and read it back the
+# same way. A block's data is therefore written with its values bound server-side (bytes as a binary
+# parameter) and read in PostgreSQL's binary format, as blocks/stores/database.py does in worker
+# threads. The read is a `Prepared` statement like the others (its values are short); the write is
+# planned on each call: an `EXECUTE` cannot take bound values, and psycopg's own prepared statements
+# (off in Django's connections) would be dropped with every other prepared statement of the
+# connection (`DEALLOCATE ALL`) at its next rollback.
+
+
+class BytesConnection:
+    """One loop connection for a command that moves a block: its check and its data statement run on
+    the same connection, so a connection that died idle fails the check, before anything was
+    written, and the command can still run in a worker thread."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    async def fetch_row(
+        self, statement: Prepared, params: Mapping[str, Any], fields: Sequence[Field | None]
+    ) -> tuple[Any, ...] | None:
+        """As the module's `fetch_row`, on this connection: any failure is `LoopUnavailable`."""
+        import psycopg
+
+        try:
+            # Client-side binding, whatever the pool's cursors: `EXECUTE name(...)` cannot take bound values.
+            async with psycopg.AsyncClientCursor(self.conn) as cursor:
+                await cursor.execute(await _text(self.conn, statement), params)
+                row = await cursor.fetchone()
+        except psycopg.Error as exc:
+            raise LoopUnavailable(str(exc)) from exc
+        return None if row is None else convert_row(row, fields)
+
+    async def fetch_row_binary(
+        self, statement: Prepared, params: Mapping[str, Any], fields: Sequence[Field | None]
+    ) -> tuple[Any, ...] | None:
+        """As `fetch_row`, the results read in binary (a bytea column comes as its bytes, not as hex text)."""
+        import psycopg
+
+        try:
+            text = psycopg.AsyncClientCursor(self.conn).mogrify(await _text(self.conn, statement), params)
+            async with psycopg.AsyncCursor(self.conn) as cursor:
+                await cursor.execute(text, binary=True)
+                row = await cursor.fetchone()
+        except psycopg.Error as exc:
+            raise LoopUnavailable(str(exc)) from exc
+        return None if row is None else convert_row(row, fields)
+
+    async def execute_binary(self, sql: str, params: Mapping[str, Any]) -> bool:
+        """Runs one write statement (autocommit: all of it or nothing), its values bound server-side.
+
+        False: a unique constraint refused it. Any other failure is an `OperationalError`: sent,
+        the write may or may not have been committed, so it is not run again here."""
+        import psycopg
+
+        try:
+            async with psycopg.AsyncCursor(self.conn) as cursor:
+                await cursor.execute(sql, params)
+        except psycopg.errors.UniqueViolation:
+            return False
+        except psycopg.Error as exc:
+            raise OperationalError(str(exc)) from exc
+        return True
+
+
+@asynccontextmanager
+async def bytes_connection() -> AsyncIterator[BytesConnection]:
+    """A loop connection for a block command; `LoopUnavailable` when none can be had."""
+    async with _connection() as conn:
+        yield BytesConnection(conn)

@@ -13,6 +13,8 @@ class DatabaseBlockStore:
     """`POSTGRESQL`: the `BlockData` table of Django's database, whichever it is (SQLite too).
 
     Each call is its own autocommit statement: the services call it outside their transactions.
+    On PostgreSQL with the event loop's pool, the block commands write and read this table without
+    this class (blocks/sql.py, `*_WITH_DATA`), with the same rules: keep the two in step.
     """
 
     def create(self, organization_id: str, block_id: uuid.UUID, data: bytes) -> None:

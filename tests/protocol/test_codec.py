@@ -105,6 +105,9 @@ def test_unpack_keeps_non_str_map_keys() -> None:
         pytest.param(b"\x91\xc8\x00\x08\xff" + bytes(8), id="msgpack-timestamp-ext16"),
         pytest.param(b"\x91\xc9\x00\x00\x00\x0c\xff" + bytes(12), id="msgpack-timestamp-ext32"),
         pytest.param(b"\x91" * 1000 + b"\xd6\xff" + bytes(4), id="msgpack-timestamp-1000-levels-deep"),
+        # Large documents: of few items (walked at once), of many items (their bytes searched first).
+        pytest.param(b"\x92\xc5\x20\x00" + bytes(8192) + b"\xd6\xff" + bytes(4), id="msgpack-timestamp-beside-a-large-bin"),
+        pytest.param(b"\xdc\x00\x65" + (b"\xc4\x3c" + bytes(60)) * 100 + b"\xd6\xff" + bytes(4), id="msgpack-timestamp-after-many-bins"),
         pytest.param(b"\x91" * 1025 + b"\xc0", id="deeper-than-1024-levels"),
     ],
 )
