@@ -1,10 +1,10 @@
-"""bench/run.py's size table: a size with no latency measured is reported, not divided by."""
+"""bench/run.py's tables: a size with no latency measured is reported, not divided by; the verdicts follow issue 15's targets."""
 from __future__ import annotations
 
 from types import SimpleNamespace
 
 from bench.phases import Result
-from bench.run import print_size_table
+from bench.run import print_size_table, ratio_and_target
 from bench.sizes import LARGE, SIZE_PHASES, SMALL
 
 
@@ -38,3 +38,22 @@ def test_size_table_with_every_latency_judges_the_ratios(capsys):
     phase = sorted(SIZE_PHASES)[0]
     print_size_table(_args(phase), {phase: {"ours": [_result(phase, 1.0, 1.5)]}})
     assert _row(capsys.readouterr().out, phase) == [phase, "ours", "1.00", "2.00", "1.50", "3.00", "1.50x", "1.50x", "ok"]
+
+
+def _summary(ops: float, p99: float) -> dict:
+    return {"ops_per_s": ops, "mb_per_s": None, "p50_ms": p99 / 2, "p99_ms": p99}
+
+
+def test_event_target_is_a_fraction_of_the_reference_p99():
+    assert ratio_and_target("event", _summary(100, 7.0), _summary(50, 20.0), {}) == (
+        "0.35x p99", "ok p99≤0.35x ref; ok p99<ref"
+    )
+    assert ratio_and_target("event", _summary(100, 7.1), _summary(50, 20.0), {})[1].startswith("MISS p99≤0.35x ref")
+
+
+def test_shared_writers_target_the_reference_rate_and_a_p99_bound():
+    ours = {"vlob_create": _summary(900, 20.0)}
+    _, verdict = ratio_and_target("vlob_create_shared", _summary(600, 99.0), _summary(100, 900.0), ours)
+    assert verdict == "ok ≥5x; ok p99<100ms; ok ≥0.5x own vlob_create; ok p99<ref"
+    _, verdict = ratio_and_target("vlob_create_shared", _summary(600, 101.0), _summary(100, 900.0), ours)
+    assert "MISS p99<100ms" in verdict
