@@ -74,6 +74,9 @@ class AuthenticatedSession:
     # The connection serving the session, for per-connection state (events queue, subscriptions); None
     # only for sessions built outside a connection (tests calling services directly).
     connection: Connection | None = field(default=None, repr=False)
+    # What an app remembers between the session's commands, by key, each kept bounded by its app
+    # (realms/services/vlobs.py: the last states its writes were decided on).
+    memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass

@@ -9,7 +9,7 @@ the realm row, taken one way: `FOR NO KEY UPDATE OF r` (`lock_realm` / `lock_rea
 concurrent inserts that merely reference the realm (blocks, roles) are not blocked. SQLite has no row
 locks: its writers already queue at BEGIN IMMEDIATE (settings), so there the lock is left out.
 The event loop's vlob writes read first and take the lock only to store, checking under it that the
-state they decided on has not changed (STATE_STAMP, STORE_VERSION_IF_UNCHANGED).
+state they decided on has not changed (STATE_STAMP, STORE_CREATED/UPDATED_IF_UNCHANGED).
 """
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ _ENABLED_SEQUESTER_SERVICES = (
 )
 # The stamp of the state a write is decided on, for the event loop's writes (protocol/loop_db.py),
 # which read the state without the lock, decide, then send `BEGIN; lock; store; COMMIT` at once:
-# the store (STORE_VERSION_IF_UNCHANGED) takes the stamp again under the lock and writes only if it
+# the store (STORE_CREATED/UPDATED_IF_UNCHANGED) takes the stamp again under the lock and writes only if it
 # is the same, so the realm lock is held for one statement instead of across a round trip. Stamped:
 # the realm row but its checkpoint (every write moves it; the store moves it in SQL), its archiving,
 # the user's role, whether sequester services are enabled. Not stamped: whether the vlob id is taken
@@ -198,21 +198,39 @@ STORE_VERSION = Prepared(
     + " SELECT (SELECT count(*) FROM w1)",
 )
 
-# The event loop's store (PostgreSQL only), run after LOCK_REALM_ONLY_BY_PK in the same transaction,
+# The event loop's stores (PostgreSQL only), run after LOCK_REALM_ONLY_BY_PK in the same transaction,
 # hence on a snapshot taken once the lock is held: the same four writes, made only if the state's
-# stamp is still `%(stamp)s`, the checkpoint moved by one in SQL. Returns the realm's new checkpoint,
-# or no row when the state changed (nothing written).
-STORE_VERSION_IF_UNCHANGED = Prepared(
-    "store_version_if_unchanged",
-    f'WITH unchanged AS (SELECT r."id" FROM "{_REALM}" r WHERE r."id" = %(realm_pk)s AND {STATE_STAMP} = %(stamp)s),'
-    f' moved AS (UPDATE "{_REALM}" SET "checkpoint" = "checkpoint" + 1 WHERE "id" IN (SELECT "id" FROM unchanged)'
-    ' RETURNING "checkpoint"),'
-    f" atom AS ({_insert(**_ATOM_ROW, source='moved')} RETURNING 1),"
-    f" log AS ({_insert(**{**_LOG_ROW, 'values': _LOG_ROW['values'].format(checkpoint='moved.checkpoint')}, source='moved')}"
-    " RETURNING 1),"
-    f" last AS ({_insert(**_LAST_VLOB_UPDATE_ROW, source='moved')} RETURNING 1)"
-    ' SELECT "checkpoint" FROM moved',
+# stamp is still `%(stamp)s` and the vlob is as the write was decided on (its id free for a creation;
+# for an update, version `%(version)s - 1` there and written at or before `%(timestamp)s`), the
+# checkpoint moved by one in SQL. Returns the realm's new checkpoint, or no row when anything changed
+# (nothing written). The vlob guards let a write be decided on a state read by an earlier command of
+# the session (services: one round trip per write); a version already taken is the unique constraint's.
+def _store_version_if(vlob_guard: str) -> str:
+    unchanged = (
+        f'SELECT r."id" FROM "{_REALM}" r WHERE r."id" = %(realm_pk)s AND {STATE_STAMP} = %(stamp)s AND {vlob_guard}'
+    )
+    log_values = _LOG_ROW["values"].format(checkpoint="moved.checkpoint")
+    return (
+        f"WITH unchanged AS ({unchanged}),"
+        f' moved AS (UPDATE "{_REALM}" SET "checkpoint" = "checkpoint" + 1 WHERE "id" IN (SELECT "id" FROM unchanged)'
+        ' RETURNING "checkpoint"),'
+        f" atom AS ({_insert(**_ATOM_ROW, source='moved')} RETURNING 1),"
+        f" log AS ({_insert(**{**_LOG_ROW, 'values': log_values}, source='moved')} RETURNING 1),"
+        f" last AS ({_insert(**_LAST_VLOB_UPDATE_ROW, source='moved')} RETURNING 1)"
+        ' SELECT "checkpoint" FROM moved'
+    )
+
+
+_VLOB_ID_FREE = (
+    f'NOT EXISTS(SELECT 1 FROM "{_ATOM}" v WHERE v."organization_id" = %(organization_pk)s AND v."vlob_id" = %(vlob_id)s)'
 )
+_PREVIOUS_VERSION_FITS = (
+    f'EXISTS(SELECT 1 FROM "{_ATOM}" v WHERE v."organization_id" = %(organization_pk)s AND v."vlob_id" = %(vlob_id)s'
+    ' AND v."encryption_revision" = r."encryption_revision" AND v."version" = %(version)s - 1'
+    ' AND v."created_on" <= %(timestamp)s)'
+)
+STORE_CREATED_IF_UNCHANGED = Prepared("store_created_if_unchanged", _store_version_if(_VLOB_ID_FREE))
+STORE_UPDATED_IF_UNCHANGED = Prepared("store_updated_if_unchanged", _store_version_if(_PREVIOUS_VERSION_FITS))
 
 # --- vlob reads ---------------------------------------------------------------------------------
 

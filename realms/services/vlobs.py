@@ -8,6 +8,8 @@ in the order of the protocol.
 from __future__ import annotations
 
 import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -332,14 +334,25 @@ async def vlob_create_on_loop(
     now: datetime | None = None,
 ) -> Outcome | None:
     """`vlob_create`'s common case from the event loop (protocol/loop_db.py), same checks in the same
-    order on the state read before the lock, stored only if that state is unchanged under it; None: a
-    case it leaves to `vlob_create` (sequester services involved, the state changed before the lock)."""
+    order on a state read before the lock (or remembered from the session's last creation in the
+    realm), stored only if that state is unchanged under it; None: a case it leaves to `vlob_create`
+    (sequester services involved, the state changed before the lock)."""
     if sequester_blob is not None:
         return None
     now = now or timezone.now()
     if not replies.timestamp_in_ballpark(timestamp, now):
         return BadTimestamp(now=now, client_timestamp=timestamp)
+    realm_key = ("realm", realm_id)
     async with loop_db.write() as write:
+        remembered = _remembered(session, realm_key)
+        if remembered is not None and _access_refusal(
+            remembered.state, now=now, encryption_revision=encryption_revision, timestamp=timestamp,
+            realm_not_found=RealmRefusal.NOT_ALLOWED,
+        ) is None:
+            outcome = await _store_created(write, session=session, decided_on=remembered, vlob_id=vlob_id, timestamp=timestamp, blob=blob)
+            if outcome is not None:
+                return outcome
+            _forget(session, realm_key)  # changed since: read it again
         row = await write.read(
             sql.VLOB_CREATE_STATE,
             _create_state_params(session=session, realm_id=realm_id, vlob_id=vlob_id),
@@ -359,15 +372,29 @@ async def vlob_create_on_loop(
             return None  # sequester services enabled: the nil blob set is refused in `vlob_create`
         if taken:
             return RealmRefusal.ALREADY_EXISTS
-        params = _version_params(
-            session=session, realm=state.realm, vlob_id=vlob_id, version=1, timestamp=timestamp, blob=blob
-        )
-        stored = await write.lock_then_store(sql.LOCK_REALM_ONLY_BY_PK, sql.STORE_VERSION_IF_UNCHANGED, params | {"stamp": stamp})
+        decided_on = _WriteState(state=state, stamp=stamp)
+        _remember(session, realm_key, decided_on)
+        # None: the state changed before the lock; decided again under it, in `vlob_create`.
+        return await _store_created(write, session=session, decided_on=decided_on, vlob_id=vlob_id, timestamp=timestamp, blob=blob)
+
+
+async def _store_created(
+    write: loop_db.Write, *, session: AuthenticatedSession, decided_on: _WriteState, vlob_id: uuid.UUID,
+    timestamp: datetime, blob: bytes,
+) -> Outcome | None:
+    """Version 1 of a creation granted on `decided_on`, stored if that state is unchanged and the id
+    free under the lock; None: it changed, nothing was written."""
+    realm = decided_on.state.realm
+    params = _version_params(session=session, realm=realm, vlob_id=vlob_id, version=1, timestamp=timestamp, blob=blob)
+    stored = await write.lock_then_store(
+        sql.LOCK_REALM_ONLY_BY_PK, sql.STORE_CREATED_IF_UNCHANGED, params | {"stamp": decided_on.stamp}
+    )
     if stored is loop_db.Stale.STATE_CHANGED:
-        return None  # decided again under the lock, in `vlob_create`
+        return None
     if stored is loop_db.Stale.DUPLICATE:
         return RealmRefusal.ALREADY_EXISTS
-    _emit_vlobs_updated(session=session, realm=state.realm, vlob_id=vlob_id, version=1, checkpoint=stored[0])
+    _remember(session, ("vlob", vlob_id), replace(decided_on, version=1, timestamp=timestamp))
+    _emit_vlobs_updated(session=session, realm=realm, vlob_id=vlob_id, version=1, checkpoint=stored[0])
     return OK
 
 
@@ -441,14 +468,30 @@ async def vlob_update_on_loop(
     now: datetime | None = None,
 ) -> Outcome | None:
     """`vlob_update`'s common case from the event loop (protocol/loop_db.py), same checks in the same
-    order on the state read before the lock, stored only if that state is unchanged under it; None: a
-    case it leaves to `vlob_update` (sequester services involved, the state changed before the lock)."""
+    order on a state read before the lock (or remembered from the session's last write of the vlob),
+    stored only if that state is unchanged under it; None: a case it leaves to `vlob_update`
+    (sequester services involved, the state changed before the lock)."""
     if sequester_blob is not None:
         return None
     now = now or timezone.now()
     if not replies.timestamp_in_ballpark(timestamp, now):
         return BadTimestamp(now=now, client_timestamp=timestamp)
+    vlob_key = ("vlob", vlob_id)
     async with loop_db.write() as write:
+        remembered = _remembered(session, vlob_key)
+        if remembered is not None and remembered.timestamp is not None and (
+            _access_refusal(
+                remembered.state, now=now, encryption_revision=encryption_revision, timestamp=timestamp,
+                realm_not_found=RealmRefusal.NOT_FOUND,
+            )
+            or _version_refusal(remembered.version, remembered.timestamp, version=version, timestamp=timestamp)
+        ) is None:
+            outcome = await _store_updated(
+                write, session=session, decided_on=remembered, vlob_id=vlob_id, version=version, timestamp=timestamp, blob=blob
+            )
+            if outcome is not None:
+                return outcome
+            _forget(session, vlob_key)  # changed since: read it again
         row = await write.read(
             sql.VLOB_UPDATE_STATE, _update_state_params(session=session, vlob_id=vlob_id), _UPDATE_STATE_FIELDS
         )
@@ -467,16 +510,71 @@ async def vlob_update_on_loop(
         refusal = _version_refusal(previous_version, previous_timestamp, version=version, timestamp=timestamp)
         if refusal is not None:
             return refusal
-        params = _version_params(
-            session=session, realm=state.realm, vlob_id=vlob_id, version=version, timestamp=timestamp, blob=blob
+        decided_on = _WriteState(state=state, stamp=stamp, version=previous_version, timestamp=previous_timestamp)
+        # None: the state changed before the lock; decided again under it, in `vlob_update`.
+        return await _store_updated(
+            write, session=session, decided_on=decided_on, vlob_id=vlob_id, version=version, timestamp=timestamp, blob=blob
         )
-        stored = await write.lock_then_store(sql.LOCK_REALM_ONLY_BY_PK, sql.STORE_VERSION_IF_UNCHANGED, params | {"stamp": stamp})
+
+
+async def _store_updated(
+    write: loop_db.Write, *, session: AuthenticatedSession, decided_on: _WriteState, vlob_id: uuid.UUID,
+    version: int, timestamp: datetime, blob: bytes,
+) -> Outcome | None:
+    """`version` of an update granted on `decided_on`, stored if that state is unchanged and the
+    previous version as it was under the lock; None: it changed, nothing was written."""
+    realm = decided_on.state.realm
+    params = _version_params(session=session, realm=realm, vlob_id=vlob_id, version=version, timestamp=timestamp, blob=blob)
+    stored = await write.lock_then_store(
+        sql.LOCK_REALM_ONLY_BY_PK, sql.STORE_UPDATED_IF_UNCHANGED, params | {"stamp": decided_on.stamp}
+    )
     if stored is loop_db.Stale.STATE_CHANGED:
-        return None  # decided again under the lock, in `vlob_update`
+        return None
     if stored is loop_db.Stale.DUPLICATE:
-        return RealmRefusal.BAD_VERSION
-    _emit_vlobs_updated(session=session, realm=state.realm, vlob_id=vlob_id, version=version, checkpoint=stored[0])
+        return RealmRefusal.BAD_VERSION  # the stamp held: granted, but another writer took the version first
+    _remember(session, ("vlob", vlob_id), replace(decided_on, version=version, timestamp=timestamp))
+    _emit_vlobs_updated(session=session, realm=realm, vlob_id=vlob_id, version=version, checkpoint=stored[0])
     return OK
+
+
+# --- One round trip per write on the event loop -------------------------------------------------
+# A write decided on the event loop is stored only if the state it was decided on is still the state
+# under the lock (sql.STATE_STAMP and the vlob guards of sql.STORE_*_IF_UNCHANGED), so that state may
+# as well come from an earlier command of the same session: a realm's from the session's last
+# creation in it, a vlob's from its last write. The write then costs one round trip. Only a write the
+# remembered state grants skips the read: a refusal, or a store finding the state changed, is decided
+# again on a fresh read (and past that, in the worker thread under the lock), so nothing is ever
+# refused on a remembered state.
+
+_WRITE_STATES = "realms.vlob_write_states"
+_WRITE_STATES_KEPT = 64  # per session, the most recently used
+
+
+@dataclass(frozen=True)
+class _WriteState:
+    state: AccessState
+    stamp: str
+    version: int = 0  # the vlob's last version, and its timestamp (None: a realm's state, for creations)
+    timestamp: datetime | None = None
+
+
+def _remembered(session: AuthenticatedSession, key: tuple[str, uuid.UUID]) -> _WriteState | None:
+    states = session.memo.get(_WRITE_STATES)
+    return None if states is None else states.get(key)
+
+
+def _remember(session: AuthenticatedSession, key: tuple[str, uuid.UUID], write_state: _WriteState) -> None:
+    states: OrderedDict[tuple[str, uuid.UUID], _WriteState] = session.memo.setdefault(_WRITE_STATES, OrderedDict())
+    states[key] = write_state
+    states.move_to_end(key)
+    while len(states) > _WRITE_STATES_KEPT:
+        states.popitem(last=False)
+
+
+def _forget(session: AuthenticatedSession, key: tuple[str, uuid.UUID]) -> None:
+    states = session.memo.get(_WRITE_STATES)
+    if states is not None:
+        states.pop(key, None)
 
 
 def _vlob_read_query(

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import psycopg
 import pytest
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
 from django.db.models import F
@@ -190,3 +191,77 @@ async def test_concurrent_writers_of_one_realm_keep_checkpoints_dense(world: Wor
     assert (await Realm.objects.aget(realm_id=realm_id)).checkpoint == 20
     indexes = [i async for i in RealmVlobUpdate.objects.order_by("index").values_list("index", flat=True)]
     assert indexes == list(range(1, 21))
+
+
+# --- one round trip per write: the session's remembered states ---------------------------------
+
+
+def _count_state_reads(monkeypatch) -> list:
+    reads: list = []
+    real = loop_db.Write.read
+
+    async def counted(self, statement, params, fields):
+        reads.append(statement)
+        return await real(self, statement, params, fields)
+
+    monkeypatch.setattr(loop_db.Write, "read", counted)
+    return reads
+
+
+async def test_a_session_s_next_writes_skip_the_state_read(world: World, alice_ws, realm_id, monkeypatch):
+    reads = _count_state_reads(monkeypatch)
+    vlob_id = await new_vlob(alice_ws, realm_id)  # reads the realm's state, remembers it
+    assert len(reads) == 1
+    other_id = await new_vlob(alice_ws, realm_id)  # the realm's state from the first creation
+    assert await update_vlob(alice_ws, vlob_id, 2) == OK  # the vlob's state from its creation
+    assert await update_vlob(alice_ws, vlob_id, 3) == OK
+    assert await update_vlob(alice_ws, other_id, 2) == OK
+    assert len(reads) == 1
+    assert (await read_vlob(alice_ws, vlob_id))["version"] == 3
+    assert (await Realm.objects.aget(realm_id=realm_id)).checkpoint == 5
+    indexes = [i async for i in RealmVlobUpdate.objects.order_by("index").values_list("index", flat=True)]
+    assert indexes == [1, 2, 3, 4, 5]
+
+
+async def test_a_role_revoked_since_the_remembered_state_is_refused(world: World, alice_ws, realm_id):
+    from tests.realms.helpers import grant
+    from tests.vlobs.helpers import member
+
+    bob = await member(world, alice_ws, realm_id, "bob", "CONTRIBUTOR")
+    bob_ws = await connect_as(bob)
+    vlob_id = await new_vlob(bob_ws, realm_id)  # bob's session remembers a state that grants him writes
+    await grant(alice_ws, world.alice, realm_id, "bob", None)
+    assert await update_vlob(bob_ws, vlob_id, 2) == {"status": "not_allowed"}
+    assert await create_vlob(bob_ws, realm_id) == {"status": "not_allowed"}
+    assert [v async for v in VlobAtom.objects.filter(vlob_id=vlob_id).values_list("version", flat=True)] == [1]
+
+
+async def test_a_remembered_version_never_refuses(world: World, alice_ws, realm_id, vlob_id):
+    # alice's session remembers version 1; another session writes version 2: alice's version 3 is
+    # right, though her remembered state would refuse it, and her version 2 is refused.
+    other_ws = await connect_as(world.alice)
+    assert await update_vlob(other_ws, vlob_id, 2) == OK
+    assert await update_vlob(alice_ws, vlob_id, 2, blob=b"<late>") == {"status": "bad_version"}
+    assert await update_vlob(alice_ws, vlob_id, 3) == OK
+    versions = [v async for v in VlobAtom.objects.filter(vlob_id=vlob_id).order_by("version").values_list("version", flat=True)]
+    assert versions == [1, 2, 3]
+
+
+async def test_a_remembered_realm_still_sees_an_id_taken_elsewhere(world: World, alice_ws, realm_id):
+    from tests.conftest import create_realm
+
+    await new_vlob(alice_ws, realm_id)  # the realm's state is remembered
+    other_realm_id = await create_realm(alice_ws, world.alice)
+    taken = await new_vlob(alice_ws, other_realm_id)
+    assert await create_vlob(alice_ws, realm_id, vlob_id=taken) == {"status": "already_exists", "reason": None}
+    assert (await Realm.objects.aget(realm_id=realm_id)).checkpoint == 1
+
+
+async def test_remembered_states_are_bounded(world: World):
+    from realms.services import vlobs
+    from tests.vlobs.helpers import session_of
+
+    session = await sync_to_async(session_of)(world.alice)
+    for _ in range(vlobs._WRITE_STATES_KEPT + 10):
+        vlobs._remember(session, ("vlob", uuid.uuid4()), None)
+    assert len(session.memo[vlobs._WRITE_STATES]) == vlobs._WRITE_STATES_KEPT
