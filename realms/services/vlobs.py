@@ -547,7 +547,7 @@ async def _store_updated(
 # refused on a remembered state.
 
 _WRITE_STATES = "realms.vlob_write_states"
-_WRITE_STATES_KEPT = 64  # per session, the most recently used
+_WRITE_STATES_KEPT = 16  # per session, the most recently used (~1 KB each)
 
 
 @dataclass(frozen=True)
