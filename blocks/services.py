@@ -139,7 +139,7 @@ async def block_create_with_data_on_loop(
     on one loop connection: the outcome is the worker-thread path's (check, store, `record_block`)."""
     params = _block_create_query(session=session, block_id=block_id, realm_id=realm_id)
     async with loop_db.bytes_connection() as db:
-        checked = _block_create_checked(await db.fetch_row(sql.BLOCK_CREATE_STATE, params, _CREATE_FIELDS), now=now)
+        checked = _block_create_checked(await db.read(sql.BLOCK_CREATE_STATE, params, _CREATE_FIELDS), now=now)
         if isinstance(checked, BlockOutcome):
             return checked
         try:
@@ -174,7 +174,7 @@ async def block_read_with_data_on_loop(
     """`check_block_read` and the data in one read (sql.BLOCK_READ_WITH_DATA) on a loop connection."""
     params = {**_block_read_query(session=session, block_id=block_id), "organization_id": session.organization_id}
     async with loop_db.bytes_connection() as db:
-        row = await db.fetch_row_binary(sql.BLOCK_READ_WITH_DATA, params, _READ_WITH_DATA_FIELDS)
+        row = await db.read(sql.BLOCK_READ_WITH_DATA, params, _READ_WITH_DATA_FIELDS, binary=True)
     checked = _block_read_checked(None if row is None else row[:-1], now=now)
     if checked is not BlockOutcome.OK:
         return checked

@@ -125,17 +125,38 @@ async def _text(conn: Any, statement: Prepared) -> str:
 async def fetch_row(
     statement: Prepared, params: Mapping[str, Any], fields: Sequence[Field | None]
 ) -> tuple[Any, ...] | None:
-    """The first row of a read, converted as protocol.db.fetch_row converts it; any failure is
-    `LoopUnavailable` (a read can always run again)."""
-    import psycopg
-
+    """`LoopConnection.read` on a connection of its own."""
     async with _connection() as conn:
+        return await LoopConnection(conn).read(statement, params, fields)
+
+
+class LoopConnection:
+    """A connection of the loop pool, held for the statements of one command."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    async def read(
+        self, statement: Prepared, params: Mapping[str, Any], fields: Sequence[Field | None], *, binary: bool = False
+    ) -> tuple[Any, ...] | None:
+        """The first row of a read, converted as protocol.db.fetch_row converts it; any failure is
+        `LoopUnavailable` (a read can always run again). `binary`: the results in PostgreSQL's binary
+        format, a bytea column as its bytes rather than as hex text twice its size."""
+        import psycopg
+
         try:
-            cursor = await conn.execute(await _text(conn, statement), params)
-            row = await cursor.fetchone()
+            text: str = await _text(self.conn, statement)
+            values: Mapping[str, Any] | None = params
+            if binary:
+                # Bound client-side all the same (`EXECUTE name(...)` takes no bound values), then sent
+                # by a cursor that can read binary results, which the pool's client-side cursors cannot.
+                text, values = psycopg.AsyncClientCursor(self.conn).mogrify(text, params), None
+            async with (psycopg.AsyncCursor(self.conn) if binary else self.conn.cursor()) as cursor:
+                await cursor.execute(text, values, binary=binary)
+                row = await cursor.fetchone()
         except psycopg.Error as exc:
             raise LoopUnavailable(str(exc)) from exc
-    return None if row is None else convert_row(row, fields)
+        return None if row is None else convert_row(row, fields)
 
 
 class Stale(enum.Enum):
@@ -145,26 +166,12 @@ class Stale(enum.Enum):
     DUPLICATE = "a unique constraint refused the write"  # a racing writer stored it first
 
 
-class Write:
+class Write(LoopConnection):
     """One write decided on a loop connection in two round trips: the state read (no transaction,
     no lock), then, once Python has decided, `BEGIN; <lock>; <store>; COMMIT` sent at once. The
     store writes only if the state it was decided on is unchanged under the lock (realms/sql.py,
     STATE_STAMP), so the lock is held while PostgreSQL runs one statement and commits, never across
     a round trip through a busy event loop."""
-
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-
-    async def read(self, statement: Prepared, params: Mapping[str, Any], fields: Sequence[Field | None]) -> tuple[Any, ...] | None:
-        """The state read: its first row, converted; any failure is `LoopUnavailable` (nothing written)."""
-        import psycopg
-
-        try:
-            cursor = await self.conn.execute(await _text(self.conn, statement), params)
-            row = await cursor.fetchone()
-        except psycopg.Error as exc:
-            raise LoopUnavailable(str(exc)) from exc
-        return None if row is None else convert_row(row, fields)
 
     async def lock_then_store(
         self, lock: Prepared, store: Prepared, params: Mapping[str, Any]
@@ -223,43 +230,10 @@ async def run_on_loop_or_sync(
 # connection (`DEALLOCATE ALL`) at its next rollback.
 
 
-class BytesConnection:
+class BytesConnection(LoopConnection):
     """One loop connection for a command that moves a block: its check and its data statement run on
     the same connection, so a connection that died idle fails the check, before anything was
     written, and the command can still run in a worker thread."""
-
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-
-    async def fetch_row(
-        self, statement: Prepared, params: Mapping[str, Any], fields: Sequence[Field | None]
-    ) -> tuple[Any, ...] | None:
-        """As the module's `fetch_row`, on this connection: any failure is `LoopUnavailable`."""
-        import psycopg
-
-        try:
-            # Client-side binding, whatever the pool's cursors: `EXECUTE name(...)` cannot take bound values.
-            async with psycopg.AsyncClientCursor(self.conn) as cursor:
-                await cursor.execute(await _text(self.conn, statement), params)
-                row = await cursor.fetchone()
-        except psycopg.Error as exc:
-            raise LoopUnavailable(str(exc)) from exc
-        return None if row is None else convert_row(row, fields)
-
-    async def fetch_row_binary(
-        self, statement: Prepared, params: Mapping[str, Any], fields: Sequence[Field | None]
-    ) -> tuple[Any, ...] | None:
-        """As `fetch_row`, the results read in binary (a bytea column comes as its bytes, not as hex text)."""
-        import psycopg
-
-        try:
-            text = psycopg.AsyncClientCursor(self.conn).mogrify(await _text(self.conn, statement), params)
-            async with psycopg.AsyncCursor(self.conn) as cursor:
-                await cursor.execute(text, binary=True)
-                row = await cursor.fetchone()
-        except psycopg.Error as exc:
-            raise LoopUnavailable(str(exc)) from exc
-        return None if row is None else convert_row(row, fields)
 
     async def execute_binary(self, sql: str, params: Mapping[str, Any]) -> bool:
         """Runs one write statement (autocommit: all of it or nothing), its values bound server-side.
