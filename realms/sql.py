@@ -120,33 +120,47 @@ _ENABLED_SEQUESTER_SERVICES = (
 _STAMPED_COLUMNS = [
     column for column in _access_state_column_list("%(user_pk)s") if column != 'r."checkpoint"'
 ] + [_ENABLED_SEQUESTER_SERVICES]
-STATE_STAMP = (
-    f"md5(ROW({', '.join(_STAMPED_COLUMNS)})::text)" if connection.vendor == "postgresql" else "NULL"
-)
+_POSTGRESQL = connection.vendor == "postgresql"
+STATE_STAMP = f"md5(ROW({', '.join(_STAMPED_COLUMNS)})::text)" if _POSTGRESQL else "NULL"
+
+
+def _state_read(name: str, vlob_columns: list[str], source: str) -> Prepared:
+    """`SELECT <access state>, <vlob_columns>, <sequester services enabled>, <stamp> <source>`.
+
+    On PostgreSQL the stamp is taken over the columns once read, in a subquery that OFFSET 0 keeps
+    whole, rather than over STATE_STAMP's expressions: the role and archiving lookups run once. The
+    same values give the same text, hence the stamp the store computes under the lock."""
+    columns = [*_access_state_column_list("%(user_pk)s"), *vlob_columns, _ENABLED_SEQUESTER_SERVICES]
+    if not _POSTGRESQL:
+        return Prepared(name, f"SELECT {', '.join(columns)}, {STATE_STAMP} {source}")
+    stamped = ", ".join(f"s.c{index}" for index, column in enumerate(columns) if column in _STAMPED_COLUMNS)
+    return Prepared(
+        name,
+        f"SELECT {', '.join(f's.c{index}' for index in range(len(columns)))}, md5(ROW({stamped})::text)"
+        f" FROM (SELECT {', '.join(f'{column} AS c{index}' for index, column in enumerate(columns))} {source} OFFSET 0) s",
+    )
+
 
 # Reads, after LOCK_REALM_ONLY_BY_ID: the access state, whether the vlob id is taken, whether
 # sequester services are enabled, the state's stamp.
-VLOB_CREATE_STATE = Prepared(
+VLOB_CREATE_STATE = _state_read(
     "vlob_create_state",
-    f"SELECT {ACCESS_STATE_COLUMNS},"
-    f' EXISTS(SELECT 1 FROM "{_ATOM}" v WHERE v."organization_id" = %(organization_pk)s AND v."vlob_id" = %(vlob_id)s),'
-    f" {_ENABLED_SEQUESTER_SERVICES}, {STATE_STAMP}"
-    f' FROM "{_REALM}" r WHERE {_BY_REALM_ID}',
+    [f'EXISTS(SELECT 1 FROM "{_ATOM}" v WHERE v."organization_id" = %(organization_pk)s AND v."vlob_id" = %(vlob_id)s)'],
+    f'FROM "{_REALM}" r WHERE {_BY_REALM_ID}',
 )
 # Reads, after LOCK_REALM_ONLY_OF_VLOB: the access state, the vlob's last (version, timestamp) in the
 # realm's current revision, whether sequester services are enabled, the state's stamp.
-VLOB_UPDATE_STATE = Prepared(
+VLOB_UPDATE_STATE = _state_read(
     "vlob_update_state",
-    f"SELECT {ACCESS_STATE_COLUMNS}, "
-    + ", ".join(
+    [
         f'(SELECT v."{column}" FROM "{_ATOM}" v WHERE v."organization_id" = %(organization_pk)s'
         ' AND v."vlob_id" = %(vlob_id)s AND v."encryption_revision" = r."encryption_revision"'
         ' ORDER BY v."version" DESC LIMIT 1)'
         for column in ("version", "created_on")
-    )
-    + f", {_ENABLED_SEQUESTER_SERVICES}, {STATE_STAMP}"
-    f' FROM "{_REALM}" r WHERE {_BY_VLOB_ID}',
+    ],
+    f'FROM "{_REALM}" r WHERE {_BY_VLOB_ID}',
 )
+
 
 def _insert(into: str, columns: str, values: str, *, source: str | None = None, suffix: str = "") -> str:
     """`INSERT INTO <into> (<columns>) VALUES (<values>)<suffix>`; with `source` (a WITH member),

@@ -181,6 +181,19 @@ async def test_state_changed_before_the_lock_is_decided_again(world: World, alic
     assert (await Realm.objects.aget(realm_id=realm_id)).checkpoint == 1
 
 
+async def test_an_unchanged_state_stores_at_the_first_attempt(world: World, realm_id, vlob_id, monkeypatch):
+    # The state reads take the stamp over the columns they read, the store over the tables under the
+    # lock (realms/sql.py): one state, one stamp, so a fresh read's write is stored by the loop itself.
+    async def nothing() -> None:
+        pass
+
+    attempts = _change_before_the_store(monkeypatch, nothing)
+    fresh = await connect_as(world.alice)  # remembers no state: both writes read theirs
+    assert await update_vlob(fresh, vlob_id, 2) == OK
+    await new_vlob(fresh, realm_id)
+    assert attempts == [(2,), (3,)]  # the realm's new checkpoints, no Stale
+
+
 async def test_harmless_change_before_the_lock_still_writes(world: World, alice_ws, realm_id, monkeypatch):
     # Any change of the stamped state sends the write to the worker thread, which decides it whole.
     async def touch_realm():
