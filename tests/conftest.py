@@ -58,6 +58,31 @@ async def loop_database_pool():
     await loop_db.close_pool()
 
 
+@pytest.fixture
+def loop_round_trips(monkeypatch):
+    """The event loop pool's budget: call it for the messages its connections sent to PostgreSQL since
+    the last call (the one-off PREPARE of a statement on a connection and a new connection's setup
+    left out: what every command costs once the connections are warm)."""
+    import psycopg
+
+    sent: list[str] = []
+    real_execute = psycopg.AsyncCursor.execute
+
+    async def counted(self, query, *args, **kwargs):
+        if not str(query).startswith(("PREPARE ", "SELECT set_config(")):
+            sent.append(str(query))
+        return await real_execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.AsyncCursor, "execute", counted)
+
+    def since_last_call() -> int:
+        count = len(sent)
+        sent.clear()
+        return count
+
+    return since_last_call
+
+
 @dataclass
 class World:
     organization_id: str

@@ -91,6 +91,17 @@ async def test_create_and_read_on_the_loop(world: World, no_worker_threads):
     assert _pool_requests() == before + 2
 
 
+async def test_round_trips_per_command(world: World, no_worker_threads, loop_round_trips):
+    # block_create: the check, then the data and its row in one statement; block_read: one read.
+    client, realm_id = await _alice(world)
+    block_id = uuid.uuid4()
+    loop_round_trips()
+    assert await client.command("block_create", block_id=block_id, realm_id=realm_id, block=b"x" * 1024) == OK
+    assert loop_round_trips() == 2
+    assert await client.command("block_read", block_id=block_id) == {"status": "ok", "block": b"x" * 1024}
+    assert loop_round_trips() == 1
+
+
 async def test_written_on_the_loop_read_in_a_worker_thread(world: World, monkeypatch: pytest.MonkeyPatch):
     client, realm_id = await _alice(world)
     block_id, data = uuid.uuid4(), os.urandom(BLOCK_SIZE)

@@ -150,6 +150,24 @@ async def test_sequester_writes_run_in_a_worker_thread(world: World, alice_ws, r
     assert _pool_requests() == before
 
 
+async def test_round_trips_per_command(world: World, alice_ws, realm_id, vlob_id, loop_round_trips):
+    # One message to PostgreSQL per read, and per write decided on the session's remembered state
+    # (`BEGIN; lock; store; COMMIT`); a write whose state is read first costs one more.
+    loop_round_trips()
+    assert await update_vlob(alice_ws, vlob_id, 2) == OK
+    assert loop_round_trips() == 1
+    await new_vlob(alice_ws, realm_id)
+    assert loop_round_trips() == 1
+    assert (await read_vlob(alice_ws, vlob_id))["version"] == 2
+    assert loop_round_trips() == 1
+    fresh = await connect_as(world.alice)
+    loop_round_trips()
+    assert await update_vlob(fresh, vlob_id, 3) == OK
+    assert loop_round_trips() == 2
+    await new_vlob(fresh, realm_id)
+    assert loop_round_trips() == 2
+
+
 def _change_before_the_store(monkeypatch, change) -> list:
     """Runs `change` (async) between a write's state read and its `BEGIN; lock; store; COMMIT`;
     returns the list of what each store attempt on the loop came back with."""
