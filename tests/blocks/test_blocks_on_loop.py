@@ -108,7 +108,14 @@ async def test_written_on_the_loop_read_in_a_worker_thread(world: World, monkeyp
     assert await client.command("block_create", block_id=block_id, realm_id=realm_id, block=data) == OK
     monkeypatch.setattr(orchestration, "_data_on_loop", lambda: False)
     assert await client.command("block_read", block_id=block_id) == {"status": "ok", "block": data}
-    read = await sync_to_async(DatabaseBlockStore().read, thread_sensitive=False)(world.organization_id, block_id)
+
+    def read_in_a_thread() -> bytes:
+        try:
+            return DatabaseBlockStore().read(world.organization_id, block_id)
+        finally:
+            connections["default"].close()  # not left checked out in an executor thread past the test database
+
+    read = await sync_to_async(read_in_a_thread, thread_sensitive=False)()
     assert read == data
 
 
