@@ -24,6 +24,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
         cluster = start_cluster()
         os.environ["PARSEC_DB"] = cluster.url
         os.environ["PARSEC_TEST_PG_PORT"] = str(cluster.port)
+        os.environ["PARSEC_TEST_PG_SOCKET_DIR"] = str(cluster.data_dir.parent)
     else:
         os.environ["PARSEC_DB"] = f"sqlite:///{tempfile.mkdtemp(prefix='parsec-sqlite-')}/parsec.sqlite3"
     os.environ.setdefault("PARSEC_ADMINISTRATION_TOKEN", "test-admin-token")

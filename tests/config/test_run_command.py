@@ -1,6 +1,7 @@
 """`manage.py run` and `migrate` as an operator runs them: real processes, real ports."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -137,6 +138,20 @@ def test_postgresql_needs_migrate_first(tmp_path: Path, fresh_postgresql_databas
     assert "(db=POSTGRESQL blockstore=POSTGRESQL email=MOCKED backend_addr=parsec://parsec.example.com)" \
         in server.stdout
     assert "t0k3n" not in server.stdout + server.stderr
+
+
+def test_postgresql_over_its_unix_socket(tmp_path: Path, fresh_postgresql_database: str) -> None:
+    # A PostgreSQL on the same host, reached without TCP: the URL names no host, the socket's folder is `host=`.
+    database = fresh_postgresql_database.rsplit("/", 1)[1]
+    socket_dir, port = os.environ["PARSEC_TEST_PG_SOCKET_DIR"], os.environ["PARSEC_TEST_PG_PORT"]
+    url = f"postgresql:///{database}?host={socket_dir}&port={port}&user=parsec"
+    migrated = manage("migrate", "--db", url, cwd=tmp_path, DJANGO_SECRET_KEY="k")
+    assert migrated.returncode == 0, migrated.stderr
+    options = ["--db", url, "-b", "POSTGRESQL", "--administration-token", "t", "--backend-addr", "parsec://h", "--email-host", "MOCKED"]
+    with running(*options, cwd=tmp_path, DJANGO_SECRET_KEY="k") as server:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/health/ready", timeout=5) as response:
+            checks = json.loads(response.read())["checks"]
+    assert checks["database"]["status"] == "ok" and checks["blockstore"]["status"] == "ok"
 
 
 @pytest.mark.parametrize(
