@@ -81,6 +81,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--db-max-connections", type=int, default=None,
                         help="both servers' pool max (default: max(7, connections + 2); the reference deadlocks "
                         "its pool when the concurrent block_create reach its size)")
+    parser.add_argument("--db-socket", action="store_true",
+                        help="both servers reach PostgreSQL over its Unix socket instead of loopback TCP")
     parser.add_argument("--log-level", default="WARNING",
                         help="both servers' --log-level (default WARNING; '' keeps their own default)")
     parser.add_argument("--wait-quiet", type=float, metavar="PCT", default=None,
@@ -445,7 +447,7 @@ async def main_async(args) -> int:
         size_connections=args.size_connections,
     )
     lab = Lab(db_min=args.db_min_connections, db_max=args.db_max_connections, log_level=args.log_level or None,
-              before_tree=args.before_tree)
+              before_tree=args.before_tree, db_socket=args.db_socket)
     collected: dict[str, dict[str, list[Result]]] = {p: {s: [] for s in args.server_list} for p in args.phase_list}
     try:
         for server, why in args.missing_servers.items():

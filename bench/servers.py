@@ -226,10 +226,11 @@ class Lab:
     """The PostgreSQL cluster and the servers of one bench run."""
 
     def __init__(self, *, db_min: int, db_max: int, log_level: str | None, workdir: Path | None = None,
-                 before_tree: Path | None = None) -> None:
+                 before_tree: Path | None = None, db_socket: bool = False) -> None:
         # `before`: our server from another checkout (e.g. `git worktree add /tmp/before <commit>`), run with
         # this repository's venv, to compare two versions of ours in one run.
         self.before_tree = before_tree
+        self.db_socket = db_socket  # both servers reach PostgreSQL over its Unix socket instead of loopback TCP
         self.db_min = db_min
         self.db_max = db_max
         self.log_level = log_level
@@ -280,6 +281,8 @@ class Lab:
         assert self.cluster is not None
         database = f"bench_{kind}_{secrets.token_hex(3)}"
         db_url = self.cluster.create_database(database)
+        if self.db_socket:
+            db_url = f"postgresql:///{database}?host={self.cluster.data_dir.parent}&port={self.cluster.port}&user=parsec"
         port = free_port()
         token = secrets.token_hex(16)
         log = self.workdir / f"{kind}.log"
