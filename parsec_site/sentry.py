@@ -30,7 +30,8 @@ def init_sentry(*, dsn: str, environment: str, release: str) -> None:
             DjangoIntegration(transaction_style="url", middleware_spans=False, signals_spans=False, cache_spans=False),
             LoggingIntegration(level=logging.INFO, event_level=logging.ERROR),
         ],
-        send_default_pii=False,
+        # No user data: the SDK's default while `send_default_pii` is left unset (setting it is deprecated;
+        # `data_collection`, its successor, would also turn the SDK's own event scrubber off).
         max_request_body_size="never",
         include_local_variables=False,
         # Frames name file, function and line; no source lines travel (nor the literals they hold).
