@@ -349,7 +349,10 @@ async def vlob_create_on_loop(
             remembered.state, now=now, encryption_revision=encryption_revision, timestamp=timestamp,
             realm_not_found=RealmRefusal.NOT_ALLOWED,
         ) is None:
-            outcome = await _store_created(write, session=session, decided_on=remembered, vlob_id=vlob_id, timestamp=timestamp, blob=blob)
+            outcome = await _store_on_loop(
+                write, sql.STORE_CREATED_IF_UNCHANGED, RealmRefusal.ALREADY_EXISTS, session=session, decided_on=remembered,
+                vlob_id=vlob_id, version=1, timestamp=timestamp, blob=blob,
+            )
             if outcome is not None:
                 return outcome
             _forget(session, realm_key)  # changed since: read it again
@@ -375,27 +378,10 @@ async def vlob_create_on_loop(
         decided_on = _WriteState(state=state, stamp=stamp)
         _remember(session, realm_key, decided_on)
         # None: the state changed before the lock; decided again under it, in `vlob_create`.
-        return await _store_created(write, session=session, decided_on=decided_on, vlob_id=vlob_id, timestamp=timestamp, blob=blob)
-
-
-async def _store_created(
-    write: loop_db.Write, *, session: AuthenticatedSession, decided_on: _WriteState, vlob_id: uuid.UUID,
-    timestamp: datetime, blob: bytes,
-) -> Outcome | None:
-    """Version 1 of a creation granted on `decided_on`, stored if that state is unchanged and the id
-    free under the lock; None: it changed, nothing was written."""
-    realm = decided_on.state.realm
-    params = _version_params(session=session, realm=realm, vlob_id=vlob_id, version=1, timestamp=timestamp, blob=blob)
-    stored = await write.lock_then_store(
-        sql.LOCK_REALM_ONLY_BY_PK, sql.STORE_CREATED_IF_UNCHANGED, params | {"stamp": decided_on.stamp}
-    )
-    if stored is loop_db.Stale.STATE_CHANGED:
-        return None
-    if stored is loop_db.Stale.DUPLICATE:
-        return RealmRefusal.ALREADY_EXISTS
-    _remember(session, ("vlob", vlob_id), replace(decided_on, version=1, timestamp=timestamp))
-    _emit_vlobs_updated(session=session, realm=realm, vlob_id=vlob_id, version=1, checkpoint=stored[0])
-    return OK
+        return await _store_on_loop(
+            write, sql.STORE_CREATED_IF_UNCHANGED, RealmRefusal.ALREADY_EXISTS, session=session, decided_on=decided_on,
+            vlob_id=vlob_id, version=1, timestamp=timestamp, blob=blob,
+        )
 
 
 def vlob_update(
@@ -486,8 +472,9 @@ async def vlob_update_on_loop(
             )
             or _version_refusal(remembered.version, remembered.timestamp, version=version, timestamp=timestamp)
         ) is None:
-            outcome = await _store_updated(
-                write, session=session, decided_on=remembered, vlob_id=vlob_id, version=version, timestamp=timestamp, blob=blob
+            outcome = await _store_on_loop(
+                write, sql.STORE_UPDATED_IF_UNCHANGED, RealmRefusal.BAD_VERSION, session=session, decided_on=remembered,
+                vlob_id=vlob_id, version=version, timestamp=timestamp, blob=blob,
             )
             if outcome is not None:
                 return outcome
@@ -512,26 +499,27 @@ async def vlob_update_on_loop(
             return refusal
         decided_on = _WriteState(state=state, stamp=stamp, version=previous_version, timestamp=previous_timestamp)
         # None: the state changed before the lock; decided again under it, in `vlob_update`.
-        return await _store_updated(
-            write, session=session, decided_on=decided_on, vlob_id=vlob_id, version=version, timestamp=timestamp, blob=blob
+        return await _store_on_loop(
+            write, sql.STORE_UPDATED_IF_UNCHANGED, RealmRefusal.BAD_VERSION, session=session, decided_on=decided_on,
+            vlob_id=vlob_id, version=version, timestamp=timestamp, blob=blob,
         )
 
 
-async def _store_updated(
-    write: loop_db.Write, *, session: AuthenticatedSession, decided_on: _WriteState, vlob_id: uuid.UUID,
-    version: int, timestamp: datetime, blob: bytes,
+async def _store_on_loop(
+    write: loop_db.Write, store: Prepared, taken: Outcome, *, session: AuthenticatedSession, decided_on: _WriteState,
+    vlob_id: uuid.UUID, version: int, timestamp: datetime, blob: bytes,
 ) -> Outcome | None:
-    """`version` of an update granted on `decided_on`, stored if that state is unchanged and the
-    previous version as it was under the lock; None: it changed, nothing was written."""
+    """`version` of a write granted on `decided_on`, stored by `store` (sql.STORE_CREATED_IF_UNCHANGED,
+    STORE_UPDATED_IF_UNCHANGED) if that state and the vlob are as decided under the lock; None: they
+    changed, nothing was written. `taken`: the refusal when the stamp held but a racing writer took
+    the id or the version first (the unique constraints)."""
     realm = decided_on.state.realm
     params = _version_params(session=session, realm=realm, vlob_id=vlob_id, version=version, timestamp=timestamp, blob=blob)
-    stored = await write.lock_then_store(
-        sql.LOCK_REALM_ONLY_BY_PK, sql.STORE_UPDATED_IF_UNCHANGED, params | {"stamp": decided_on.stamp}
-    )
+    stored = await write.lock_then_store(sql.LOCK_REALM_ONLY_BY_PK, store, params | {"stamp": decided_on.stamp})
     if stored is loop_db.Stale.STATE_CHANGED:
         return None
     if stored is loop_db.Stale.DUPLICATE:
-        return RealmRefusal.BAD_VERSION  # the stamp held: granted, but another writer took the version first
+        return taken
     _remember(session, ("vlob", vlob_id), replace(decided_on, version=version, timestamp=timestamp))
     _emit_vlobs_updated(session=session, realm=realm, vlob_id=vlob_id, version=version, checkpoint=stored[0])
     return OK
