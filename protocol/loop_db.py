@@ -167,8 +167,9 @@ class Stale(enum.Enum):
 
 
 class Write(LoopConnection):
-    """One write decided on a loop connection in two round trips: the state read (no transaction,
-    no lock), then, once Python has decided, `BEGIN; <lock>; <store>; COMMIT` sent at once. The
+    """One write decided on a loop connection: the state read (no transaction, no lock; skipped when
+    the session remembers the state, realms/services/vlobs.py), then, once Python has decided,
+    `BEGIN; <lock>; <store>; COMMIT` sent at once. The
     store writes only if the state it was decided on is unchanged under the lock (realms/sql.py,
     STATE_STAMP), so the lock is held while PostgreSQL runs one statement and commits, never across
     a round trip through a busy event loop."""
